@@ -1,0 +1,198 @@
+/**
+ * The command line. It speaks the C epmd's dialect (single-dash long flags: `-port 4369 -names`), so that sdepmd
+ * can stand in wherever `epmd` is invoked, and offers the same options with modern spellings (`--port`).
+ *
+ *   sdepmd [-port N] [-address LIST] [-d ...] [-relaxed_command_check] [-systemd] [-daemon] ...   run the daemon
+ *   sdepmd -names | -kill | -stop NAME                                                             ask a running one
+ */
+import yargs from 'yargs/yargs';
+import type { Argv } from 'yargs';
+import { spawn } from 'node:child_process';
+import { resolveDaemonConfig, resolvePort, type DaemonFlags } from './config';
+import { CannotConnectError, kill, names, stop, type Endpoint } from './client';
+import { VERSION } from './version';
+
+export interface CliIo {
+  readonly stdout: (text: string) => void;
+  readonly stderr: (text: string) => void;
+  readonly env: NodeJS.ProcessEnv;
+}
+
+const PROCESS_IO: CliIo = {
+  stdout: (text) => process.stdout.write(text),
+  stderr: (text) => process.stderr.write(text),
+  env: process.env,
+};
+
+/** The parsed command line. */
+export interface CliArgs extends DaemonFlags {
+  readonly names?: boolean;
+  readonly kill?: boolean;
+  readonly stop?: string;
+  readonly daemon?: boolean;
+}
+
+export function buildParser(argv: readonly string[]): Argv<CliArgs> {
+  return yargs([...argv])
+    .scriptName('sdepmd')
+    .usage(
+      'sdepmd: a systemd-native Erlang Port Mapper Daemon\n\n' +
+        'Usage:\n' +
+        '  sdepmd [-d|-debug] [-address LIST] [-port N] [-daemon] [-relaxed_command_check] [-systemd]\n' +
+        '  sdepmd [-d|-debug] [-port N] [-names | -kill | -stop NAME]\n\n' +
+        'Flags may be written with one dash, as for the C epmd, or two.',
+    )
+    .parserConfiguration({ 'short-option-groups': false, 'camel-case-expansion': false, 'dot-notation': false })
+    .option('port', { type: 'string', describe: 'Port to listen on / to ask (default: ERL_EPMD_PORT, else 4369)' })
+    .option('address', { type: 'string', describe: 'Comma-separated addresses to listen on (loopback is always added; default: ERL_EPMD_ADDRESS, else all)' })
+    .option('debug', { alias: 'd', type: 'count', describe: 'More log detail; repeat for more (-d: every request, -d -d: packet hex)' })
+    .option('relaxed_command_check', { type: 'boolean', describe: 'Allow -kill with nodes registered, and -stop (also ERL_EPMD_RELAXED_COMMAND_CHECK)' })
+    .option('systemd', { type: 'boolean', describe: 'Require sockets passed by systemd (epmd.socket)' })
+    .option('daemon', { type: 'boolean', describe: 'Detach into the background once listening' })
+    .option('packet_timeout', { type: 'string', describe: 'Seconds a connection may take to send its request (default 60)' })
+    .option('delay_accept', { type: 'string', describe: 'Seconds to wait before serving a new connection (testing)' })
+    .option('delay_write', { type: 'string', describe: 'Seconds to wait before each reply (testing)' })
+    .option('max_connections', { type: 'string', describe: 'Most open connections (0: no limit)' })
+    .option('max_connections_per_peer', { type: 'string', describe: 'Most open connections per non-loopback peer (0: no limit)' })
+    .option('max_registrations', { type: 'string', describe: 'Most registered nodes (0: no limit)' })
+    .option('names', { type: 'boolean', describe: 'List the names registered with the running epmd' })
+    .option('kill', { type: 'boolean', describe: 'Kill the running epmd (refused while nodes are registered, unless relaxed)' })
+    .option('stop', { type: 'string', describe: 'Unregister NAME by closing its connection (needs relaxed command check)' })
+    .conflicts('names', ['kill', 'stop'])
+    .conflicts('kill', 'stop')
+    .version(VERSION)
+    .help('help')
+    .alias('help', 'h')
+    .strict()
+    .wrap(Math.min(110, process.stdout.columns || 110)) as unknown as Argv<CliArgs>;
+}
+
+/** Runs the command line; resolves with the exit code (the daemon resolves only when it stops). */
+export async function main(argv: readonly string[], io: CliIo = PROCESS_IO): Promise<number> {
+  let parseError: string | null = null;
+  let helpOrVersion = false;
+  const parser = buildParser(argv)
+    .exitProcess(false)
+    .fail((message, error) => {
+      parseError = message || error?.message || 'invalid arguments';
+    });
+  let args: CliArgs;
+  let output = '';
+  try {
+    args = (await parser.parseAsync([...argv], {}, (_err, _argv, out) => {
+      output = out;
+    })) as CliArgs;
+  } catch (err) {
+    parseError ??= (err as Error).message;
+    args = {};
+  }
+  if (output) {
+    helpOrVersion = true;
+    io.stdout(output.endsWith('\n') ? output : `${output}\n`);
+  }
+  if (parseError) {
+    io.stderr(`sdepmd: ${parseError} (see sdepmd --help)\n`);
+    return 1;
+  }
+  if (helpOrVersion) return 0;
+
+  if (args.names || args.kill || args.stop !== undefined) return clientVerb(args, io);
+
+  const resolved = resolveDaemonConfig(args, io.env);
+  if (!resolved.ok) {
+    io.stderr(`sdepmd: ${resolved.error}\n`);
+    return 1;
+  }
+  if (args.daemon) return detach(argv, io);
+  // Loaded here so that the client verbs do not pay for the daemon's modules.
+  const { startDaemon, StartupError } = await import('./daemon');
+  try {
+    const daemon = await startDaemon(resolved.value, { env: io.env, handleSignals: true });
+    tellParent({ type: 'ready' });
+    return await daemon.stopped;
+  } catch (err) {
+    if (err instanceof StartupError) {
+      io.stderr(`sdepmd: ${err.message}\n`);
+      tellParent({ type: 'error', message: err.message });
+      return 1;
+    }
+    throw err;
+  }
+}
+
+type DetachMessage = { type: 'ready' } | { type: 'error'; message: string };
+
+/** With -daemon, the detached child reports to its parent over the IPC channel, then lets go of it. */
+function tellParent(message: DetachMessage): void {
+  if (!process.send || process.env.SDEPMD_DETACHED !== '1') return;
+  process.send(message);
+  process.disconnect?.();
+}
+
+/** The C epmd's client verbs, with its exact output lines. */
+async function clientVerb(args: CliArgs, io: CliIo): Promise<number> {
+  const port = resolvePort(args.port, io.env);
+  if (!port.ok) {
+    io.stderr(`sdepmd: ${port.error}\n`);
+    return 1;
+  }
+  const endpoint: Endpoint = { host: '127.0.0.1', port: port.value };
+  try {
+    if (args.names) {
+      const reply = await names(endpoint);
+      io.stdout(`epmd: up and running on port ${reply.epmdPort} with data:\n${reply.text}`);
+      return 0;
+    }
+    if (args.kill) {
+      const answer = await kill(endpoint);
+      if (answer === 'OK') io.stdout('Killed\n');
+      else io.stdout('Killing not allowed - living nodes in database.\n');
+      return 0;
+    }
+    const answer = await stop(endpoint, args.stop ?? '');
+    if (answer === 'STOPPED') io.stdout('STOPPED\n');
+    else if (answer === 'NOEXIST') io.stdout('NOEXIST\n');
+    else io.stdout('epmd: stop request not accepted\n');
+    return 0;
+  } catch (err) {
+    if (err instanceof CannotConnectError) {
+      io.stdout('epmd: Cannot connect to local epmd\n');
+      return 1;
+    }
+    io.stderr(`sdepmd: ${(err as Error).message}\n`);
+    return 1;
+  }
+}
+
+/**
+ * -daemon: start the same command line without -daemon in a new session, detached from the terminal, and return
+ * once it is listening, or say why it could not start.
+ */
+async function detach(argv: readonly string[], io: CliIo): Promise<number> {
+  const rest = argv.filter((a) => a !== '-daemon' && a !== '--daemon');
+  const entry = require.main?.filename ?? process.argv[1] ?? __filename;
+  const child = spawn(process.execPath, [entry, ...rest], {
+    detached: true,
+    stdio: ['ignore', 'ignore', 'ignore', 'ipc'],
+    env: { ...io.env, SDEPMD_DETACHED: '1' },
+  });
+  const outcome = await new Promise<DetachMessage | { type: 'exit'; code: number }>((resolve) => {
+    child.once('message', (m: DetachMessage) => resolve(m));
+    child.once('exit', (code) => resolve({ type: 'exit', code: code ?? 1 }));
+  });
+  child.unref();
+  child.disconnect?.();
+  if (outcome.type === 'ready') return 0;
+  io.stderr(`sdepmd: ${outcome.type === 'error' ? outcome.message : `the daemon exited with code ${outcome.code}`}\n`);
+  return 1;
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      process.stderr.write(`sdepmd: internal error: ${(err as Error)?.stack ?? String(err)}\n`);
+      process.exit(70);
+    },
+  );
+}

@@ -1,0 +1,223 @@
+/**
+ * One EPMD connection, from the first byte to the reply. Read top to bottom, this file is the whole life of a
+ * packet:
+ *
+ *   socket bytes ─► frameRequest ─► decodeRequest ─► policy (local-only?) ─► registry ─► encode reply ─► socket.end
+ *
+ * A connection carries exactly one request, as with the C epmd. Every request but ALIVE2_REQ is answered and the
+ * connection closed; a successful ALIVE2_REQ keeps the connection open, and the registration lives exactly as long
+ * as it does: EOF, an error or any further byte from the node unregisters it.
+ */
+import type { Socket } from 'node:net';
+import {
+  decodeRequest,
+  encodeAlive2Reply,
+  encodeDumpLine,
+  encodePortHeader,
+  encodePort2Reply,
+  frameRequest,
+  KILL_OK,
+  KILL_REFUSED,
+  PORT2_NOT_FOUND,
+  STOP_NOT_FOUND,
+  STOP_OK,
+  type Alive2Request,
+  type Request,
+} from './protocol/codec';
+import { hex, printableName, type Logger } from './log';
+import { isLocalOnly, isLocalPeer, normaliseAddress } from './policy';
+import type { Registration, Registry } from './registry';
+import { INBUF_SIZE } from './protocol/constants';
+import { socketFd } from './socket-fd';
+
+/** What the registry holds for each node: the connection that keeps it registered. */
+export interface NodeConnection {
+  readonly socket: Socket;
+  /** The peer's address, normalised. */
+  readonly peer: string;
+  /** PORT2_RESP for this node, built once at registration. */
+  readonly port2Reply: Buffer;
+  /** Ends the registration at once and closes its connection (STOP_REQ, shutdown). */
+  hangUp(why: string): void;
+}
+
+export type NodeRegistration = Registration<NodeConnection>;
+
+/** Running totals, reported by STATUS= and `sdepmd status`. */
+export interface ServerStats {
+  connections: number;
+  lookups: number;
+  lookupsFound: number;
+  namesRequests: number;
+  registrations: number;
+  unregistrations: number;
+  refused: number;
+  limitHits: number;
+}
+
+/** What a connection needs from the server around it. */
+export interface ConnectionContext {
+  readonly registry: Registry<NodeConnection>;
+  readonly log: Logger;
+  readonly stats: ServerStats;
+  readonly relaxedCommandCheck: boolean;
+  readonly packetTimeoutMs: number;
+  readonly delayWriteMs: number;
+  /** The NAMES reply for the current table (cached by the server). */
+  namesReply(): Buffer;
+  /** The port NAMES and DUMP replies start with. */
+  readonly epmdPort: number;
+  /** Called after a node registered or unregistered. */
+  registrationChanged(registration: NodeRegistration, event: 'registered' | 'unregistered', why: string): void;
+  /** Called once the reply to an accepted KILL_REQ has been written. */
+  killRequested(): void;
+  /** Rate-limited warning for refusals, so that a flood of bad peers cannot flood the journal. */
+  refused(peer: string, why: string, packet?: Buffer): void;
+}
+
+/** Takes over a freshly accepted socket. */
+export function serveConnection(ctx: ConnectionContext, socket: Socket): void {
+  ctx.stats.connections++;
+  const peer = normaliseAddress(socket.remoteAddress);
+  let received: Buffer | null = null;
+  let registration: NodeRegistration | null = null;
+  let answered = false;
+
+  socket.setTimeout(ctx.packetTimeoutMs);
+  socket.on('timeout', () => {
+    if (registration) return; // a registered node may stay silent for ever
+    if (!answered) ctx.refused(peer, `no complete request within ${ctx.packetTimeoutMs} ms`, received ?? undefined);
+    socket.destroy();
+  });
+  socket.on('error', (err) => {
+    if (ctx.log.debugEnabled) ctx.log.debug(`connection from ${peer}: ${err.message}`);
+  });
+  socket.on('end', () => socket.destroy());
+  socket.on('close', () => {
+    if (registration) endRegistration('connection closed');
+  });
+  socket.on('data', onData);
+
+  function onData(chunk: Buffer): void {
+    if (registration) {
+      // The C epmd unregisters a node that sends anything after ALIVE2_REQ.
+      endRegistration(`node sent ${chunk.length} unexpected byte(s)`);
+      socket.destroy();
+      return;
+    }
+    if (answered) {
+      // One request per connection: anything after it is dropped with the connection.
+      socket.destroy();
+      return;
+    }
+    received = received === null ? chunk : Buffer.concat([received, chunk]);
+    const frame = frameRequest(received);
+    if (frame.status === 'incomplete') {
+      if (received.length >= INBUF_SIZE) dropConnection('request exceeds the input buffer', received);
+      return;
+    }
+    if (frame.status === 'invalid') return dropConnection(frame.reason, received);
+    if (frame.excess > 0) return dropConnection('bytes after the request', received);
+    answered = true;
+    const decoded = decodeRequest(frame.body);
+    if (!decoded.ok) return dropConnection(decoded.reason, frame.body);
+    if (ctx.log.traceEnabled) ctx.log.trace(`request from ${peer}: ${hex(frame.body)}`);
+    handleRequest(decoded.request);
+  }
+
+  function handleRequest(request: Request): void {
+    if (isLocalOnly(request.kind) && !isLocalPeer(socket.remoteAddress, socket.localAddress)) {
+      return dropConnection(`${request.kind} request from a non-local peer`);
+    }
+    switch (request.kind) {
+      case 'port_please2': {
+        ctx.stats.lookups++;
+        const found = ctx.registry.lookup(request.name);
+        if (found) ctx.stats.lookupsFound++;
+        if (ctx.log.debugEnabled) {
+          ctx.log.debug(`PORT_PLEASE2 ${printableName(request.name)} from ${peer}: ${found ? `port ${found.port}` : 'not registered'}`);
+        }
+        return replyAndClose(found ? found.owner.port2Reply : PORT2_NOT_FOUND);
+      }
+      case 'alive2':
+        return register(request);
+      case 'names':
+        ctx.stats.namesRequests++;
+        if (ctx.log.debugEnabled) ctx.log.debug(`NAMES from ${peer}`);
+        return replyAndClose(ctx.namesReply());
+      case 'dump':
+        if (ctx.log.debugEnabled) ctx.log.debug(`DUMP from ${peer}`);
+        return replyAndClose(dumpReply());
+      case 'kill': {
+        const allowed = ctx.relaxedCommandCheck || ctx.registry.size === 0;
+        ctx.log.notice(`KILL from ${peer}: ${allowed ? 'exiting' : `refused, ${ctx.registry.size} node(s) registered`}`);
+        return replyAndClose(allowed ? KILL_OK : KILL_REFUSED, allowed ? () => ctx.killRequested() : undefined);
+      }
+      case 'stop': {
+        if (!ctx.relaxedCommandCheck) return dropConnection('STOP_REQ needs -relaxed_command_check');
+        const target = ctx.registry.lookup(request.name);
+        if (!target) return replyAndClose(STOP_NOT_FOUND);
+        ctx.log.notice(`STOP ${target.displayName} from ${peer}: closing its registration`);
+        target.owner.hangUp(`stopped by ${peer}`);
+        return replyAndClose(STOP_OK);
+      }
+    }
+  }
+
+  function register(request: Alive2Request): void {
+    const owner: NodeConnection = {
+      socket,
+      peer,
+      port2Reply: encodePort2Reply(request),
+      hangUp(why) {
+        endRegistration(why);
+        socket.destroy();
+      },
+    };
+    const result = ctx.registry.register(request, owner);
+    if (!result.ok) {
+      ctx.refused(peer, `ALIVE2 ${printableName(request.name)} refused: ${result.reason}`);
+      return replyAndClose(encodeAlive2Reply(1, 99, request.highestVersion));
+    }
+    registration = result.registration;
+    ctx.stats.registrations++;
+    socket.setTimeout(0);
+    ctx.registrationChanged(registration, 'registered', `from ${peer}`);
+    write(encodeAlive2Reply(0, registration.creation, request.highestVersion));
+  }
+
+  function endRegistration(why: string): void {
+    const ended = registration;
+    registration = null;
+    if (ended && ctx.registry.unregister(ended)) {
+      ctx.stats.unregistrations++;
+      ctx.registrationChanged(ended, 'unregistered', why);
+    }
+  }
+
+  function dumpReply(): Buffer {
+    const parts = [encodePortHeader(ctx.epmdPort)];
+    for (const node of ctx.registry.newestFirst()) parts.push(encodeDumpLine('active', node, socketFd(node.owner.socket)));
+    for (const old of ctx.registry.unused()) parts.push(encodeDumpLine('old', old, -1));
+    return Buffer.concat(parts);
+  }
+
+  function write(reply: Buffer): void {
+    if (ctx.delayWriteMs > 0) setTimeout(() => socket.destroyed || socket.write(reply), ctx.delayWriteMs);
+    else socket.write(reply);
+  }
+
+  function replyAndClose(reply: Buffer, then?: () => void): void {
+    const send = () => {
+      if (!socket.destroyed) socket.end(reply, then);
+    };
+    if (ctx.delayWriteMs > 0) setTimeout(send, ctx.delayWriteMs);
+    else send();
+  }
+
+  function dropConnection(why: string, packet?: Buffer): void {
+    answered = true;
+    ctx.refused(peer, why, packet);
+    socket.destroy();
+  }
+}

@@ -1,0 +1,66 @@
+/**
+ * Connection policy: who may ask what, and the limits that keep one peer from hurting the others.
+ * Pure functions and plain data; the server applies them.
+ */
+import { isIPv4 } from 'node:net';
+import type { RequestKind } from './protocol/codec';
+
+/** Limits on connections and requests. 0 means "no limit" for the counts. */
+export interface Limits {
+  /** Close a connection that has not sent a whole request within this many ms (the C epmd's -packet_timeout). */
+  readonly packetTimeoutMs: number;
+  /** Most connections open at once (registrations included). */
+  readonly maxConnections: number;
+  /** Most connections open at once from one peer address (loopback peers are exempt: every local node needs one). */
+  readonly maxConnectionsPerPeer: number;
+  /** Most registrations held at once. */
+  readonly maxRegistrations: number;
+  /** Most bytes of reply a peer may leave unread before it is dropped. */
+  readonly maxWriteBufferBytes: number;
+}
+
+export const DEFAULT_LIMITS: Limits = {
+  packetTimeoutMs: 60_000,
+  maxConnections: 0,
+  maxConnectionsPerPeer: 0,
+  maxRegistrations: 0,
+  maxWriteBufferBytes: 4 * 1024 * 1024,
+};
+
+/** Requests the C epmd serves only to peers on this host. */
+const LOCAL_ONLY: ReadonlySet<RequestKind> = new Set<RequestKind>(['alive2', 'dump', 'kill', 'stop']);
+
+export function isLocalOnly(kind: RequestKind): boolean {
+  return LOCAL_ONLY.has(kind);
+}
+
+/**
+ * Normalises an address as Node reports it: an IPv4-mapped IPv6 address (`::ffff:127.0.0.1`, as a dual-stack
+ * socket reports IPv4 peers) becomes the plain IPv4 address, and an IPv6 zone index is dropped.
+ */
+export function normaliseAddress(address: string | undefined): string {
+  if (!address) return '';
+  const lower = address.toLowerCase();
+  if (lower.startsWith('::ffff:')) {
+    const tail = lower.slice(7);
+    if (isIPv4(tail)) return tail;
+  }
+  const zone = lower.indexOf('%');
+  return zone >= 0 ? lower.slice(0, zone) : lower;
+}
+
+/** Whether an address is a loopback address (127.0.0.0/8 or ::1), in any spelling Node reports. */
+export function isLoopback(address: string | undefined): boolean {
+  const a = normaliseAddress(address);
+  return a.startsWith('127.') || a === '::1' || a === '0:0:0:0:0:0:0:1';
+}
+
+/**
+ * The C epmd's notion of a local peer: loopback, or a peer whose address is the address it connected to
+ * (a process on this host that dialled one of the host's own addresses).
+ */
+export function isLocalPeer(remoteAddress: string | undefined, localAddress: string | undefined): boolean {
+  if (isLoopback(remoteAddress)) return true;
+  const remote = normaliseAddress(remoteAddress);
+  return remote !== '' && remote === normaliseAddress(localAddress);
+}
