@@ -9,7 +9,9 @@ import yargs from 'yargs/yargs';
 import type { Argv } from 'yargs';
 import { spawn } from 'node:child_process';
 import { resolveDaemonConfig, resolvePort, type DaemonFlags } from './config';
-import { CannotConnectError, kill, names, stop, type Endpoint } from './client';
+import { CannotConnectError, exchangeLocal } from './client';
+import { encodeNameRequest, encodeSimpleRequest } from './protocol/codec';
+import { DUMP_REQ, KILL_REQ, NAMES_REQ, STOP_REQ } from './protocol/constants';
 import { VERSION } from './version';
 
 export interface CliIo {
@@ -29,6 +31,8 @@ export interface CliArgs extends DaemonFlags {
   readonly names?: boolean;
   readonly kill?: boolean;
   readonly stop?: string;
+  readonly dump?: boolean;
+  readonly started?: boolean;
   readonly daemon?: boolean;
 }
 
@@ -58,8 +62,12 @@ export function buildParser(argv: readonly string[]): Argv<CliArgs> {
     .option('names', { type: 'boolean', describe: 'List the names registered with the running epmd' })
     .option('kill', { type: 'boolean', describe: 'Kill the running epmd (refused while nodes are registered, unless relaxed)' })
     .option('stop', { type: 'string', describe: 'Unregister NAME by closing its connection (needs relaxed command check)' })
-    .conflicts('names', ['kill', 'stop'])
-    .conflicts('kill', 'stop')
+    .option('dump', { type: 'boolean', describe: 'Dump the running epmd\'s table, as the C epmd does (NUL-separated lines)' })
+    .option('started', { type: 'boolean', describe: 'Exit 0 if an epmd answers, 1 if not; print nothing' })
+    .conflicts('names', ['kill', 'stop', 'dump', 'started'])
+    .conflicts('kill', ['stop', 'dump', 'started'])
+    .conflicts('stop', ['dump', 'started'])
+    .conflicts('dump', 'started')
     .version(VERSION)
     .help('help')
     .alias('help', 'h')
@@ -96,7 +104,7 @@ export async function main(argv: readonly string[], io: CliIo = PROCESS_IO): Pro
   }
   if (helpOrVersion) return 0;
 
-  if (args.names || args.kill || args.stop !== undefined) return clientVerb(args, io);
+  if (args.names || args.kill || args.stop !== undefined || args.dump || args.started) return clientVerb(args, io);
 
   const resolved = resolveDaemonConfig(args, io.env);
   if (!resolved.ok) {
@@ -105,7 +113,7 @@ export async function main(argv: readonly string[], io: CliIo = PROCESS_IO): Pro
   }
   if (args.daemon) return detach(argv, io);
   // Loaded here so that the client verbs do not pay for the daemon's modules.
-  const { startDaemon, StartupError } = await import('./daemon');
+  const { startDaemon, StartupError, AlreadyRunningError } = await import('./daemon');
   try {
     const daemon = await startDaemon(resolved.value, { env: io.env, handleSignals: true });
     tellParent({ type: 'ready' });
@@ -113,8 +121,10 @@ export async function main(argv: readonly string[], io: CliIo = PROCESS_IO): Pro
   } catch (err) {
     if (err instanceof StartupError) {
       io.stderr(`sdepmd: ${err.message}\n`);
-      tellParent({ type: 'error', message: err.message });
-      return 1;
+      // Like the C epmd, finding another epmd on the port is not a failure (`erl` starts `epmd -daemon` blindly).
+      const code = err instanceof AlreadyRunningError ? 0 : 1;
+      tellParent(code === 0 ? { type: 'ready' } : { type: 'error', message: err.message });
+      return code;
     }
     throw err;
   }
@@ -129,37 +139,60 @@ function tellParent(message: DetachMessage): void {
   process.disconnect?.();
 }
 
-/** The C epmd's client verbs, with its exact output lines. */
+/** The longest name `-stop` sends, as in the C epmd client. */
+const MAX_STOP_NAME_BYTES = 1000;
+
+/** The C epmd's client verbs, with its exact output lines, streams and exit codes. */
 async function clientVerb(args: CliArgs, io: CliIo): Promise<number> {
   const port = resolvePort(args.port, io.env);
   if (!port.ok) {
     io.stderr(`sdepmd: ${port.error}\n`);
     return 1;
   }
-  const endpoint: Endpoint = { host: '127.0.0.1', port: port.value };
+  const noAnswer = () => {
+    io.stdout('epmd: local epmd responded with <>\n');
+    return 1;
+  };
   try {
-    if (args.names) {
-      const reply = await names(endpoint);
-      io.stdout(`epmd: up and running on port ${reply.epmdPort} with data:\n${reply.text}`);
+    if (args.names || args.dump || args.started) {
+      const reply = await exchangeLocal(port.value, encodeSimpleRequest(args.dump ? DUMP_REQ : NAMES_REQ));
+      if (args.started) return reply.length >= 4 ? 0 : 1;
+      if (reply.length < 4) {
+        io.stdout('epmd: no response from local epmd\n');
+        return 1;
+      }
+      io.stdout(`epmd: up and running on port ${reply.readInt32BE(0)} with data:\n`);
+      io.stdout(reply.subarray(4).toString('utf8'));
       return 0;
     }
     if (args.kill) {
-      const answer = await kill(endpoint);
-      if (answer === 'OK') io.stdout('Killed\n');
-      else io.stdout('Killing not allowed - living nodes in database.\n');
-      return 0;
-    }
-    const answer = await stop(endpoint, args.stop ?? '');
-    if (answer === 'STOPPED') io.stdout('STOPPED\n');
-    else if (answer === 'NOEXIST') io.stdout('NOEXIST\n');
-    else io.stdout('epmd: stop request not accepted\n');
-    return 0;
-  } catch (err) {
-    if (err instanceof CannotConnectError) {
-      io.stdout('epmd: Cannot connect to local epmd\n');
+      const answer = await exchangeLocal(port.value, encodeSimpleRequest(KILL_REQ));
+      if (answer.length < 2) return noAnswer();
+      if (answer.subarray(0, 2).toString('latin1') === 'OK') {
+        io.stdout('Killed\n');
+        return 0;
+      }
+      io.stdout('Killing not allowed - living nodes in database.\n');
       return 1;
     }
-    io.stderr(`sdepmd: ${(err as Error).message}\n`);
+    const name = Buffer.from(args.stop ?? '', 'utf8');
+    if (name.length > MAX_STOP_NAME_BYTES) {
+      io.stdout('epmd: Name too long!');
+      return 1;
+    }
+    const answer = await exchangeLocal(port.value, encodeNameRequest(STOP_REQ, name));
+    if (answer.length < 7) return noAnswer();
+    // The C client prints the 7 bytes as a C string.
+    const text = answer.subarray(0, 7).toString('latin1');
+    io.stdout(`${text.split('\0')[0]}\n`);
+    return 0;
+  } catch (err) {
+    if (args.started) return 1;
+    if (err instanceof CannotConnectError) {
+      io.stderr('epmd: Cannot connect to local epmd\n');
+      return 1;
+    }
+    io.stdout('epmd: failed to read answer from local epmd\n');
     return 1;
   }
 }

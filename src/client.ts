@@ -66,6 +66,19 @@ export function parseNamesReply(reply: Buffer): NamesReply {
   return { epmdPort: reply.readUInt32BE(0), text, nodes };
 }
 
+/**
+ * Sends one request to the local epmd, trying [::1] first and then 127.0.0.1, as the C epmd client does.
+ * Throws CannotConnectError when neither answers.
+ */
+export async function exchangeLocal(port: number, request: Buffer, timeoutMs?: number): Promise<Buffer> {
+  try {
+    return await exchange({ host: '::1', port }, request, timeoutMs);
+  } catch (err) {
+    if (!(err instanceof CannotConnectError)) throw err;
+    return exchange({ host: '127.0.0.1', port }, request, timeoutMs);
+  }
+}
+
 export async function names(endpoint: Endpoint): Promise<NamesReply> {
   return parseNamesReply(await exchange(endpoint, encodeSimpleRequest(NAMES_REQ)));
 }

@@ -12,7 +12,8 @@ import type { Socket } from 'node:net';
 import {
   decodeRequest,
   encodeAlive2Reply,
-  encodeDumpLine,
+  encodeDumpActiveLine,
+  encodeDumpUnusedLine,
   encodePortHeader,
   encodePort2Reply,
   frameRequest,
@@ -176,8 +177,10 @@ export function serveConnection(ctx: ConnectionContext, socket: Socket): void {
     };
     const result = ctx.registry.register(request, owner);
     if (!result.ok) {
+      // Like the C epmd, answer "result 1" and leave the connection open; the node closes it (the packet timeout
+      // and any further byte close it too).
       ctx.refused(peer, `ALIVE2 ${printableName(request.name)} refused: ${result.reason}`);
-      return replyAndClose(encodeAlive2Reply(1, 99, request.highestVersion));
+      return write(encodeAlive2Reply(1, 99, request.highestVersion));
     }
     registration = result.registration;
     ctx.stats.registrations++;
@@ -197,8 +200,8 @@ export function serveConnection(ctx: ConnectionContext, socket: Socket): void {
 
   function dumpReply(): Buffer {
     const parts = [encodePortHeader(ctx.epmdPort)];
-    for (const node of ctx.registry.newestFirst()) parts.push(encodeDumpLine('active', node, socketFd(node.owner.socket)));
-    for (const old of ctx.registry.unused()) parts.push(encodeDumpLine('old', old, -1));
+    for (const node of ctx.registry.newestFirst()) parts.push(encodeDumpActiveLine(node, socketFd(node.owner.socket)));
+    for (const old of ctx.registry.unused()) parts.push(encodeDumpUnusedLine(old, -1));
     return Buffer.concat(parts);
   }
 

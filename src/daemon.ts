@@ -21,6 +21,9 @@ export interface RunningDaemon {
 
 export class StartupError extends Error {}
 
+/** Another epmd already holds the port: the C epmd then exits 0, and so do we (after saying so). */
+export class AlreadyRunningError extends StartupError {}
+
 /** How often STATUS= may be refreshed at most. */
 const STATUS_INTERVAL_MS = 1000;
 
@@ -151,6 +154,9 @@ async function bindOwnSockets(server: EpmdServer, config: DaemonConfig, log: Log
         continue;
       }
       await server.close();
+      if (/EADDRINUSE/.test(message)) {
+        throw new AlreadyRunningError(`another epmd is already listening on ${host} port ${config.port}; exiting`);
+      }
       throw new StartupError(message);
     }
   }

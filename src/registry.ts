@@ -57,7 +57,8 @@ export function nameKey(name: Buffer): string {
   return name.toString('latin1');
 }
 
-const MAX_UNUSED = 100;
+/** How many unregistered names DUMP remembers (the C epmd keeps 1,000). */
+const MAX_UNUSED = 1000;
 
 export class Registry<Owner = unknown> {
   readonly #byName = new Map<string, Registration<Owner>>();
@@ -139,8 +140,8 @@ export class Registry<Owner = unknown> {
     if (this.#byName.get(key) !== registration) return false;
     this.#byName.delete(key);
     this.#version++;
-    this.#unused.unshift({ name: registration.name, port: registration.port });
-    if (this.#unused.length > MAX_UNUSED) this.#unused.pop();
+    this.#unused.push({ name: registration.name, port: registration.port });
+    if (this.#unused.length > MAX_UNUSED) this.#unused.shift();
     return true;
   }
 
@@ -149,7 +150,7 @@ export class Registry<Owner = unknown> {
     return Array.from(this.#byName.values()).reverse();
   }
 
-  /** Recently unregistered names, newest first. */
+  /** Recently unregistered names, oldest first (the C epmd's DUMP order). */
   unused(): readonly UnusedName[] {
     return this.#unused;
   }

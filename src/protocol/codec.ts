@@ -6,6 +6,7 @@
  *   2. {@link decodeRequest} turns a whole request body into a typed {@link Request}, or says why it is refused.
  * Replies are built by the `encode*` functions into Buffers ready to write.
  */
+import { isUtf8 } from 'node:buffer';
 import {
   ALIVE2_REQ,
   ALIVE2_RESP,
@@ -13,6 +14,7 @@ import {
   DUMP_REQ,
   INBUF_SIZE,
   KILL_REQ,
+  MAX_NAME_BYTES,
   NAMES_REQ,
   PORT2_RESP,
   PORT_PLEASE2_REQ,
@@ -140,8 +142,21 @@ function decodeAlive2(body: Buffer): Decoded {
 }
 
 function decodeNameRequest(body: Buffer, kind: 'port_please2' | 'stop'): Decoded {
-  if (body.length <= 1) return refuse(`${kind === 'stop' ? 'STOP_REQ' : 'PORT_PLEASE2_REQ'} without a name`);
-  return { ok: true, request: { kind, name: Buffer.from(body.subarray(1)) } };
+  const what = kind === 'stop' ? 'STOP_REQ' : 'PORT_PLEASE2_REQ';
+  if (body.length <= 1) return refuse(`${what} without a name`);
+  let name = body.subarray(1);
+  if (kind === 'stop') {
+    // The C epmd compares STOP names as C strings: they end at the first NUL.
+    const nul = name.indexOf(0);
+    if (nul >= 0) name = name.subarray(0, nul);
+    return { ok: true, request: { kind, name: Buffer.from(name) } };
+  }
+  // PORT_PLEASE2: one trailing NUL is tolerated (some clients send C strings); any other NUL is refused.
+  if (name[name.length - 1] === 0) name = name.subarray(0, name.length - 1);
+  if (name.length === 0) return refuse(`${what} with an empty name`);
+  if (name.includes(0)) return refuse(`${what} name contains a NUL byte`);
+  if (name.length > MAX_NAME_BYTES || !isUtf8(name)) return refuse(`${what} name is not a valid node name`);
+  return { ok: true, request: { kind, name: Buffer.from(name) } };
 }
 
 function refuse(reason: string): Decoded {
@@ -210,19 +225,17 @@ export function encodeNamesLine(node: Pick<NodeInfo, 'name' | 'port'>): Buffer {
 }
 const NAME_PREFIX = Buffer.from('name ', 'latin1');
 
-/** One line of the DUMP reply, NUL-terminated as the C epmd sends it. */
-export function encodeDumpLine(
-  state: 'active' | 'old',
-  node: Pick<NodeInfo, 'name' | 'port'>,
-  fd: number,
-): Buffer {
-  const head = state === 'active' ? 'active name     <' : 'old/unused name <';
-  return Buffer.concat([
-    Buffer.from(head, 'latin1'),
-    node.name,
-    Buffer.from(`> at port ${node.port}, fd = ${fd}\n\0`, 'latin1'),
-  ]);
+/** A DUMP line for a registered node, NUL-terminated as the C epmd sends it. */
+export function encodeDumpActiveLine(node: Pick<NodeInfo, 'name' | 'port'>, fd: number): Buffer {
+  return Buffer.concat([DUMP_ACTIVE, node.name, Buffer.from(`> at port ${node.port}, fd = ${fd}\n\0`, 'latin1')]);
 }
+const DUMP_ACTIVE = Buffer.from('active name     <', 'latin1');
+
+/** A DUMP line for a name that registered before and has gone (the C epmd's "unused" list). */
+export function encodeDumpUnusedLine(node: Pick<NodeInfo, 'name' | 'port'>, fd: number): Buffer {
+  return Buffer.concat([DUMP_UNUSED, node.name, Buffer.from(`>, port = ${node.port}, fd = ${fd} \n\0`, 'latin1')]);
+}
+const DUMP_UNUSED = Buffer.from('old/unused name <', 'latin1');
 
 /** The short text replies of KILL_REQ and STOP_REQ. */
 export const KILL_OK: Buffer = Buffer.from('OK', 'latin1');

@@ -1,0 +1,34 @@
+import { isLocalOnly, isLocalPeer, isLoopback, normaliseAddress } from '../../src/policy';
+
+describe('local-peer policy', () => {
+  test('normalises IPv4-mapped IPv6 and zone indexes', () => {
+    expect(normaliseAddress('::ffff:127.0.0.1')).toBe('127.0.0.1');
+    expect(normaliseAddress('::FFFF:10.0.0.5')).toBe('10.0.0.5');
+    expect(normaliseAddress('fe80::1%eth0')).toBe('fe80::1');
+    expect(normaliseAddress('::ffff:abcd')).toBe('::ffff:abcd');
+    expect(normaliseAddress(undefined)).toBe('');
+  });
+
+  test('loopback: all of 127/8 and ::1, mapped or not', () => {
+    for (const a of ['127.0.0.1', '127.1.2.3', '::1', '::ffff:127.0.0.1', '::ffff:127.9.9.9']) expect(isLoopback(a)).toBe(true);
+    for (const a of ['10.0.0.1', '::ffff:10.0.0.1', '128.0.0.1', 'fe80::1', '', undefined]) expect(isLoopback(a)).toBe(false);
+  });
+
+  test('a peer is local when loopback, or when it dialled from the address it dialled', () => {
+    expect(isLocalPeer('127.0.0.1', '127.0.0.1')).toBe(true);
+    expect(isLocalPeer('::ffff:127.0.0.1', '::ffff:127.0.0.1')).toBe(true);
+    expect(isLocalPeer('192.0.2.2', '192.0.2.2')).toBe(true);
+    expect(isLocalPeer('::ffff:192.0.2.2', '192.0.2.2')).toBe(true);
+    expect(isLocalPeer('::1', 'fd00::2')).toBe(true);
+    expect(isLocalPeer('192.0.2.2', '127.0.0.1')).toBe(false);
+    expect(isLocalPeer('192.0.2.3', '192.0.2.2')).toBe(false);
+    expect(isLocalPeer('fd00::2', '::1')).toBe(false);
+    expect(isLocalPeer(undefined, undefined)).toBe(false);
+  });
+
+  test('ALIVE2, DUMP, KILL and STOP are local-only; PORT_PLEASE2 and NAMES are not', () => {
+    expect(['alive2', 'dump', 'kill', 'stop'].every((k) => isLocalOnly(k as never))).toBe(true);
+    expect(isLocalOnly('port_please2')).toBe(false);
+    expect(isLocalOnly('names')).toBe(false);
+  });
+});
