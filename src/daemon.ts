@@ -89,6 +89,13 @@ export async function startDaemon(config: DaemonConfig, options: DaemonOptions =
     process.on('SIGUSR1', onUsr1);
     process.on('SIGUSR2', onUsr2);
     process.on('SIGHUP', () => log.notice('SIGHUP ignored'));
+    if (env.SDEPMD_TEST_HOOKS === '1') {
+      // Test-only: SIGWINCH blocks the event loop for ever, so that the watchdog can be seen to fire.
+      process.on('SIGWINCH', () => {
+        log.warning('test hook: stalling the event loop');
+        for (;;);
+      });
+    }
   }
 
   function changeLevel(delta: number): void {

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Installs sdepmd as the host's epmd.
+#
+#   sudo scripts/install.sh [--enable] [--prefix DIR]   build (if needed) and install; with --enable, start it
+#   sudo scripts/install.sh --uninstall [--prefix DIR]  remove everything this script installed
+#
+# It installs the package under PREFIX/lib/sdepmd (default PREFIX=/usr/local) with PREFIX/bin/sdepmd, puts the
+# units in /etc/systemd/system (overriding Debian's epmd.socket and epmd.service of the same names) and runs
+# daemon-reload. With --enable it runs `systemctl enable --now epmd.socket`. On a host where systemd is not PID 1,
+# --enable instead runs the daemon in the foreground on port 4369. Running it again is harmless.
+set -euo pipefail
+
+prefix=/usr/local
+enable=0
+uninstall=0
+unit_dir=/etc/systemd/system
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --enable) enable=1 ;;
+    --uninstall) uninstall=1 ;;
+    --prefix) prefix="${2:?--prefix needs a directory}"; shift ;;
+    --prefix=*) prefix="${1#--prefix=}" ;;
+    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "install.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+say() { echo "sdepmd install: $*" >&2; }
+[ "$(id -u)" = 0 ] || { say "run me as root (sudo $0 $*)"; exit 1; }
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+lib="$prefix/lib/sdepmd"
+bin="$prefix/bin/sdepmd"
+share="$prefix/share/sdepmd"
+marker="# sdepmd:"
+systemd_running() { [ -d /run/systemd/system ]; }
+
+if [ "$uninstall" = 1 ]; then
+  if systemd_running; then
+    systemctl disable --now epmd.socket epmd.service >/dev/null 2>&1 || true
+  fi
+  for unit in epmd.socket epmd.service erlang-app@.service; do
+    if [ -f "$unit_dir/$unit" ] && grep -q "^$marker" "$unit_dir/$unit"; then rm -f "$unit_dir/$unit"; say "removed $unit_dir/$unit"; fi
+  done
+  rm -rf "$lib" "$share"
+  [ -L "$bin" ] && rm -f "$bin"
+  if systemd_running; then systemctl daemon-reload; fi
+  say "uninstalled (Debian's own epmd units, if any, apply again)"
+  exit 0
+fi
+
+# 1. Build, unless the tree is already built from this checkout.
+"$repo/scripts/install-deps.sh"
+cd "$repo"
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "installing npm dependencies"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+if [ ! -f dist/cli.js ] || [ ! -f native/fdstore/build/Release/fdstore.node ] || [ -n "$(find src -newer dist/cli.js -print -quit)" ]; then
+  say "building"
+  npm run --silent build
+fi
+
+# 2. Stage a copy with production dependencies only, then swap it in.
+stage=$(mktemp -d "$prefix/lib/.sdepmd.XXXXXX" 2>/dev/null || { mkdir -p "$prefix/lib"; mktemp -d "$prefix/lib/.sdepmd.XXXXXX"; })
+trap 'rm -rf "$stage"' EXIT
+cp -a package.json package-lock.json bin dist node_modules "$stage/"
+mkdir -p "$stage/native/fdstore/build/Release"
+cp -a native/fdstore/build/Release/fdstore.node "$stage/native/fdstore/build/Release/"
+(cd "$stage" && npm prune --omit=dev --no-audit --no-fund --loglevel=error >/dev/null)
+chmod -R a+rX "$stage"
+rm -rf "$lib.old"
+[ -d "$lib" ] && mv "$lib" "$lib.old"
+mv "$stage" "$lib"
+trap - EXIT
+rm -rf "$lib.old"
+mkdir -p "$prefix/bin" "$share"
+ln -sfn "$lib/bin/sdepmd" "$bin"
+cp units/epmd-dependency.conf "$share/"
+say "installed $lib and $bin ($("$bin" --version))"
+
+# 3. Units: ours carry the marker, and ExecStart points at this prefix.
+mkdir -p "$unit_dir"
+for unit in epmd.socket epmd.service erlang-app@.service; do
+  { echo "$marker installed by scripts/install.sh from $repo; remove with scripts/install.sh --uninstall"
+    sed "s#/usr/local/bin/sdepmd#$bin#g" "units/$unit"; } > "$unit_dir/$unit.tmp"
+  mv "$unit_dir/$unit.tmp" "$unit_dir/$unit"
+done
+say "units in $unit_dir: epmd.socket epmd.service erlang-app@.service; drop-in template in $share/epmd-dependency.conf"
+
+if ! systemd_running; then
+  say "systemd is not running as PID 1 here"
+  if [ "$enable" = 1 ]; then
+    say "running sdepmd in the foreground on port 4369 (Ctrl-C stops it)"
+    exec "$bin"
+  fi
+  exit 0
+fi
+
+systemctl daemon-reload
+if [ "$enable" = 1 ]; then
+  # A running epmd.service (Debian's C epmd under the same name) must hand over to ours.
+  if systemctl is-active --quiet epmd.service && ! systemctl show -p ExecStart epmd.service | grep -q sdepmd; then
+    say "restarting epmd.service to replace the running epmd (apps with Requires=epmd.service restart with it)"
+    systemctl restart epmd.service
+  fi
+  systemctl enable --now epmd.socket
+  if systemctl is-active --quiet epmd.socket; then
+    say "epmd.socket is listening on port 4369; epmd.service starts on the first connection"
+  else
+    say "epmd.socket did not start: see systemctl status epmd.socket (is port 4369 held by another epmd? try: sdepmd doctor)"
+    exit 1
+  fi
+fi

@@ -1,0 +1,36 @@
+#!/usr/bin/env python3
+"""Socket activation without systemd, for tests: what systemd does for a socket unit, then exec.
+
+Usage: activate.py SPEC... -- COMMAND ARGS...
+  SPEC is NAME=tcp4:HOST or NAME=tcp6:HOST (port chosen by the kernel).
+Binds and listens on each socket, places them at fds 3, 4, ... (SD_LISTEN_FDS_START), sets LISTEN_FDS,
+LISTEN_PID (this pid, which exec keeps) and LISTEN_FDNAMES, prints {"ports": [...]} on stdout, then execs COMMAND.
+"""
+import json, os, socket, sys
+
+def main():
+    sep = sys.argv.index("--")
+    specs, command = sys.argv[1:sep], sys.argv[sep + 1:]
+    socks, names, ports = [], [], []
+    for spec in specs:
+        name, _, rest = spec.partition("=")
+        family, _, host = rest.partition(":")
+        s = socket.socket(socket.AF_INET6 if family == "tcp6" else socket.AF_INET, socket.SOCK_STREAM)
+        if family == "tcp6":
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if host == "::" else 1)
+        s.bind((host, 0))
+        s.listen(16)
+        socks.append(s)
+        names.append(name)
+        ports.append(s.getsockname()[1])
+    for i, s in enumerate(socks):
+        target = 3 + i
+        if s.fileno() != target:
+            os.dup2(s.fileno(), target)
+        os.set_inheritable(target, True)
+    env = dict(os.environ)
+    env.update(LISTEN_FDS=str(len(socks)), LISTEN_PID=str(os.getpid()), LISTEN_FDNAMES=":".join(names))
+    print(json.dumps({"ports": ports}), flush=True)
+    os.execvpe(command[0], command, env)
+
+main()
