@@ -1,0 +1,152 @@
+/**
+ * The server in-process, over real loopback TCP: lifetimes, timeouts, limits and logging.
+ * (Byte-for-byte agreement with the C epmd is the differential suite's job.)
+ */
+import { EpmdServer } from '../../src/server';
+import { Logger } from '../../src/log';
+import { DEFAULT_LIMITS, type Limits } from '../../src/policy';
+import { kill, names, portPlease, register, stop } from '../../src/client';
+import { encodeAlive2Request, encodeSimpleRequest } from '../../src/protocol/codec';
+import { NAMES_REQ } from '../../src/protocol/constants';
+import { hold, probe } from '../support/probe';
+
+const node = (name: string, port = 6000) => ({ name, port, nodeType: 77, protocol: 0, highestVersion: 6, lowestVersion: 5 });
+
+let server: EpmdServer;
+let lines: string[];
+let killed: number;
+let endpoint: { host: string; port: number };
+
+async function start(options: { relaxed?: boolean; limits?: Partial<Limits> } = {}) {
+  lines = [];
+  killed = 0;
+  server = new EpmdServer(
+    { relaxedCommandCheck: options.relaxed ?? false, limits: { ...DEFAULT_LIMITS, ...options.limits } },
+    new Logger({ journal: true, level: 3, sink: (l) => lines.push(l) }),
+    { kill: () => killed++ },
+  );
+  const [served] = await server.listen([{ kind: 'address', host: '127.0.0.1', port: 0 }]);
+  endpoint = { host: '127.0.0.1', port: served!.port };
+}
+
+afterEach(async () => {
+  await server?.close();
+});
+
+const registered = async () => (await names(endpoint)).nodes.map((n) => n.name);
+const until = async (predicate: () => Promise<boolean> | boolean, ms = 3000) => {
+  const deadline = Date.now() + ms;
+  while (!(await predicate())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+};
+
+test('a registration lives exactly as long as its connection: EOF unregisters', async () => {
+  await start();
+  const a = await register(endpoint, node('alpha', 7001));
+  expect(a.result).toBe(0);
+  expect(await portPlease(endpoint, 'alpha')).toMatchObject({ found: true, port: 7001 });
+  await a.close();
+  await until(async () => (await registered()).length === 0);
+  expect(await portPlease(endpoint, 'alpha')).toEqual({ found: false });
+  expect(lines.join('')).toMatch(/<6>registered alpha port 7001 \(normal, versions 5-6, creation \d+\) from 127\.0\.0\.1; 1 node\(s\) registered/);
+  expect(lines.join('')).toMatch(/<6>unregistered alpha port 7001 .* connection closed; 0 node\(s\) registered/);
+});
+
+test('a stray byte from a registered node unregisters it and closes the connection', async () => {
+  await start();
+  const h = await hold(endpoint.port, encodeAlive2Request(node('chatty')));
+  await h.waitFor(6);
+  expect(await registered()).toEqual(['chatty']);
+  h.socket.write(Buffer.from([0]));
+  await h.closed;
+  expect(await registered()).toEqual([]);
+  expect(lines.join('')).toMatch(/unregistered chatty .* node sent 1 unexpected byte/);
+});
+
+test('an incomplete request is closed after the packet timeout, a registration never is', async () => {
+  await start({ limits: { packetTimeoutMs: 300 } });
+  const a = await register(endpoint, node('patient'));
+  const t0 = Date.now();
+  const partial = await probe(endpoint.port, [Buffer.from([0, 5, 0x7a])], { waitMs: 3000 });
+  expect(partial).toEqual({ reply: Buffer.alloc(0), ended: 'closed' });
+  expect(Date.now() - t0).toBeGreaterThanOrEqual(250);
+  expect(Date.now() - t0).toBeLessThan(2000);
+  const idle = await probe(endpoint.port, [], { waitMs: 3000 });
+  expect(idle.ended).toBe('closed');
+  await new Promise((r) => setTimeout(r, 400));
+  expect(a.socket.destroyed).toBe(false);
+  expect(await registered()).toEqual(['patient']);
+  expect(lines.join('')).toMatch(/refused 127\.0\.0\.1: no complete request within 300 ms/);
+  await a.close();
+});
+
+test('STOP closes the node connection and unregisters before answering', async () => {
+  await start({ relaxed: true });
+  const a = await register(endpoint, node('victim'));
+  const closed = new Promise<void>((r) => a.socket.once('close', () => r()));
+  expect(await stop(endpoint, 'victim')).toBe('STOPPED');
+  expect(await registered()).toEqual([]);
+  await closed;
+  expect(await stop(endpoint, 'victim')).toBe('NOEXIST');
+});
+
+test('KILL: refused with nodes registered unless relaxed; accepted when empty', async () => {
+  await start();
+  const a = await register(endpoint, node('alive'));
+  expect(await kill(endpoint)).toBe('NO');
+  expect(killed).toBe(0);
+  await a.close();
+  await until(async () => (await registered()).length === 0);
+  expect(await kill(endpoint)).toBe('OK');
+  expect(killed).toBe(1);
+  await server.close();
+  await start({ relaxed: true });
+  await register(endpoint, node('alive2'));
+  expect(await kill(endpoint)).toBe('OK');
+  expect(killed).toBe(1);
+});
+
+test('connection and registration limits are enforced, counted and logged', async () => {
+  await start({ limits: { maxConnections: 3, maxRegistrations: 1 } });
+  const a = await register(endpoint, node('first'));
+  const b = await register(endpoint, node('second'));
+  expect(b.result).toBe(1);
+  const c = await hold(endpoint.port, Buffer.alloc(0));
+  await until(() => server.openConnections === 3);
+  // The fourth connection is closed at once, without a reply.
+  const d = await probe(endpoint.port, [encodeSimpleRequest(NAMES_REQ)], { waitMs: 2000 });
+  expect(d).toEqual({ reply: Buffer.alloc(0), ended: 'closed' });
+  expect(server.stats.limitHits).toBe(1);
+  expect(lines.join('')).toMatch(/connection limit \(3\) reached/);
+  expect(lines.join('')).toMatch(/ALIVE2 second refused: registry full/);
+  await Promise.all([a.close(), b.close(), c.close()]);
+});
+
+test('garbage on many connections never takes the server down', async () => {
+  await start();
+  const keeper = await register(endpoint, node('keeper'));
+  let seed = 42;
+  const rand = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+  const probes = [];
+  for (let i = 0; i < 200; i++) {
+    const bytes = Buffer.alloc(1 + Math.floor(rand() * 40));
+    for (let j = 0; j < bytes.length; j++) bytes[j] = Math.floor(rand() * 256);
+    probes.push(probe(endpoint.port, [bytes], { waitMs: 200 }));
+  }
+  await Promise.all(probes);
+  expect(await registered()).toEqual(['keeper']);
+  expect(await portPlease(endpoint, 'keeper')).toMatchObject({ found: true });
+  await keeper.close();
+});
+
+test('NAMES is cached and refreshed on every change', async () => {
+  await start();
+  const a = await register(endpoint, node('a'));
+  const first = (await names(endpoint)).text;
+  expect((await names(endpoint)).text).toBe(first);
+  const b = await register(endpoint, node('b'));
+  expect((await names(endpoint)).text).toBe('name b at port 6000\nname a at port 6000\n');
+  await Promise.all([a.close(), b.close()]);
+});
