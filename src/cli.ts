@@ -59,6 +59,7 @@ export function buildParser(argv: readonly string[]): Argv<CliArgs> {
     .option('max_connections', { type: 'string', describe: 'Most open connections (0: no limit)' })
     .option('max_connections_per_peer', { type: 'string', describe: 'Most open connections per non-loopback peer (0: no limit)' })
     .option('max_registrations', { type: 'string', describe: 'Most registered nodes (0: no limit)' })
+    .option('control_socket', { type: 'string', describe: 'Path of the local control socket for `sdepmd status` (default: $RUNTIME_DIRECTORY or /run/sdepmd, control-PORT.sock; "none" for none)' })
     .option('names', { type: 'boolean', describe: 'List the names registered with the running epmd' })
     .option('kill', { type: 'boolean', describe: 'Kill the running epmd (refused while nodes are registered, unless relaxed)' })
     .option('stop', { type: 'string', describe: 'Unregister NAME by closing its connection (needs relaxed command check)' })
@@ -77,6 +78,9 @@ export function buildParser(argv: readonly string[]): Argv<CliArgs> {
 
 /** Runs the command line; resolves with the exit code (the daemon resolves only when it stops). */
 export async function main(argv: readonly string[], io: CliIo = PROCESS_IO): Promise<number> {
+  // Modern subcommands (`sdepmd status`, `sdepmd doctor`, ...) have their own parser; the rest is the C dialect.
+  const { SUBCOMMANDS, runSubcommand } = await import('./operator/commands');
+  if (argv[0] !== undefined && (SUBCOMMANDS as readonly string[]).includes(argv[0])) return runSubcommand(argv, io);
   let parseError: string | null = null;
   let helpOrVersion = false;
   const parser = buildParser(argv)

@@ -20,6 +20,8 @@ export interface DaemonConfig {
   readonly logLevel: number;
   /** -systemd: sockets must come from systemd (LISTEN_FDS). */
   readonly systemd: boolean;
+  /** The control socket's path; undefined for the default (see control.ts), null for none. */
+  readonly controlSocket?: string | null;
 }
 
 /** The raw values the command line gives, before validation. */
@@ -35,6 +37,7 @@ export interface DaemonFlags {
   readonly max_connections?: unknown;
   readonly max_connections_per_peer?: unknown;
   readonly max_registrations?: unknown;
+  readonly control_socket?: string;
 }
 
 export type Resolved<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: string };
@@ -121,6 +124,7 @@ export function resolveDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEnv):
       },
       logLevel: DEFAULT_LOG_LEVEL + (flags.debug ?? 0),
       systemd: flags.systemd === true,
+      controlSocket: flags.control_socket === undefined ? undefined : flags.control_socket === 'none' ? null : flags.control_socket,
     },
   };
 }

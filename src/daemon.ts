@@ -7,6 +7,8 @@ import type { DaemonConfig } from './config';
 import { listenFds } from './systemd/listen';
 import { composeStatus, openNotifier, type Notifier } from './systemd/notify';
 import { VERSION } from './version';
+import { controlSocketPath, describeNodeType, startControlServer, type NodeRecord, type StatusRecord } from './control';
+import type { Server } from 'node:net';
 
 export interface RunningDaemon {
   readonly server: EpmdServer;
@@ -75,6 +77,11 @@ export async function startDaemon(config: DaemonConfig, options: DaemonOptions =
       `${activated ? ' (socket-activated)' : ''}${config.relaxedCommandCheck ? ', relaxed command check' : ''}, ` +
       `log level ${log.levelName}`,
   );
+  const controlPath = config.controlSocket === undefined ? controlSocketPath(server.epmdPort, env) : config.controlSocket;
+  const control: Server | null = controlPath
+    ? await startControlServer(controlPath, { status: statusRecord, names: nodeRecords }, (m) => log.info(`${m}; sdepmd status will not work`))
+    : null;
+
   notifier.status(composeStatus({ registered: 0, lookups: 0, refused: 0 }));
   notifier.ready();
   const watchdogEvery = notifier.startWatchdog();
@@ -105,6 +112,37 @@ export async function startDaemon(config: DaemonConfig, options: DaemonOptions =
     log.notice(`log level ${before} -> ${log.levelName}`);
   }
 
+  function statusRecord(): StatusRecord {
+    const now = Date.now();
+    return {
+      version: VERSION,
+      pid: process.pid,
+      startedAt: new Date(server.startedAt).toISOString(),
+      uptimeSeconds: Math.round((now - server.startedAt) / 1000),
+      underSystemd: notifier.active || activated,
+      logLevel: log.levelName,
+      sockets: served.map((s) => ({ address: s.address, port: s.port, source: describeTarget(s.target) })),
+      registered: server.registry.size,
+      openConnections: server.openConnections,
+      counts: { ...server.stats },
+    };
+  }
+
+  function nodeRecords(): NodeRecord[] {
+    return server.registry.newestFirst().map((r) => ({
+      name: r.displayName,
+      port: r.port,
+      nodeType: describeNodeType(r.nodeType),
+      protocol: r.protocol,
+      highestVersion: r.highestVersion,
+      lowestVersion: r.lowestVersion,
+      extra: r.extra.toString('hex'),
+      creation: r.creation,
+      registeredAt: new Date(r.registeredAt).toISOString(),
+      peer: r.owner.peer,
+    }));
+  }
+
   function scheduleStatus(): void {
     if (statusTimer || !notifier.active) return;
     statusTimer = setTimeout(() => {
@@ -130,6 +168,9 @@ export async function startDaemon(config: DaemonConfig, options: DaemonOptions =
       process.off('SIGUSR2', onUsr2);
     }
     await server.close();
+    if (control) {
+      await new Promise<void>((resolve) => control.close(() => resolve()));
+    }
     resolveStopped(code);
   }
 

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh checkout: installs what it needs (as root: apt-get for erlang-base,
+# libsystemd-dev, iproute2; npm ci), builds, runs every test (unit, integration, differential against the C epmd,
+# real OTP nodes, the namespaced-systemd end-to-end suites), then the benchmark once in its short smoke mode.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh --test
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+npm test
+npm run --silent bench -- --short

@@ -1,0 +1,139 @@
+/**
+ * The local control channel: what the EPMD protocol cannot carry (creation numbers, counters, log level, sockets),
+ * for `sdepmd status` and `sdepmd names --json`.
+ *
+ * It is a unix stream socket, by default `$RUNTIME_DIRECTORY/control-PORT.sock` (under systemd, RuntimeDirectory=
+ * makes that /run/sdepmd), mode 0600: only the daemon's user and root can reach it, and it leaves the
+ * C-epmd-compatible TCP protocol untouched. A client writes one command line ("status" or "names") and reads one
+ * JSON document; the daemon then closes the connection.
+ */
+import { createConnection, createServer, type Server } from 'node:net';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+/** One registered node, as `sdepmd names --json` prints it. */
+export interface NodeRecord {
+  readonly name: string;
+  readonly port: number;
+  readonly nodeType: 'normal' | 'hidden' | number;
+  readonly protocol: number;
+  readonly highestVersion: number;
+  readonly lowestVersion: number;
+  /** The extra field, hex-encoded. */
+  readonly extra: string;
+  /** null when the daemon cannot tell (a C epmd answered through the EPMD protocol). */
+  readonly creation: number | null;
+  readonly registeredAt?: string;
+  readonly peer?: string;
+}
+
+export interface StatusRecord {
+  readonly version: string;
+  readonly pid: number;
+  readonly startedAt: string;
+  readonly uptimeSeconds: number;
+  readonly underSystemd: boolean;
+  readonly logLevel: string;
+  readonly sockets: readonly { readonly address: string; readonly port: number; readonly source: string }[];
+  readonly registered: number;
+  readonly openConnections: number;
+  readonly counts: {
+    readonly connections: number;
+    readonly lookups: number;
+    readonly lookupsFound: number;
+    readonly namesRequests: number;
+    readonly registrations: number;
+    readonly unregistrations: number;
+    readonly refused: number;
+    readonly limitHits: number;
+  };
+  /** Present when registrations are kept in systemd's fd store. */
+  readonly fdStore?: { readonly enabled: boolean; readonly stored: number; readonly restored: number; readonly detail?: string };
+}
+
+export type ControlCommand = 'status' | 'names';
+
+export interface ControlProvider {
+  status(): StatusRecord;
+  names(): NodeRecord[];
+}
+
+/** Where the control socket for an epmd port lives. */
+export function controlSocketPath(port: number, env: NodeJS.ProcessEnv = process.env): string {
+  const dir = env.RUNTIME_DIRECTORY?.split(':')[0] || '/run/sdepmd';
+  return path.join(dir, `control-${port}.sock`);
+}
+
+/** Starts serving the control socket. Resolves to null (after saying why) if it cannot be created. */
+export async function startControlServer(
+  socketPath: string,
+  provider: ControlProvider,
+  onError: (message: string) => void,
+): Promise<Server | null> {
+  try {
+    fs.mkdirSync(path.dirname(socketPath), { recursive: true, mode: 0o755 });
+    // A socket left by a previous run (a crash) would make listen() fail with EADDRINUSE.
+    if (fs.existsSync(socketPath) && fs.lstatSync(socketPath).isSocket()) fs.unlinkSync(socketPath);
+  } catch (err) {
+    onError(`control socket ${socketPath}: ${(err as Error).message}`);
+    return null;
+  }
+  const server = createServer((socket) => {
+    let input = '';
+    socket.setTimeout(5000, () => socket.destroy());
+    socket.on('error', () => socket.destroy());
+    socket.on('data', (chunk: Buffer) => {
+      input += chunk.toString('utf8');
+      if (input.length > 256) return void socket.destroy();
+      const newline = input.indexOf('\n');
+      if (newline < 0) return;
+      const command = input.slice(0, newline).trim();
+      let reply: unknown;
+      if (command === 'status') reply = provider.status();
+      else if (command === 'names') reply = provider.names();
+      else reply = { error: `unknown command ${JSON.stringify(command)}; try "status" or "names"` };
+      socket.end(`${JSON.stringify(reply)}\n`);
+    });
+  });
+  return new Promise((resolve) => {
+    server.once('error', (err) => {
+      onError(`control socket ${socketPath}: ${err.message}`);
+      resolve(null);
+    });
+    const umask = process.umask(0o177);
+    server.listen(socketPath, () => {
+      process.umask(umask);
+      server.on('error', (err) => onError(`control socket: ${err.message}`));
+      resolve(server);
+    });
+  });
+}
+
+/** Asks the daemon behind a control socket; rejects when there is none. */
+export function queryControl<T extends ControlCommand>(
+  socketPath: string,
+  command: T,
+  timeoutMs = 5000,
+): Promise<T extends 'status' ? StatusRecord : NodeRecord[]> {
+  return new Promise((resolve, reject) => {
+    let output = '';
+    const socket = createConnection(socketPath, () => socket.write(`${command}\n`));
+    socket.setTimeout(timeoutMs, () => socket.destroy(new Error(`no answer on ${socketPath} within ${timeoutMs} ms`)));
+    socket.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
+    socket.on('error', reject);
+    socket.on('end', () => {
+      try {
+        const parsed = JSON.parse(output) as { error?: string };
+        if (parsed && typeof parsed === 'object' && 'error' in parsed && !Array.isArray(parsed)) {
+          reject(new Error(String(parsed.error)));
+        } else resolve(parsed as T extends 'status' ? StatusRecord : NodeRecord[]);
+      } catch {
+        reject(new Error(`malformed answer on ${socketPath}`));
+      }
+    });
+  });
+}
+
+export function describeNodeType(nodeType: number): NodeRecord['nodeType'] {
+  return nodeType === 77 ? 'normal' : nodeType === 72 ? 'hidden' : nodeType;
+}
