@@ -7,7 +7,7 @@
  */
 import { isUtf8 } from 'node:buffer';
 import { MAX_EXTRA_BYTES, MAX_NAME_BYTES, MAX_NAME_CHARS } from './protocol/constants';
-import type { NodeInfo } from './protocol/codec';
+import { codePoints, type NodeInfo } from './protocol/codec';
 
 export interface Registration<Owner = unknown> extends NodeInfo {
   /** The creation number handed to the node; it differs between successive registrations of a name. */
@@ -35,41 +35,39 @@ export interface RegistryOptions {
   readonly maxRegistrations?: number;
   /** First creation value; by default seeded from the clock as the C epmd does. */
   readonly creationSeed?: number;
+  /** How many unregistered names to remember for DUMP (see DEFAULT_MAX_UNUSED). */
+  readonly maxUnused?: number;
 }
 
 /** Checks a name the way the C epmd does before it registers it. */
 export function validateName(name: Buffer): RegisterRefusal | null {
   if (name.length > MAX_NAME_BYTES) return 'name too long';
   if (!isUtf8(name)) return 'name is not valid UTF-8';
-  if (countCodePoints(name) > MAX_NAME_CHARS) return 'name too long';
+  if (codePoints(name) > MAX_NAME_CHARS) return 'name too long';
   return null;
 }
 
-/** Counts the code points of valid UTF-8: every byte that is not a continuation byte starts one. */
-export function countCodePoints(utf8: Buffer): number {
-  let count = 0;
-  for (let i = 0; i < utf8.length; i++) if ((utf8[i]! & 0xc0) !== 0x80) count++;
-  return count;
-}
 
 /** The key under which a name is stored: its bytes, one char per byte. */
 export function nameKey(name: Buffer): string {
   return name.toString('latin1');
 }
 
-/** How many unregistered names DUMP remembers (the C epmd keeps 1,000). */
-const MAX_UNUSED = 1000;
+/** How many unregistered names DUMP remembers: the C epmd keeps 1,000, or 5 when run with -d. */
+export const DEFAULT_MAX_UNUSED = 1000;
 
 export class Registry<Owner = unknown> {
   readonly #byName = new Map<string, Registration<Owner>>();
   readonly #unused: UnusedName[] = [];
   readonly #maxRegistrations: number;
+  readonly #maxUnused: number;
   #creation: number;
   /** Bumped on every change, so that callers can cache replies built from the table. */
   #version = 0;
 
   constructor(options: RegistryOptions = {}) {
     this.#maxRegistrations = options.maxRegistrations ?? 0;
+    this.#maxUnused = options.maxUnused ?? DEFAULT_MAX_UNUSED;
     this.#creation = (options.creationSeed ?? Math.floor(Date.now() / 1000)) >>> 0;
   }
 
@@ -141,7 +139,6 @@ export class Registry<Owner = unknown> {
     this.#byName.delete(key);
     this.#version++;
     this.#unused.push({ name: registration.name, port: registration.port });
-    if (this.#unused.length > MAX_UNUSED) this.#unused.shift();
     return true;
   }
 
@@ -158,8 +155,11 @@ export class Registry<Owner = unknown> {
   #insert(key: string, registration: Registration<Owner>): void {
     this.#byName.set(key, registration);
     this.#version++;
+    // As in the C epmd: a returning name leaves the unused list; a new name, when the list is over its limit,
+    // takes the oldest entry's place. Only new names shrink it, so it may grow past the limit meanwhile.
     const unusedAt = this.#unused.findIndex((u) => u.name.equals(registration.name));
     if (unusedAt >= 0) this.#unused.splice(unusedAt, 1);
+    else if (this.#unused.length > this.#maxUnused) this.#unused.shift();
   }
 
   #nextCreation(highestVersion: number): number {

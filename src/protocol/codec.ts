@@ -15,6 +15,7 @@ import {
   INBUF_SIZE,
   KILL_REQ,
   MAX_NAME_BYTES,
+  MAX_NAME_CHARS,
   NAMES_REQ,
   PORT2_RESP,
   PORT_PLEASE2_REQ,
@@ -155,8 +156,18 @@ function decodeNameRequest(body: Buffer, kind: 'port_please2' | 'stop'): Decoded
   if (name[name.length - 1] === 0) name = name.subarray(0, name.length - 1);
   if (name.length === 0) return refuse(`${what} with an empty name`);
   if (name.includes(0)) return refuse(`${what} name contains a NUL byte`);
-  if (name.length > MAX_NAME_BYTES || !isUtf8(name)) return refuse(`${what} name is not a valid node name`);
+  // Longer than any registrable name: the C epmd closes these without a reply, and so do we.
+  if (name.length > MAX_NAME_BYTES || !isUtf8(name) || codePoints(name) > MAX_NAME_CHARS) {
+    return refuse(`${what} name is not a valid node name`);
+  }
   return { ok: true, request: { kind, name: Buffer.from(name) } };
+}
+
+/** Counts the code points of valid UTF-8: every byte that is not a continuation byte starts one. */
+export function codePoints(utf8: Buffer): number {
+  let count = 0;
+  for (let i = 0; i < utf8.length; i++) if ((utf8[i]! & 0xc0) !== 0x80) count++;
+  return count;
 }
 
 function refuse(reason: string): Decoded {

@@ -1,4 +1,5 @@
-import { countCodePoints, Registry, validateName } from '../../src/registry';
+import { Registry, validateName } from '../../src/registry';
+import { codePoints } from '../../src/protocol/codec';
 
 const info = (name: string | Buffer, highestVersion = 6) => ({
   name: typeof name === 'string' ? Buffer.from(name) : name,
@@ -62,7 +63,7 @@ describe('Registry', () => {
     expect(r.register(info('a'.repeat(256)), null)).toEqual({ ok: false, reason: 'name too long' });
     expect(r.register({ ...info('x'), extra: Buffer.alloc(1021) }, null)).toEqual({ ok: false, reason: 'extra too long' });
     expect(r.register({ ...info('x'), extra: Buffer.alloc(1020) }, null)).toMatchObject({ ok: true });
-    expect(countCodePoints(Buffer.from('a😀é'))).toBe(3);
+    expect(codePoints(Buffer.from('a😀é'))).toBe(3);
   });
 
   test('the optional registration limit', () => {
@@ -93,6 +94,16 @@ describe('Registry', () => {
     expect(r.unused().map((u) => u.name.toString())).toEqual(['a', 'b']);
     r.register(info('a'), null);
     expect(r.unused().map((u) => u.name.toString())).toEqual(['b']);
+  });
+
+  test('the unused list: new names take the oldest entry once it is over its limit (the C epmd with -d: 5)', () => {
+    const r = new Registry<null>({ maxUnused: 5 });
+    for (let i = 0; i < 8; i++) {
+      const res = r.register(info(`u${i}`), null);
+      if (!res.ok) throw new Error(res.reason);
+      r.unregister(res.registration);
+    }
+    expect(r.unused().map((u) => u.name.toString())).toEqual(['u2', 'u3', 'u4', 'u5', 'u6', 'u7']);
   });
 
   test('restore keeps the creation and moves the counter past it', () => {
