@@ -38,14 +38,22 @@ systemd_running() { [ -d /run/systemd/system ]; }
 
 if [ "$uninstall" = 1 ]; then
   if systemd_running; then
-    systemctl disable --now epmd.socket epmd.service >/dev/null 2>&1 || true
+    systemctl stop epmd.socket epmd.service >/dev/null 2>&1 || true
+    # Remove only the enablement links that point at our units: Debian's (to /lib/systemd/system) stay.
+    for link in "$unit_dir"/*.wants/epmd.socket "$unit_dir"/*.wants/epmd.service; do
+      if [ -L "$link" ] && [ "$(readlink "$link")" = "$unit_dir/${link##*/}" ]; then rm -f "$link"; fi
+    done
   fi
   for unit in epmd.socket epmd.service erlang-app@.service; do
     if [ -f "$unit_dir/$unit" ] && grep -q "^$marker" "$unit_dir/$unit"; then rm -f "$unit_dir/$unit"; say "removed $unit_dir/$unit"; fi
   done
   rm -rf "$lib" "$share"
   [ -L "$bin" ] && rm -f "$bin"
-  if systemd_running; then systemctl daemon-reload; fi
+  if systemd_running; then
+    systemctl daemon-reload
+    # Debian's epmd.socket, if still enabled, listens again.
+    if systemctl is-enabled --quiet epmd.socket 2>/dev/null; then systemctl start epmd.socket || true; fi
+  fi
   say "uninstalled (Debian's own epmd units, if any, apply again)"
   exit 0
 fi
@@ -53,10 +61,7 @@ fi
 # 1. Build, unless the tree is already built from this checkout.
 "$repo/scripts/install-deps.sh"
 cd "$repo"
-if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  say "installing npm dependencies"
-  npm ci --no-audit --no-fund --loglevel=error
-fi
+scripts/ensure-npm.sh
 if [ ! -f dist/cli.js ] || [ ! -f native/fdstore/build/Release/fdstore.node ] || [ -n "$(find src -newer dist/cli.js -print -quit)" ]; then
   say "building"
   npm run --silent build
@@ -99,6 +104,11 @@ if ! systemd_running; then
 fi
 
 systemctl daemon-reload
+if systemctl is-active --quiet epmd.service && systemctl show -p ExecStart epmd.service | grep -q sdepmd; then
+  # sdepmd is running: hand over to the new code without a restart job (apps are not restarted).
+  say "live-upgrading the running sdepmd (systemctl reload epmd.service)"
+  systemctl reload epmd.service
+fi
 if [ "$enable" = 1 ]; then
   # A running epmd.service (Debian's C epmd under the same name) must hand over to ours.
   if systemctl is-active --quiet epmd.service && ! systemctl show -p ExecStart epmd.service | grep -q sdepmd; then
