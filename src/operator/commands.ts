@@ -1,5 +1,5 @@
 /**
- * Operator subcommands: `sdepmd names`, `sdepmd status` (and, to come, doctor / attach / detach).
+ * Operator subcommands: `sdepmd names`, `sdepmd status`, `sdepmd doctor`, `sdepmd attach`, `sdepmd detach`.
  * Each has --help, a --json form for scripts, and exit codes a script can use.
  */
 import yargs from 'yargs/yargs';
@@ -7,8 +7,11 @@ import type { CliIo } from '../cli';
 import { resolvePort } from '../config';
 import { controlSocketPath, queryControl, type NodeRecord, type StatusRecord } from '../control';
 import { CannotConnectError, names, portPlease } from '../client';
+import { attachUnits, detachUnits, type AttachDeps } from './attach';
+import { diagnose, formatFindings, isHealthy } from './findings';
+import { gatherSnapshot, run } from './snapshot';
 
-export const SUBCOMMANDS = ['names', 'status'] as const;
+export const SUBCOMMANDS = ['names', 'status', 'doctor', 'attach', 'detach'] as const;
 
 export async function runSubcommand(argv: readonly string[], io: CliIo): Promise<number> {
   let failure: string | null = null;
@@ -26,12 +29,38 @@ export async function runSubcommand(argv: readonly string[], io: CliIo): Promise
     .command('status', 'Report the daemon\'s version, uptime, sockets, counters, log level and systemd state', {}, async (a) => {
       code = await statusCommand(a as CommonArgs, io);
     })
+    .command(
+      'doctor',
+      'Inspect this host (epmd.socket, epmd processes and their cgroups, Erlang units, registrations) and print each problem with its evidence and the commands that fix it. Exit 0 when healthy, 1 when not.',
+      (y) => y.option('snapshot', { type: 'boolean', default: false, describe: 'Print the gathered host snapshot (the inputs of the checks) as JSON instead of the findings, e.g. for a bug report' }),
+      async (a) => {
+        code = await doctorCommand(a as CommonArgs & { snapshot?: boolean }, io);
+      },
+    )
+    .command(
+      'attach <units...>',
+      'Make Erlang units depend on epmd.service: write /etc/systemd/system/UNIT.d/epmd-dependency.conf (Requires=, After=, ERL_AFLAGS=-start_epmd false), then daemon-reload',
+      (y) => attachOptions(y),
+      async (a) => {
+        code = await attachCommand('attach', a as unknown as AttachArgs, io);
+      },
+    )
+    .command(
+      'detach <units...>',
+      'Remove the drop-in that `sdepmd attach` wrote, then daemon-reload',
+      (y) => attachOptions(y),
+      async (a) => {
+        code = await attachCommand('detach', a as unknown as AttachArgs, io);
+      },
+    )
     .demandCommand(1)
     .strict()
     .help()
     .exitProcess(false)
     .fail((message, error) => {
       failure = message || error?.message || 'invalid arguments';
+      // Throwing stops yargs here: without it, it would still run the command's handler.
+      throw new Error(failure);
     });
   try {
     await parser.parseAsync([...argv], {}, (_e, _a, out) => {
@@ -46,6 +75,46 @@ export async function runSubcommand(argv: readonly string[], io: CliIo): Promise
     return 2;
   }
   return code;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function attachOptions(y: any): any {
+  return y
+    .positional('units', { type: 'string', array: true, describe: 'Unit names (".service" is added when there is no suffix)' })
+    .option('dry-run', { type: 'boolean', default: false, describe: 'Print what would change, change nothing' })
+    .option('root', { type: 'string', describe: 'Write under this directory instead of / (for tests; skips systemctl)' });
+}
+
+interface AttachArgs {
+  units: string[];
+  'dry-run'?: boolean;
+  root?: string;
+}
+
+async function attachCommand(verb: 'attach' | 'detach', args: AttachArgs, io: CliIo): Promise<number> {
+  const deps: AttachDeps = {
+    systemctl: (a) => run('systemctl', ['--no-pager', ...a], 60_000),
+    stdout: io.stdout,
+    stderr: io.stderr,
+  };
+  const opts = { dryRun: Boolean(args['dry-run']), ...(args.root !== undefined ? { root: args.root } : {}) };
+  return verb === 'attach' ? attachUnits(args.units.map(String), opts, deps) : detachUnits(args.units.map(String), opts, deps);
+}
+
+/** Exit codes: 0 healthy (warnings allowed), 1 at least one error finding. */
+async function doctorCommand(args: CommonArgs & { snapshot?: boolean }, io: CliIo): Promise<number> {
+  const port = resolvePort(args.port, io.env);
+  if (!port.ok) return usageError(io, port.error);
+  const snapshot = await gatherSnapshot(port.value);
+  if (args.snapshot) {
+    io.stdout(`${JSON.stringify(snapshot, null, 2)}\n`);
+    return 0;
+  }
+  const findings = diagnose(snapshot);
+  const healthy = isHealthy(findings);
+  if (args.json) io.stdout(`${JSON.stringify({ healthy, findings }, null, 2)}\n`);
+  else io.stdout(formatFindings(findings, snapshot));
+  return healthy ? 0 : 1;
 }
 
 interface CommonArgs {

@@ -1,0 +1,488 @@
+/**
+ * `sdepmd doctor`'s judgement: a pure function from a HostSnapshot (what snapshot.ts gathers from systemd, /proc,
+ * `ss` and the EPMD protocol) to findings, each with its evidence and the exact commands that fix it.
+ * No I/O here, so that every rule can be tested on captured inputs.
+ */
+
+/** What `systemctl show` says about one unit. */
+export interface UnitInfo {
+  readonly id: string;
+  readonly loadState: string;
+  readonly activeState: string;
+  readonly subState: string;
+  readonly result: string;
+  readonly mainPid: number;
+  readonly controlGroup: string;
+  readonly requires: readonly string[];
+  readonly wants: readonly string[];
+  readonly bindsTo: readonly string[];
+  readonly after: readonly string[];
+  /** Environment= assignments, unquoted: ["HOME=/root", "ERL_AFLAGS=-start_epmd false"]. */
+  readonly environment: readonly string[];
+  /** The argv of the first ExecStart= line, or '' (sockets have none). */
+  readonly execStart: string;
+  readonly nRestarts: number;
+  readonly unitFileState: string;
+  /** Listen= of a socket unit, e.g. "[::]:4369 (Stream)". */
+  readonly listen: readonly string[];
+}
+
+/** One process, from /proc/PID. */
+export interface ProcessInfo {
+  readonly pid: number;
+  readonly comm: string;
+  readonly cmdline: readonly string[];
+  /** Only the ERL_* variables of /proc/PID/environ (empty when unreadable). */
+  readonly environ: Readonly<Record<string, string>>;
+  /** The unified (0::) or name=systemd cgroup path, as systemd's ControlGroup shows it. */
+  readonly cgroup: string;
+}
+
+/** A listening TCP socket, from `ss -Hltnp`. */
+export interface Listener {
+  readonly address: string;
+  readonly port: number;
+  readonly holders: readonly { readonly pid: number; readonly comm: string }[];
+}
+
+export interface HostSnapshot {
+  /** The epmd port that was checked. */
+  readonly port: number;
+  /** Set when systemctl could not be used at all (systemd not running, ...). */
+  readonly systemdError?: string;
+  /** Running services, plus epmd.socket, epmd.service and the units owning epmd or beam.smp processes. */
+  readonly units: readonly UnitInfo[];
+  /** epmd candidates, Erlang VMs and the processes holding the listeners below. */
+  readonly processes: readonly ProcessInfo[];
+  /** Listening sockets on the epmd port and on the registered nodes' ports; null when `ss` failed. */
+  readonly listeners: readonly Listener[] | null;
+  readonly listenersError?: string;
+  /** The names the epmd on `port` reports over the EPMD protocol; null when none answered. */
+  readonly registered: readonly { readonly name: string; readonly port: number }[] | null;
+  readonly registeredError?: string;
+  /** The last lines of `journalctl -u epmd.service`. */
+  readonly epmdJournal: readonly string[];
+}
+
+export interface Finding {
+  readonly id: string;
+  readonly severity: 'error' | 'warning';
+  readonly title: string;
+  readonly evidence: string[];
+  /** Exact commands, in order. */
+  readonly fix: string[];
+}
+
+export const EPMD_SERVICE = 'epmd.service';
+export const EPMD_SOCKET = 'epmd.socket';
+
+/** The CLI verbs and subcommands of sdepmd: a node process with one of these is a client, not a daemon. */
+const SDEPMD_CLIENT_WORDS = new Set([
+  '-names', '--names', '-kill', '--kill', '-stop', '--stop', '-dump', '--dump', '-started', '--started',
+  '-help', '--help', '-h', '-version', '--version',
+  'names', 'status', 'doctor', 'attach', 'detach',
+]);
+
+/** An epmd: the C one (comm "epmd"), or an sdepmd daemon (a node process running sdepmd, not one of its client verbs). */
+export function isEpmdProcess(p: ProcessInfo): boolean {
+  if (p.comm === 'epmd') return true;
+  if (p.comm === 'sdepmd') return !p.cmdline.some((a) => SDEPMD_CLIENT_WORDS.has(a));
+  if (p.comm !== 'node' && p.comm !== 'nodejs') return false;
+  const script = p.cmdline.findIndex((a, i) => i > 0 && !a.startsWith('-'));
+  if (script < 0) return false;
+  const entry = p.cmdline[script]!;
+  if (!/sdepmd/.test(entry)) return false;
+  return !p.cmdline.slice(script + 1).some((a) => SDEPMD_CLIENT_WORDS.has(a));
+}
+
+export function isSdepmd(p: ProcessInfo): boolean {
+  return p.comm !== 'epmd' && isEpmdProcess(p);
+}
+
+export function isErlangVm(p: ProcessInfo): boolean {
+  return p.comm === 'beam.smp' || p.comm === 'beam';
+}
+
+/** The unit that owns a cgroup path: its last component that names a service or a scope, or null. */
+export function unitOfCgroup(cgroup: string): string | null {
+  const parts = cgroup.split('/').filter(Boolean);
+  for (let i = parts.length - 1; i >= 0; i--) {
+    if (/\.(service|scope)$/.test(parts[i]!)) return parts[i]!;
+  }
+  return null;
+}
+
+/** The node name of an Erlang VM (`-sname X` / `-name X@host`, without @host), or null when not distributed. */
+export function nodeNameOf(p: ProcessInfo): string | null {
+  let name: string | null = null;
+  // The last one wins, as in erl; ERL_AFLAGS and friends are merged into beam's argv by erlexec.
+  for (let i = 0; i < p.cmdline.length - 1; i++) {
+    const a = p.cmdline[i];
+    if (a === '-sname' || a === '-name') name = p.cmdline[i + 1]!;
+  }
+  if (name === null) return null;
+  const alive = name.split('@')[0]!;
+  // `-sname undefined` asks for a dynamic name (OTP 23+): nothing to find in epmd by that name.
+  return alive && alive !== 'undefined' ? alive : null;
+}
+
+/** Whether the VM was told `-start_epmd false` (on its command line or in ERL_AFLAGS / ERL_FLAGS / ERL_ZFLAGS). */
+export function startsNoEpmd(p: ProcessInfo): boolean {
+  const lists = [p.cmdline, ...['ERL_AFLAGS', 'ERL_FLAGS', 'ERL_ZFLAGS'].map((k) => (p.environ[k] ?? '').split(/\s+/))];
+  let value: string | null = null;
+  for (const args of lists) {
+    for (let i = 0; i < args.length - 1; i++) if (args[i] === '-start_epmd') value = args[i + 1]!;
+  }
+  return value === 'false';
+}
+
+/** Whether a unit depends on epmd the way sdepmd asks (Requires/BindsTo + After epmd.service), or the opt-in
+ * alternative (Wants/Requires + After epmd.socket). */
+export function dependencyGaps(u: UnitInfo): string[] {
+  const onService = u.requires.includes(EPMD_SERVICE) || u.bindsTo.includes(EPMD_SERVICE);
+  const afterService = u.after.includes(EPMD_SERVICE);
+  const onSocket = (u.wants.includes(EPMD_SOCKET) || u.requires.includes(EPMD_SOCKET)) && u.after.includes(EPMD_SOCKET);
+  if (onSocket || (onService && afterService)) return [];
+  const gaps: string[] = [];
+  if (!onService) gaps.push(`Requires=${EPMD_SERVICE}`);
+  if (!afterService) gaps.push(`After=${EPMD_SERVICE}`);
+  return gaps;
+}
+
+function describeProcess(p: ProcessInfo): string {
+  const cmd = p.cmdline.join(' ').trim() || `[${p.comm}]`;
+  return `pid ${p.pid} (${p.comm}): ${cmd.length > 200 ? `${cmd.slice(0, 200)}...` : cmd}`;
+}
+
+function describeHolder(h: { pid: number; comm: string }, byPid: ReadonlyMap<number, ProcessInfo>): string {
+  const p = byPid.get(h.pid);
+  const unit = p ? unitOfCgroup(p.cgroup) : null;
+  const cmd = p ? p.cmdline.join(' ').trim() : '';
+  return `pid ${h.pid} (${h.comm})${unit ? ` in ${unit}` : p ? ` in cgroup ${p.cgroup || '?'}` : ''}${cmd ? `: ${cmd}` : ''}`;
+}
+
+export function diagnose(s: HostSnapshot): Finding[] {
+  const findings: Finding[] = [];
+  if (s.systemdError !== undefined) {
+    findings.push({
+      id: 'systemd-unavailable',
+      severity: 'error',
+      title: 'systemd cannot be asked (is systemd PID 1 here, and are you root?)',
+      evidence: [s.systemdError],
+      fix: ['sudo sdepmd doctor'],
+    });
+  }
+  const units = new Map(s.units.map((u) => [u.id, u]));
+  const byPid = new Map(s.processes.map((p) => [p.pid, p]));
+  const socket = units.get(EPMD_SOCKET);
+  const service = units.get(EPMD_SERVICE);
+  const serviceCgroup = service?.controlGroup || null;
+  const inEpmdService = (p: ProcessInfo): boolean =>
+    (serviceCgroup !== null && (p.cgroup === serviceCgroup || p.cgroup.startsWith(`${serviceCgroup}/`))) ||
+    unitOfCgroup(p.cgroup) === EPMD_SERVICE;
+
+  const epmds = s.processes.filter(isEpmdProcess);
+  const stray = epmds.filter((p) => !inEpmdService(p));
+  const portListeners = (s.listeners ?? []).filter((l) => l.port === s.port);
+  const portHolders = new Map<number, { pid: number; comm: string }>();
+  for (const l of portListeners) for (const h of l.holders) portHolders.set(h.pid, h);
+  const holdsPort = (pid: number): boolean => portHolders.has(pid);
+
+  // 1. epmd.socket: installed, enabled, listening; and the port is not held by anything else.
+  const foreignHolders = [...portHolders.values()].filter((h) => {
+    if (h.pid === 1) return false; // systemd, holding epmd.socket
+    const p = byPid.get(h.pid);
+    return !(p && inEpmdService(p));
+  });
+  const foreignNonEpmd = foreignHolders.filter((h) => {
+    const p = byPid.get(h.pid);
+    return !(p && isEpmdProcess(p));
+  });
+  const straysFix = (): string[] => stray.flatMap((p) => strayFix(p));
+  const holderFix = (h: { pid: number; comm: string }): string[] => {
+    const p = byPid.get(h.pid);
+    if (p && isEpmdProcess(p)) return strayFix(p);
+    const unit = p ? unitOfCgroup(p.cgroup) : null;
+    if (unit && unit.endsWith('.service')) {
+      const enabled = units.get(unit)?.unitFileState === 'enabled';
+      return [`systemctl stop ${unit}`, ...(enabled ? [`systemctl disable ${unit}`] : [])];
+    }
+    return [`kill ${h.pid}`];
+  };
+
+  if (s.systemdError === undefined) {
+    if (!socket || socket.loadState === 'not-found') {
+      findings.push({
+        id: 'socket-missing',
+        severity: 'error',
+        title: `${EPMD_SOCKET} is not installed`,
+        evidence: [`systemctl show ${EPMD_SOCKET}: LoadState=${socket?.loadState ?? 'not-found'}`],
+        fix: ['scripts/install.sh --enable   # from the sdepmd checkout'],
+      });
+    } else {
+      const listening = socket.activeState === 'active' && (socket.subState === 'listening' || socket.subState === 'running');
+      const enabled = socket.unitFileState === 'enabled' || socket.unitFileState === 'enabled-runtime';
+      if (!enabled) {
+        findings.push({
+          id: 'socket-not-enabled',
+          severity: 'error',
+          title: `${EPMD_SOCKET} is not enabled: epmd will not listen after a reboot, and the first Erlang app to start will spawn its own epmd`,
+          evidence: [`systemctl show ${EPMD_SOCKET}: UnitFileState=${socket.unitFileState || '(none)'}, ActiveState=${socket.activeState}, SubState=${socket.subState}`],
+          fix: [
+            ...(socket.unitFileState === 'masked' || socket.loadState === 'masked' ? [`systemctl unmask ${EPMD_SOCKET}`] : []),
+            ...straysFix(),
+            ...foreignNonEpmd.flatMap(holderFix),
+            `systemctl enable --now ${EPMD_SOCKET}`,
+          ],
+        });
+      }
+      if (!listening) {
+        const evidence = [
+          `systemctl show ${EPMD_SOCKET}: ActiveState=${socket.activeState}, SubState=${socket.subState}, Result=${socket.result}`,
+        ];
+        for (const h of foreignHolders) evidence.push(`port ${s.port} is held by ${describeHolder(h, byPid)}`);
+        if (portHolders.size === 0 && s.listeners !== null) evidence.push(`nothing listens on port ${s.port}`);
+        if (enabled || socket.unitFileState === 'masked') {
+          // When not enabled, the finding above already says `systemctl enable --now`.
+          findings.push({
+            id: 'socket-not-listening',
+            severity: 'error',
+            title: `${EPMD_SOCKET} is not listening on port ${s.port}`,
+            evidence,
+            fix: [...straysFix(), ...foreignNonEpmd.flatMap(holderFix), `systemctl restart ${EPMD_SOCKET}`],
+          });
+        } else {
+          findings[findings.length - 1]!.evidence.push(...evidence.slice(1));
+        }
+      }
+    }
+  }
+  for (const h of foreignNonEpmd) {
+    findings.push({
+      id: 'port-held',
+      severity: 'error',
+      title: `port ${s.port} is held by ${h.comm} (pid ${h.pid}), which is not epmd`,
+      evidence: [
+        `ss -Hltnp 'sport = :${s.port}': ${describeHolder(h, byPid)}`,
+        ...portListeners.filter((l) => l.holders.some((x) => x.pid === h.pid)).map((l) => `listening on ${l.address}`),
+      ],
+      fix: [...holderFix(h), `systemctl restart ${EPMD_SOCKET}`],
+    });
+  }
+
+  // 2. epmd processes: where they run, how many.
+  for (const p of stray) {
+    const unit = unitOfCgroup(p.cgroup);
+    const evidence = [describeProcess(p), `cgroup: ${p.cgroup || '(unknown)'}`];
+    if (holdsPort(p.pid)) evidence.push(`it holds port ${s.port}, so ${EPMD_SOCKET} cannot listen`);
+    if (unit && unit.endsWith('.service') && unit !== EPMD_SERVICE) {
+      evidence.push(`stopping or restarting ${unit} kills this epmd, and every other node on the host drops out of epmd`);
+      findings.push({
+        id: 'epmd-in-app-cgroup',
+        severity: 'error',
+        title: `an epmd runs inside ${unit}'s cgroup: stopping ${unit} would kill it`,
+        evidence,
+        fix: strayFix(p),
+      });
+    } else {
+      findings.push({
+        id: 'epmd-outside-service',
+        severity: 'error',
+        title: `an epmd runs outside ${EPMD_SERVICE}${unit ? ` (in ${unit})` : ''}`,
+        evidence,
+        fix: strayFix(p),
+      });
+    }
+  }
+  if (epmds.length > 1) {
+    findings.push({
+      id: 'multiple-epmd',
+      severity: 'error',
+      title: `${epmds.length} epmd processes are running; there must be one, in ${EPMD_SERVICE}`,
+      evidence: epmds.map((p) => `${describeProcess(p)} [${unitOfCgroup(p.cgroup) ?? p.cgroup}]`),
+      fix: stray.length > 0 ? straysFix() : [`systemctl restart ${EPMD_SERVICE}`],
+    });
+  }
+  const served = epmds.filter(inEpmdService);
+  if (served.length > 0 && !served.some(isSdepmd)) {
+    findings.push({
+      id: 'epmd-not-sdepmd',
+      severity: 'warning',
+      title: `${EPMD_SERVICE} runs the C epmd, not sdepmd`,
+      evidence: [...served.map(describeProcess), `ExecStart: ${service?.execStart ?? '?'}`],
+      fix: ['scripts/install.sh --enable   # from the sdepmd checkout'],
+    });
+  }
+
+  // 3. epmd.service failing or restarting.
+  if (service && service.loadState !== 'not-found') {
+    const failing = service.activeState === 'failed' || service.subState === 'auto-restart';
+    const restarting = service.nRestarts >= 3;
+    if (failing || restarting || service.nRestarts > 0) {
+      const severity = failing || restarting ? 'error' : 'warning';
+      findings.push({
+        id: 'epmd-service-failing',
+        severity,
+        title: failing
+          ? `${EPMD_SERVICE} is failing (${service.activeState}/${service.subState})`
+          : `${EPMD_SERVICE} has restarted ${service.nRestarts} time(s); every restart restarts the apps that require it`,
+        evidence: [
+          `systemctl show ${EPMD_SERVICE}: ActiveState=${service.activeState}, SubState=${service.subState}, Result=${service.result}, NRestarts=${service.nRestarts}`,
+          ...(s.epmdJournal.length > 0 ? ['journalctl -u epmd (last lines):', ...s.epmdJournal.map((l) => `  ${l}`)] : ['journalctl -u epmd: no lines']),
+        ],
+        fix: failing
+          ? [`journalctl -u ${EPMD_SERVICE} -n 50 --no-pager`, `systemctl reset-failed ${EPMD_SERVICE}`, `systemctl restart ${EPMD_SOCKET}`]
+          : [`journalctl -u ${EPMD_SERVICE} -n 50 --no-pager`],
+      });
+    }
+  }
+
+  // 4. Erlang VMs in units: dependency on epmd, -start_epmd false, registration.
+  const vmsByUnit = new Map<string, ProcessInfo[]>();
+  for (const p of s.processes.filter(isErlangVm)) {
+    const unit = unitOfCgroup(p.cgroup);
+    if (!unit || !unit.endsWith('.service') || unit === EPMD_SERVICE) continue;
+    vmsByUnit.set(unit, [...(vmsByUnit.get(unit) ?? []), p]);
+  }
+  const registered = s.registered === null ? null : new Set(s.registered.map((r) => r.name));
+  const holdsStray = new Set(stray.map((p) => unitOfCgroup(p.cgroup)));
+  const restart = (unit: string): string[] =>
+    holdsStray.has(unit) ? [`systemctl stop ${unit}`, `systemctl start ${unit}`] : [`systemctl restart ${unit}`];
+  const unitNodes = new Set<string>();
+  for (const [unitId, vms] of [...vmsByUnit.entries()].sort(([a], [b]) => a.localeCompare(b))) {
+    const unit = units.get(unitId);
+    const gaps = unit ? dependencyGaps(unit) : [`Requires=${EPMD_SERVICE}`, `After=${EPMD_SERVICE}`];
+    const spawning = vms.filter((p) => !startsNoEpmd(p));
+    const missing = [...gaps, ...(spawning.length > 0 ? ['-start_epmd false'] : [])];
+    const unitHasFlag = (unit?.environment ?? []).some((e) => /^ERL_[AZ]?FLAGS=.*-start_epmd\s+false/.test(e));
+    if (missing.length > 0) {
+      const attached = gaps.length === 0 && unitHasFlag;
+      findings.push({
+        id: 'app-not-attached',
+        severity: 'error',
+        title: attached
+          ? `${unitId} was attached to epmd.service but still runs with its old settings (restart it)`
+          : `${unitId} runs an Erlang VM without ${missing.join(', ')}`,
+        evidence: [
+          ...vms.map(describeProcess),
+          unit
+            ? `systemctl show ${unitId}: Requires=${unit.requires.join(' ')}; After=${unit.after.join(' ')}`
+            : `${unitId}: not known to systemctl`,
+          ...spawning.map((p) => `pid ${p.pid} starts its own epmd when none answers (no -start_epmd false on its command line or in ERL_AFLAGS/ERL_FLAGS/ERL_ZFLAGS)`),
+        ],
+        fix: [...(attached ? [] : [`sdepmd attach ${unitId}`]), ...restart(unitId)],
+      });
+    }
+    for (const p of vms) {
+      const name = nodeNameOf(p);
+      if (name === null) continue;
+      unitNodes.add(name);
+      if (registered !== null && registered.has(name)) continue;
+      findings.push({
+        id: 'node-not-registered',
+        severity: 'error',
+        title: `node ${name} (${unitId}) is not registered with epmd: no other node can reach it`,
+        evidence: [
+          describeProcess(p),
+          registered === null
+            ? `no epmd answers on port ${s.port}${s.registeredError ? ` (${s.registeredError})` : ''}`
+            : `registered names on port ${s.port}: ${s.registered!.map((r) => r.name).join(', ') || '(none)'}`,
+          'nodes of OTP 23.3 and later retry every 2 s once epmd answers again; older ones never do',
+        ],
+        fix: [...(gaps.length > 0 || spawning.length > 0 ? [`sdepmd attach ${unitId}`] : []), ...restart(unitId)],
+      });
+    }
+  }
+
+  // 5. Registered names that belong to no running unit.
+  for (const r of s.registered ?? []) {
+    if (unitNodes.has(r.name)) continue;
+    const holders = (s.listeners ?? []).filter((l) => l.port === r.port).flatMap((l) => l.holders);
+    const owner = holders[0] ? byPid.get(holders[0].pid) : undefined;
+    const ownerUnit = owner ? unitOfCgroup(owner.cgroup) : null;
+    findings.push({
+      id: 'orphan-registration',
+      severity: 'warning',
+      title: `registered name ${r.name} belongs to no running unit`,
+      evidence: [
+        `epmd: name ${r.name} at port ${r.port}`,
+        holders.length > 0
+          ? `port ${r.port} is held by ${describeHolder(holders[0]!, byPid)}${ownerUnit ? '' : ''}`
+          : `nothing listens on port ${r.port}: a stale registration, or a node on another network namespace`,
+      ],
+      fix:
+        holders.length > 0
+          ? ownerUnit && ownerUnit.endsWith('.service')
+            ? [`sdepmd attach ${ownerUnit}`, ...restart(ownerUnit)]
+            : [`kill ${holders[0]!.pid}`]
+          : [`ss -tnp state established '( dport = :${s.port} )'`],
+    });
+  }
+
+  // 6. No epmd answers although the socket is up (a broken activation, a foreign listener).
+  if (s.registered === null && socket && socket.activeState === 'active' && !findings.some((f) => f.id === 'epmd-service-failing')) {
+    findings.push({
+      id: 'epmd-not-answering',
+      severity: 'error',
+      title: `no epmd answers on port ${s.port}`,
+      evidence: [
+        s.registeredError ?? 'no answer',
+        ...(s.epmdJournal.length > 0 ? ['journalctl -u epmd (last lines):', ...s.epmdJournal.map((l) => `  ${l}`)] : []),
+      ],
+      fix: [`journalctl -u ${EPMD_SERVICE} -n 50 --no-pager`, `systemctl restart ${EPMD_SOCKET}`],
+    });
+  }
+  if (s.listeners === null) {
+    findings.push({
+      id: 'listeners-unknown',
+      severity: 'warning',
+      title: 'could not list listening sockets (ss failed): port checks were skipped',
+      evidence: [s.listenersError ?? 'ss failed'],
+      fix: ['apt-get install iproute2'],
+    });
+  }
+  return findings;
+}
+
+/** The commands that remove a stray epmd for good. */
+function strayFix(p: ProcessInfo): string[] {
+  const unit = unitOfCgroup(p.cgroup);
+  if (unit && unit.endsWith('.service') && unit !== EPMD_SERVICE) {
+    // Stopping the app kills its epmd with it; with the drop-in, it starts again after epmd.service. Not
+    // `systemctl restart`: its transaction starts epmd.socket while the app's epmd still holds the port.
+    return [`sdepmd attach ${unit}`, `systemctl stop ${unit}`, `systemctl start ${unit}`];
+  }
+  return [`kill ${p.pid}`, `systemctl restart ${EPMD_SOCKET}`];
+}
+
+export function isHealthy(findings: readonly Finding[]): boolean {
+  return !findings.some((f) => f.severity === 'error');
+}
+
+/** Human output: one block per finding. */
+export function formatFindings(findings: readonly Finding[], s: HostSnapshot): string {
+  const errors = findings.filter((f) => f.severity === 'error').length;
+  const warnings = findings.length - errors;
+  const lines: string[] = [];
+  if (findings.length === 0) {
+    const epmd = s.processes.filter(isEpmdProcess);
+    lines.push(
+      `sdepmd doctor: healthy. epmd.socket is listening on port ${s.port}; ` +
+        `${epmd.length === 0 ? 'epmd.service waits for its first connection' : `epmd.service runs ${epmd.map((p) => `pid ${p.pid}`).join(', ')}`}; ` +
+        `${s.registered?.length ?? 0} node(s) registered.`,
+    );
+    return `${lines.join('\n')}\n`;
+  }
+  lines.push(
+    `sdepmd doctor: ${errors === 0 ? 'healthy, with ' : ''}${[errors ? `${errors} error(s)` : '', warnings ? `${warnings} warning(s)` : ''].filter(Boolean).join(', ')}`,
+  );
+  for (const f of findings) {
+    lines.push('', `${f.severity}: ${f.title} [${f.id}]`);
+    for (const e of f.evidence) lines.push(`  ${e}`);
+    if (f.fix.length > 0) {
+      lines.push('  fix:');
+      for (const c of f.fix) lines.push(`    ${c}`);
+    }
+  }
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,254 @@
+/**
+ * Gathers a HostSnapshot from the real host for `sdepmd doctor`: systemd through `systemctl show` and
+ * `systemctl list-units`, processes through /proc, listeners through `ss -Hltnp`, registrations through the EPMD
+ * protocol, and epmd.service's last journal lines. The parsers are exported for the unit tests.
+ */
+import { execFile } from 'node:child_process';
+import * as fs from 'node:fs';
+import { exchangeLocal, parseNamesReply } from '../client';
+import { encodeSimpleRequest } from '../protocol/codec';
+import { NAMES_REQ } from '../protocol/constants';
+import {
+  EPMD_SERVICE,
+  EPMD_SOCKET,
+  isEpmdProcess,
+  isErlangVm,
+  unitOfCgroup,
+  type HostSnapshot,
+  type Listener,
+  type ProcessInfo,
+  type UnitInfo,
+} from './findings';
+
+export const SHOW_PROPERTIES = [
+  'Id', 'LoadState', 'ActiveState', 'SubState', 'Result', 'MainPID', 'ControlGroup', 'Requires', 'Wants', 'BindsTo',
+  'After', 'Environment', 'ExecStart', 'NRestarts', 'UnitFileState', 'Listen',
+] as const;
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export function run(cmd: string, args: readonly string[], timeoutMs = 15_000): Promise<RunResult> {
+  return new Promise((resolve) => {
+    execFile(
+      cmd,
+      [...args],
+      { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024, env: { ...process.env, SYSTEMD_PAGER: '', SYSTEMD_COLORS: '0', LC_ALL: 'C' } },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 127) : 0;
+        resolve({ code, stdout: String(stdout), stderr: String(stderr) || (err && code === 127 ? err.message : '') });
+      },
+    );
+  });
+}
+
+/** Splits a systemd-quoted list such as `HOME=/root "ERL_AFLAGS=-start_epmd false"` into its words, unquoted. */
+export function splitQuoted(text: string): string[] {
+  const words: string[] = [];
+  let current = '';
+  let inWord = false;
+  let quote: string | null = null;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (quote) {
+      if (c === '\\' && i + 1 < text.length) current += text[++i];
+      else if (c === quote) quote = null;
+      else current += c;
+    } else if (c === '"' || c === "'") {
+      quote = c;
+      inWord = true;
+    } else if (/\s/.test(c)) {
+      if (inWord) words.push(current);
+      current = '';
+      inWord = false;
+    } else {
+      if (c === '\\' && i + 1 < text.length) current += text[++i];
+      else current += c;
+      inWord = true;
+    }
+  }
+  if (inWord) words.push(current);
+  return words;
+}
+
+/** Parses `systemctl show -p ... UNIT...` (blocks of KEY=VALUE, separated by blank lines). */
+export function parseSystemctlShow(text: string): UnitInfo[] {
+  const units: UnitInfo[] = [];
+  for (const block of text.split(/\n\s*\n/)) {
+    const props = new Map<string, string[]>();
+    for (const line of block.split('\n')) {
+      const eq = line.indexOf('=');
+      if (eq <= 0) continue;
+      const key = line.slice(0, eq);
+      props.set(key, [...(props.get(key) ?? []), line.slice(eq + 1)]);
+    }
+    const one = (k: string): string => props.get(k)?.[0] ?? '';
+    const list = (k: string): string[] => one(k).split(/\s+/).filter(Boolean);
+    if (!one('Id')) continue;
+    const exec = /argv\[\]=(.*?) ; /.exec(one('ExecStart'));
+    units.push({
+      id: one('Id'),
+      loadState: one('LoadState'),
+      activeState: one('ActiveState'),
+      subState: one('SubState'),
+      result: one('Result'),
+      mainPid: Number(one('MainPID')) || 0,
+      controlGroup: one('ControlGroup'),
+      requires: list('Requires'),
+      wants: list('Wants'),
+      bindsTo: list('BindsTo'),
+      after: list('After'),
+      environment: splitQuoted(one('Environment')),
+      execStart: exec ? exec[1]! : '',
+      nRestarts: Number(one('NRestarts')) || 0,
+      unitFileState: one('UnitFileState'),
+      listen: props.get('Listen')?.filter(Boolean) ?? [],
+    });
+  }
+  return units;
+}
+
+/** Parses `systemctl list-units --plain --no-legend`: the first column of each line. */
+export function parseListUnits(text: string): string[] {
+  return text
+    .split('\n')
+    .map((l) => l.trim().replace(/^[●*]\s*/, '').split(/\s+/)[0] ?? '')
+    .filter((u) => u.length > 0);
+}
+
+/** Parses `ss -Hltnp`. */
+export function parseSs(text: string): Listener[] {
+  const listeners: Listener[] = [];
+  for (const line of text.split('\n')) {
+    const cols = line.trim().split(/\s+/);
+    if (cols.length < 5) continue;
+    // State Recv-Q Send-Q Local Peer [Process]; with -l the state is LISTEN (older ss omit the state with -H -l).
+    const local = cols[0] === 'LISTEN' || cols[0] === 'UNCONN' ? cols[3]! : cols[2]!;
+    const colon = local.lastIndexOf(':');
+    const port = Number(local.slice(colon + 1));
+    if (colon < 0 || !Number.isInteger(port)) continue;
+    const holders: { pid: number; comm: string }[] = [];
+    for (const m of line.matchAll(/\("((?:[^"\\]|\\.)*)",pid=(\d+),fd=\d+\)/g)) holders.push({ comm: m[1]!, pid: Number(m[2]) });
+    listeners.push({ address: local.slice(0, colon), port, holders });
+  }
+  return listeners;
+}
+
+/** The systemd cgroup of a process from /proc/PID/cgroup: the unified (0::) line, else name=systemd. */
+export function parseProcCgroup(text: string): string {
+  const lines = text.split('\n');
+  const unified = lines.find((l) => l.startsWith('0::'));
+  const named = lines.find((l) => l.includes(':name=systemd:'));
+  const line = unified && unified !== '0::/' ? unified : named ?? unified ?? '';
+  return line.slice(line.indexOf(':', line.indexOf(':') + 1) + 1);
+}
+
+function readProc(pid: number, excluded: ReadonlySet<number>): ProcessInfo | null {
+  if (excluded.has(pid)) return null;
+  try {
+    const comm = fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+    const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    while (cmdline.length > 0 && cmdline[cmdline.length - 1] === '') cmdline.pop();
+    let cgroup = '';
+    try {
+      cgroup = parseProcCgroup(fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8'));
+    } catch {
+      /* hidden */
+    }
+    return { pid, comm, cmdline, environ: {}, cgroup };
+  } catch {
+    return null; // gone, or hidden
+  }
+}
+
+function readErlEnviron(pid: number): Record<string, string> {
+  const env: Record<string, string> = {};
+  try {
+    for (const kv of fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0')) {
+      const eq = kv.indexOf('=');
+      if (eq > 0 && kv.startsWith('ERL_')) env[kv.slice(0, eq)] = kv.slice(eq + 1);
+    }
+  } catch {
+    /* not ours to read */
+  }
+  return env;
+}
+
+async function registeredNames(port: number): Promise<Pick<HostSnapshot, 'registered' | 'registeredError'>> {
+  try {
+    const reply = await exchangeLocal(port, encodeSimpleRequest(NAMES_REQ), 3000);
+    if (reply.length < 4) return { registered: null, registeredError: `the NAMES reply on port ${port} is ${reply.length} byte(s): not an epmd` };
+    const parsed = parseNamesReply(reply);
+    if (parsed.epmdPort !== port) {
+      return { registered: null, registeredError: `the answer on port ${port} is not an EPMD NAMES reply (${reply.subarray(0, 16).toString('hex')})` };
+    }
+    return { registered: parsed.nodes.map((n) => ({ name: n.name, port: n.port })) };
+  } catch (err) {
+    return { registered: null, registeredError: (err as Error).message };
+  }
+}
+
+/** Gathers the snapshot. `excludePids`: the doctor itself (and its parent), which must not count as an epmd. */
+export async function gatherSnapshot(port: number, excludePids: readonly number[] = [process.pid, process.ppid]): Promise<HostSnapshot> {
+  // Ask epmd first: a NAMES request activates epmd.service behind its socket, so the processes read below include it.
+  const names = await registeredNames(port);
+
+  const excluded = new Set(excludePids);
+  const processes: ProcessInfo[] = [];
+  const all = new Map<number, ProcessInfo>();
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const p = readProc(Number(entry), excluded);
+    if (p) all.set(p.pid, p);
+  }
+
+  let listeners: Listener[] | null = null;
+  let listenersError: string | undefined;
+  const ss = await run('ss', ['-Hltnp']);
+  if (ss.code === 0) {
+    const wanted = new Set([port, ...(names.registered ?? []).map((r) => r.port)]);
+    listeners = parseSs(ss.stdout).filter((l) => wanted.has(l.port));
+  } else listenersError = `ss -Hltnp: exit ${ss.code}: ${oneLine(ss.stderr)}`;
+
+  const holderPids = new Set((listeners ?? []).flatMap((l) => l.holders.map((h) => h.pid)));
+  for (const p of all.values()) {
+    if (isErlangVm(p)) processes.push({ ...p, environ: readErlEnviron(p.pid) });
+    else if (isEpmdProcess(p) || holderPids.has(p.pid)) processes.push(p);
+  }
+
+  const list = await run('systemctl', ['list-units', '--type=service', '--state=running', '--plain', '--no-legend', '--no-pager']);
+  let systemdError: string | undefined;
+  let units: UnitInfo[] = [];
+  if (list.code !== 0) systemdError = `systemctl list-units: exit ${list.code}: ${oneLine(list.stderr || list.stdout)}`;
+  else {
+    const ids = new Set([EPMD_SOCKET, EPMD_SERVICE, ...parseListUnits(list.stdout)]);
+    for (const p of processes) {
+      const u = unitOfCgroup(p.cgroup);
+      if (u) ids.add(u);
+    }
+    const show = await run('systemctl', ['show', '--no-pager', '-p', SHOW_PROPERTIES.join(','), '--', ...ids]);
+    if (show.code !== 0) systemdError = `systemctl show: exit ${show.code}: ${oneLine(show.stderr)}`;
+    else units = parseSystemctlShow(show.stdout);
+  }
+
+  const journal = await run('journalctl', ['-u', EPMD_SERVICE, '-n', '10', '--no-pager', '-o', 'short-iso', '-q']);
+  const epmdJournal = journal.code === 0 ? journal.stdout.split('\n').filter((l) => l.trim() && !/^-- No entries --$/.test(l)) : [];
+
+  return {
+    port,
+    ...(systemdError !== undefined ? { systemdError } : {}),
+    units,
+    processes: processes.sort((a, b) => a.pid - b.pid),
+    listeners,
+    ...(listenersError !== undefined ? { listenersError } : {}),
+    ...names,
+    epmdJournal,
+  };
+}
+
+function oneLine(text: string): string {
+  return text.trim().split('\n').map((l) => l.trim()).filter(Boolean).join('; ');
+}

@@ -1,0 +1,151 @@
+/** `sdepmd attach` / `detach` (src/operator/attach.ts) on a scratch directory, with a recording fake systemctl. */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { attachUnits, detachUnits, dropInContent, dropInPath, normalizeUnit, type AttachDeps } from '../../src/operator/attach';
+
+const REPO_DROP_IN = fs.readFileSync(path.join(__dirname, '..', '..', 'units', 'epmd-dependency.conf'), 'utf8');
+
+function harness(known: string[] = ['billing.service', 'other.service']) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const calls: string[][] = [];
+  const deps: AttachDeps = {
+    systemctl: async (args) => {
+      calls.push([...args]);
+      if (args[0] === 'show') {
+        const unit = args[args.length - 1]!;
+        return { code: 0, stdout: known.includes(unit) ? 'loaded\n' : 'not-found\n', stderr: '' };
+      }
+      return { code: 0, stdout: '', stderr: '' };
+    },
+    stdout: (t) => out.push(t),
+    stderr: (t) => err.push(t),
+  };
+  return { deps, out: () => out.join(''), err: () => err.join(''), calls };
+}
+
+let tmp: string;
+beforeEach(() => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sdepmd-attach-'));
+});
+afterEach(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+/** Files are written under tmp (through the real path logic with root=tmp), systemd is the fake. */
+const realPathUnder = (unit: string) => dropInPath(unit, tmp);
+
+test('unit names: .service is added when there is no suffix', () => {
+  expect(normalizeUnit('billing')).toBe('billing.service');
+  expect(normalizeUnit('billing.service')).toBe('billing.service');
+  expect(normalizeUnit('erlang-app@x.service')).toBe('erlang-app@x.service');
+  expect(normalizeUnit('epmd.socket')).toBe('epmd.socket');
+});
+
+test('the drop-in content is the repository\'s units/epmd-dependency.conf (when not installed)', () => {
+  if (!fs.existsSync('/usr/local/share/sdepmd/epmd-dependency.conf')) expect(dropInContent()).toBe(REPO_DROP_IN);
+  expect(dropInPath('billing.service')).toBe('/etc/systemd/system/billing.service.d/epmd-dependency.conf');
+});
+
+describe('with --root (no systemd asked)', () => {
+  beforeEach(() => {
+    fs.mkdirSync(path.join(tmp, 'etc/systemd/system'), { recursive: true });
+    fs.writeFileSync(path.join(tmp, 'etc/systemd/system/billing.service'), '[Service]\nExecStart=/bin/true\n');
+  });
+
+  test('attach writes the drop-in; again is "already attached"; detach removes it and its directory', async () => {
+    const h = harness();
+    expect(await attachUnits(['billing'], { dryRun: false, root: tmp, content: REPO_DROP_IN }, h.deps)).toBe(0);
+    expect(fs.readFileSync(realPathUnder('billing.service'), 'utf8')).toBe(REPO_DROP_IN);
+    expect(h.out()).toContain('billing.service: wrote');
+    expect(h.out()).toContain('systemctl restart billing.service');
+    expect(h.calls).toEqual([]); // --root: no systemctl at all
+
+    const h2 = harness();
+    expect(await attachUnits(['billing.service'], { dryRun: false, root: tmp, content: REPO_DROP_IN }, h2.deps)).toBe(0);
+    expect(h2.out()).toMatch(/^billing\.service: already attached/);
+
+    const h3 = harness();
+    expect(await detachUnits(['billing'], { dryRun: false, root: tmp }, h3.deps)).toBe(0);
+    expect(fs.existsSync(path.dirname(realPathUnder('billing.service')))).toBe(false);
+    const h4 = harness();
+    expect(await detachUnits(['billing'], { dryRun: false, root: tmp }, h4.deps)).toBe(0);
+    expect(h4.out()).toContain('not attached');
+  });
+
+  test('detach keeps the UNIT.d directory when it holds other drop-ins', async () => {
+    const h = harness();
+    await attachUnits(['billing'], { dryRun: false, root: tmp, content: REPO_DROP_IN }, h.deps);
+    fs.writeFileSync(path.join(path.dirname(realPathUnder('billing.service')), 'mine.conf'), '[Service]\n');
+    expect(await detachUnits(['billing'], { dryRun: false, root: tmp }, harness().deps)).toBe(0);
+    expect(fs.readdirSync(path.dirname(realPathUnder('billing.service')))).toEqual(['mine.conf']);
+  });
+
+  test('a drop-in with other content is replaced', async () => {
+    fs.mkdirSync(path.dirname(realPathUnder('billing.service')), { recursive: true });
+    fs.writeFileSync(realPathUnder('billing.service'), '[Unit]\nRequires=epmd.service\n');
+    const h = harness();
+    expect(await attachUnits(['billing'], { dryRun: false, root: tmp, content: REPO_DROP_IN }, h.deps)).toBe(0);
+    expect(h.out()).toContain('billing.service: replaced');
+    expect(fs.readFileSync(realPathUnder('billing.service'), 'utf8')).toBe(REPO_DROP_IN);
+  });
+
+  test('units without a unit file are refused, and nothing is written for the others', async () => {
+    const h = harness();
+    expect(await attachUnits(['billing', 'ghost'], { dryRun: false, root: tmp, content: REPO_DROP_IN }, h.deps)).toBe(1);
+    expect(h.err()).toMatch(/refusing ghost\.service: no such unit/);
+    expect(fs.existsSync(realPathUnder('billing.service'))).toBe(false);
+  });
+});
+
+describe('against systemd (fake systemctl)', () => {
+  // Without --root the real /etc would be written; so these tests only exercise refusals and dry runs.
+  test('refuses units that systemctl show reports as not-found, before touching anything', async () => {
+    const h = harness();
+    expect(await attachUnits(['nope'], { dryRun: false, content: REPO_DROP_IN }, h.deps)).toBe(1);
+    expect(h.calls).toEqual([['show', '-p', 'LoadState', '--value', '--', 'nope.service']]);
+    expect(h.err()).toContain('refusing nope.service: no such unit (systemctl show -p LoadState: not-found)');
+    const d = harness();
+    expect(await detachUnits(['nope'], { dryRun: false }, d.deps)).toBe(1);
+  });
+
+  test('--dry-run prints the file and the commands, and runs no daemon-reload', async () => {
+    const h = harness();
+    expect(await attachUnits(['billing'], { dryRun: true, content: REPO_DROP_IN }, h.deps)).toBe(0);
+    expect(h.out()).toContain('billing.service: would write /etc/systemd/system/billing.service.d/epmd-dependency.conf:\n');
+    expect(h.out()).toContain('    Requires=epmd.service\n');
+    expect(h.out()).toContain('would run: systemctl daemon-reload\n');
+    expect(h.calls.every((c) => c[0] === 'show')).toBe(true);
+  });
+});
+
+describe('with a root and the fake systemctl (askSystemd)', () => {
+  test('attach of two units: one LoadState check each, then exactly one daemon-reload', async () => {
+    const h = harness();
+    expect(await attachUnits(['billing', 'other'], { dryRun: false, root: tmp, askSystemd: true, content: REPO_DROP_IN }, h.deps)).toBe(0);
+    expect(h.calls).toEqual([
+      ['show', '-p', 'LoadState', '--value', '--', 'billing.service'],
+      ['show', '-p', 'LoadState', '--value', '--', 'other.service'],
+      ['daemon-reload'],
+    ]);
+    expect(h.out()).toContain('sdepmd attach: ran systemctl daemon-reload');
+    expect(h.out()).toContain('note: restart to apply (a running unit keeps its old settings): systemctl restart billing.service other.service');
+    // Idempotent: nothing to do, no reload.
+    const again = harness();
+    expect(await attachUnits(['billing', 'other'], { dryRun: false, root: tmp, askSystemd: true, content: REPO_DROP_IN }, again.deps)).toBe(0);
+    expect(again.calls.map((c) => c[0])).toEqual(['show', 'show']);
+    const det = harness();
+    expect(await detachUnits(['billing'], { dryRun: false, root: tmp, askSystemd: true }, det.deps)).toBe(0);
+    expect(det.calls.map((c) => c[0])).toEqual(['show', 'daemon-reload']);
+  });
+
+  test('a failing daemon-reload is exit 1', async () => {
+    const errors: string[] = [];
+    const failing: AttachDeps = {
+      systemctl: async (args) => (args[0] === 'show' ? { code: 0, stdout: 'loaded\n', stderr: '' } : { code: 1, stdout: '', stderr: 'Access denied' }),
+      stdout: () => undefined,
+      stderr: (t) => errors.push(t),
+    };
+    expect(await attachUnits(['billing'], { dryRun: false, root: tmp, askSystemd: true, content: REPO_DROP_IN }, failing)).toBe(1);
+    expect(errors.join('')).toContain('daemon-reload failed (exit 1): Access denied');
+  });
+});
