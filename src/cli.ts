@@ -59,6 +59,7 @@ export function buildParser(argv: readonly string[]): Argv<CliArgs> {
     .option('max_connections', { type: 'string', describe: 'Most open connections (0: no limit)' })
     .option('max_connections_per_peer', { type: 'string', describe: 'Most open connections per non-loopback peer (0: no limit)' })
     .option('max_registrations', { type: 'string', describe: 'Most registered nodes (0: no limit)' })
+    .option('fdstore_max', { type: 'string', describe: 'Keep up to N registrations in systemd\'s fd store, so that they survive restarts (needs FileDescriptorStoreMax=N and RuntimeDirectory= in the unit; default 0: off)' })
     .option('control_socket', { type: 'string', describe: 'Path of the local control socket for `sdepmd status` (default: $RUNTIME_DIRECTORY or /run/sdepmd, control-PORT.sock; "none" for none)' })
     .option('names', { type: 'boolean', describe: 'List the names registered with the running epmd' })
     .option('kill', { type: 'boolean', describe: 'Kill the running epmd (refused while nodes are registered, unless relaxed)' })
@@ -119,7 +120,7 @@ export async function main(argv: readonly string[], io: CliIo = PROCESS_IO): Pro
   // Loaded here so that the client verbs do not pay for the daemon's modules.
   const { startDaemon, StartupError, AlreadyRunningError } = await import('./daemon');
   try {
-    const daemon = await startDaemon(resolved.value, { env: io.env, handleSignals: true });
+    const daemon = await startDaemon(resolved.value, { env: io.env, handleSignals: true, command: [entryScript(), ...argv] });
     tellParent({ type: 'ready' });
     return await daemon.stopped;
   } catch (err) {
@@ -207,7 +208,7 @@ async function clientVerb(args: CliArgs, io: CliIo): Promise<number> {
  */
 async function detach(argv: readonly string[], io: CliIo): Promise<number> {
   const rest = argv.filter((a) => a !== '-daemon' && a !== '--daemon');
-  const entry = require.main?.filename ?? process.argv[1] ?? __filename;
+  const entry = entryScript();
   const child = spawn(process.execPath, [entry, ...rest], {
     detached: true,
     stdio: ['ignore', 'ignore', 'ignore', 'ipc'],
@@ -222,6 +223,11 @@ async function detach(argv: readonly string[], io: CliIo): Promise<number> {
   if (outcome.type === 'ready') return 0;
   io.stderr(`sdepmd: ${outcome.type === 'error' ? outcome.message : `the daemon exited with code ${outcome.code}`}\n`);
   return 1;
+}
+
+/** The script that started this process, as it was invoked (a live upgrade runs it again, to get new code). */
+function entryScript(): string {
+  return process.argv[1] ?? require.main?.filename ?? __filename;
 }
 
 if (require.main === module) {

@@ -20,6 +20,8 @@ export interface DaemonConfig {
   readonly logLevel: number;
   /** -systemd: sockets must come from systemd (LISTEN_FDS). */
   readonly systemd: boolean;
+  /** Most registrations kept in systemd's fd store (FileDescriptorStoreMax= in the unit); 0 turns it off. */
+  readonly fdStoreMax: number;
   /** The control socket's path; undefined for the default (see control.ts), null for none. */
   readonly controlSocket?: string | null;
 }
@@ -38,6 +40,7 @@ export interface DaemonFlags {
   readonly max_connections_per_peer?: unknown;
   readonly max_registrations?: unknown;
   readonly control_socket?: string;
+  readonly fdstore_max?: unknown;
 }
 
 export type Resolved<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: string };
@@ -104,6 +107,8 @@ export function resolveDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEnv):
   if (!maxConnections.ok) return maxConnections;
   const maxPerPeer = count('--max-connections-per-peer', flags.max_connections_per_peer, DEFAULT_LIMITS.maxConnectionsPerPeer);
   if (!maxPerPeer.ok) return maxPerPeer;
+  const fdStoreMax = count('--fdstore_max', flags.fdstore_max, 0);
+  if (!fdStoreMax.ok) return fdStoreMax;
   const maxRegistrations = count('--max-registrations', flags.max_registrations, DEFAULT_LIMITS.maxRegistrations);
   if (!maxRegistrations.ok) return maxRegistrations;
 
@@ -124,6 +129,7 @@ export function resolveDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEnv):
       },
       logLevel: DEFAULT_LOG_LEVEL + (flags.debug ?? 0),
       systemd: flags.systemd === true,
+      fdStoreMax: fdStoreMax.value,
       controlSocket: flags.control_socket === undefined ? undefined : flags.control_socket === 'none' ? null : flags.control_socket,
     },
   };

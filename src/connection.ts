@@ -23,6 +23,7 @@ import {
   STOP_NOT_FOUND,
   STOP_OK,
   type Alive2Request,
+  type NodeInfo,
   type Request,
 } from './protocol/codec';
 import { hex, printableName, type Logger } from './log';
@@ -38,8 +39,15 @@ export interface NodeConnection {
   readonly peer: string;
   /** PORT2_RESP for this node, built once at registration. */
   readonly port2Reply: Buffer;
-  /** Ends the registration at once and closes its connection (STOP_REQ, shutdown). */
+  /** The connection's name in systemd's fd store, when it is kept there. */
+  fdName: string | null;
+  /** Ends the registration at once and hangs up on the node (STOP_REQ, KILL_REQ). */
   hangUp(why: string): void;
+  /**
+   * Lets go of the connection without ending the registration (shutdown with the fd store, or a live upgrade):
+   * stops reading, and returns the socket for the caller to close or pass on.
+   */
+  detach(): Socket;
 }
 
 export type NodeRegistration = Registration<NodeConnection>;
@@ -68,42 +76,76 @@ export interface ConnectionContext {
   namesReply(): Buffer;
   /** The port NAMES and DUMP replies start with. */
   readonly epmdPort: number;
-  /** Called after a node registered or unregistered. */
-  registrationChanged(registration: NodeRegistration, event: 'registered' | 'unregistered', why: string): void;
+  /** A node registered (before it is answered: this is where the fd store keeps it) or unregistered. */
+  registrationChanged(registration: NodeRegistration, event: 'registered' | 'unregistered' | 'restored', why: string): void;
   /** Called once the reply to an accepted KILL_REQ has been written. */
   killRequested(): void;
   /** Rate-limited warning for refusals, so that a flood of bad peers cannot flood the journal. */
   refused(peer: string, why: string, packet?: Buffer): void;
 }
 
-/** Takes over a freshly accepted socket. */
-export function serveConnection(ctx: ConnectionContext, socket: Socket): void {
-  ctx.stats.connections++;
-  const peer = normaliseAddress(socket.remoteAddress);
+/** A registration carried over from an earlier process (fd store, or a live upgrade). */
+export interface RestoredRegistration {
+  readonly info: NodeInfo;
+  readonly creation: number;
+  readonly registeredAt: number;
+  readonly fdName: string | null;
+  readonly peer: string;
+}
+
+/**
+ * Takes over a socket: a fresh connection (which will send one request), or, with `restored`, a node's
+ * registration connection adopted from an earlier process. Returns false if a restored registration clashes
+ * with one already in the table (the caller then closes the socket).
+ */
+export function serveConnection(ctx: ConnectionContext, socket: Socket, restored?: RestoredRegistration): boolean {
+  const peer = restored?.peer ?? normaliseAddress(socket.remoteAddress);
   let received: Buffer | null = null;
   let registration: NodeRegistration | null = null;
   let answered = false;
 
-  socket.setTimeout(ctx.packetTimeoutMs);
-  socket.on('timeout', () => {
+  if (restored) {
+    const owner = nodeConnection(encodePort2Reply(restored.info), restored.fdName);
+    const result = ctx.registry.restore({
+      ...restored.info,
+      creation: restored.creation,
+      displayName: restored.info.name.toString('utf8'),
+      registeredAt: restored.registeredAt,
+      owner,
+    });
+    if (!result.ok) return false;
+    registration = result.registration;
+    answered = true;
+    ctx.registrationChanged(registration, 'restored', `from ${peer}`);
+  } else {
+    ctx.stats.connections++;
+    socket.setTimeout(ctx.packetTimeoutMs);
+  }
+
+  const onTimeout = () => {
     if (registration) return; // a registered node may stay silent for ever
     if (!answered) ctx.refused(peer, `no complete request within ${ctx.packetTimeoutMs} ms`, received ?? undefined);
     socket.destroy();
-  });
-  socket.on('error', (err) => {
+  };
+  const onError = (err: Error) => {
     if (ctx.log.debugEnabled) ctx.log.debug(`connection from ${peer}: ${err.message}`);
-  });
-  socket.on('end', () => socket.destroy());
-  socket.on('close', () => {
+  };
+  const onEnd = () => socket.destroy();
+  const onClose = () => {
     if (registration) endRegistration('connection closed');
-  });
+  };
+  socket.on('timeout', onTimeout);
+  socket.on('error', onError);
+  socket.on('end', onEnd);
+  socket.on('close', onClose);
   socket.on('data', onData);
+  return true;
 
   function onData(chunk: Buffer): void {
     if (registration) {
       // The C epmd unregisters a node that sends anything after ALIVE2_REQ.
       endRegistration(`node sent ${chunk.length} unexpected byte(s)`);
-      socket.destroy();
+      socket.destroySoon();
       return;
     }
     if (answered) {
@@ -166,20 +208,12 @@ export function serveConnection(ctx: ConnectionContext, socket: Socket): void {
   }
 
   function register(request: Alive2Request): void {
-    const owner: NodeConnection = {
-      socket,
-      peer,
-      port2Reply: encodePort2Reply(request),
-      hangUp(why) {
-        endRegistration(why);
-        socket.destroy();
-      },
-    };
-    const result = ctx.registry.register(request, owner);
+    const result = ctx.registry.register(request, nodeConnection(encodePort2Reply(request), null));
     if (!result.ok) {
-      // Like the C epmd, answer "result 1" and leave the connection open; the node closes it (the packet timeout
-      // and any further byte close it too).
+      // Like the C epmd, answer "result 1" and leave the connection open, with no timeout: the node closes it,
+      // and any further byte closes it too. (Only local peers get here; --max_connections bounds them.)
       ctx.refused(peer, `ALIVE2 ${printableName(request.name)} refused: ${result.reason}`);
+      socket.setTimeout(0);
       return write(encodeAlive2Reply(1, 99, request.highestVersion));
     }
     registration = result.registration;
@@ -187,6 +221,27 @@ export function serveConnection(ctx: ConnectionContext, socket: Socket): void {
     socket.setTimeout(0);
     ctx.registrationChanged(registration, 'registered', `from ${peer}`);
     write(encodeAlive2Reply(0, registration.creation, request.highestVersion));
+  }
+
+  function nodeConnection(port2Reply: Buffer, fdName: string | null): NodeConnection {
+    return {
+      socket,
+      peer,
+      port2Reply,
+      fdName,
+      hangUp(why) {
+        endRegistration(why);
+        // Shut down, not just close: systemd's fd store may hold a copy of this connection.
+        socket.destroySoon();
+      },
+      detach() {
+        registration = null;
+        socket.off('data', onData);
+        socket.off('close', onClose);
+        socket.pause();
+        return socket;
+      },
+    };
   }
 
   function endRegistration(why: string): void {

@@ -7,12 +7,22 @@ import { encodeNamesLine, encodePortHeader } from './protocol/codec';
 import { hex, printableName, type Logger } from './log';
 import { DEFAULT_LIMITS, isLoopback, normaliseAddress, type Limits } from './policy';
 import { Registry } from './registry';
-import { serveConnection, type ConnectionContext, type NodeConnection, type NodeRegistration, type ServerStats } from './connection';
+import { recordOf, type RegistrationRecord } from './registration-record';
+import {
+  serveConnection,
+  type ConnectionContext,
+  type NodeConnection,
+  type NodeRegistration,
+  type RestoredRegistration,
+  type ServerStats,
+} from './connection';
 
 /** Where to listen: an address to bind, or a socket systemd passed in. */
 export type ListenTarget =
   | { readonly kind: 'address'; readonly host: string; readonly port: number }
-  | { readonly kind: 'fd'; readonly fd: number; readonly name: string };
+  | { readonly kind: 'fd'; readonly fd: number; readonly name: string }
+  /** A listening socket handed over by the previous process in a live upgrade. */
+  | { readonly kind: 'inherited'; readonly server: Server; readonly source: string };
 
 /** A socket being served, as reported in logs and `sdepmd status`. */
 export interface ServedSocket {
@@ -31,6 +41,8 @@ export interface ServerOptions {
   /** listen() backlog. Node would otherwise reset a passed socket's Backlog= to 511. */
   readonly backlog: number;
   readonly creationSeed?: number;
+  /** Unregistered names DUMP remembers (the C epmd: 1,000, or 5 with -d). */
+  readonly maxUnusedNames?: number;
 }
 
 export const DEFAULT_SERVER_OPTIONS: ServerOptions = {
@@ -43,8 +55,11 @@ export const DEFAULT_SERVER_OPTIONS: ServerOptions = {
 };
 
 export interface ServerEvents {
-  /** A node registered or unregistered. */
-  change?(registration: NodeRegistration, event: 'registered' | 'unregistered'): void;
+  /**
+   * A node registered (called before the node is answered), was restored from an earlier process, or
+   * unregistered.
+   */
+  change?(registration: NodeRegistration, event: 'registered' | 'unregistered' | 'restored'): void;
   /** An accepted KILL_REQ has been answered: the daemon should exit. */
   kill?(): void;
 }
@@ -72,6 +87,7 @@ export class EpmdServer {
   readonly #served: ServedSocket[] = [];
   readonly #open = new Set<Socket>();
   readonly #perPeer = new Map<string, number>();
+  readonly #registrationSockets = new Set<Socket>();
   readonly #context: ConnectionContext;
   #namesCache: { version: number; reply: Buffer } | null = null;
   #refusalWindow = { second: 0, logged: 0, suppressed: 0 };
@@ -84,6 +100,7 @@ export class EpmdServer {
     this.registry = new Registry<NodeConnection>({
       maxRegistrations: this.#options.limits.maxRegistrations,
       creationSeed: this.#options.creationSeed,
+      maxUnused: this.#options.maxUnusedNames,
     });
     const server = this;
     this.#context = {
@@ -119,7 +136,13 @@ export class EpmdServer {
   /** Starts serving every target; resolves once all of them accept connections. */
   async listen(targets: readonly ListenTarget[]): Promise<readonly ServedSocket[]> {
     for (const target of targets) {
-      const server = createServer({ noDelay: true }, (socket) => this.#accept(socket));
+      if (target.kind === 'inherited') {
+        target.server.removeAllListeners('connection');
+        target.server.on('connection', (socket: Socket) => this.accept(socket));
+        this.#addServed(target.server, target);
+        continue;
+      }
+      const server = createServer({ noDelay: true }, (socket) => this.accept(socket));
       server.on('error', (err) => this.#log.error(`listening socket ${describeTarget(target)}: ${err.message}`));
       await new Promise<void>((resolve, reject) => {
         const fail = (err: Error) => reject(new Error(`cannot listen on ${describeTarget(target)}: ${err.message}`));
@@ -134,28 +157,81 @@ export class EpmdServer {
           server.listen({ host: target.host, port: target.port, backlog: this.#options.backlog, ipv6Only }, done);
         }
       });
-      const address = server.address();
-      const served: ServedSocket =
-        address && typeof address === 'object'
-          ? { target, address: address.address, port: address.port }
-          : { target, address: String(address), port: 0 };
-      this.#servers.push(server);
-      this.#served.push(served);
+      this.#addServed(server, target);
     }
     return this.#served;
   }
 
-  /** Stops accepting, then closes every connection (registrations end with them). */
-  async close(): Promise<void> {
+  #addServed(server: Server, target: ListenTarget): void {
+    const address = server.address();
+    const served: ServedSocket =
+      address && typeof address === 'object'
+        ? { target, address: address.address, port: address.port }
+        : { target, address: String(address), port: 0 };
+    this.#servers.push(server);
+    this.#served.push(served);
+  }
+
+  /**
+   * Live upgrade: stops accepting (the listening sockets stay open in the next process), then waits up to
+   * `drainMs` for requests in flight to be answered, and closes what is left of them.
+   */
+  async stopAccepting(drainMs: number): Promise<void> {
+    this.#closing = true;
+    // close() stops listening at once; its callback would wait for every connection, registrations included.
+    for (const s of this.#servers) s.close();
+    const busy = () => [...this.#open].filter((s) => !this.#isRegistration(s));
+    const deadline = Date.now() + drainMs;
+    while (busy().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    for (const socket of busy()) socket.destroy();
+  }
+
+  /** Live upgrade: lets go of every registration's connection, for the next process to adopt. */
+  releaseRegistrations(): { socket: Socket; registration: RegistrationRecord }[] {
+    return this.registry.newestFirst().map((r) => ({ registration: recordOf(r), socket: r.owner.detach() }));
+  }
+
+  #isRegistration(socket: Socket): boolean {
+    return this.#registrationSockets.has(socket);
+  }
+
+  /** The listening servers, for a live upgrade to pass on. */
+  get listeners(): readonly Server[] {
+    return this.#servers;
+  }
+
+  /**
+   * Stops accepting, then closes every connection.
+   * - `hang-up`: every registration ends and its node sees the connection close (KILL_REQ, or no fd store).
+   * - `preserve`: registrations are let go without a word: systemd's fd store keeps their connections open for the
+   *   next process, which finds them in the journal (SIGTERM under systemd with the fd store).
+   */
+  async close(mode: 'hang-up' | 'preserve' = 'hang-up'): Promise<void> {
     if (this.#closing) return;
     this.#closing = true;
     const closed = this.#servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
-    for (const registration of this.registry.newestFirst()) registration.owner.hangUp('epmd is shutting down');
-    for (const socket of this.#open) socket.destroy();
+    for (const registration of this.registry.newestFirst()) {
+      if (mode === 'hang-up') registration.owner.hangUp('epmd is shutting down');
+      else registration.owner.detach().destroy();
+    }
+    for (const socket of this.#open) if (!socket.destroyed && !socket.pending) socket.destroySoon();
     await Promise.all(closed);
+    for (const socket of this.#open) socket.destroy();
   }
 
-  #accept(socket: Socket): void {
+  /**
+   * Adopts a registration connection carried over from an earlier process. Returns false (and closes the socket)
+   * when its name is already registered.
+   */
+  adopt(socket: Socket, restored: RestoredRegistration): boolean {
+    this.#track(socket, restored.peer);
+    if (serveConnection(this.#context, socket, restored)) return true;
+    socket.destroy();
+    return false;
+  }
+
+  /** Serves a freshly accepted connection. */
+  accept(socket: Socket): void {
     const limits = this.#options.limits;
     const peer = normaliseAddress(socket.remoteAddress);
     if (this.#closing) {
@@ -169,14 +245,7 @@ export class EpmdServer {
     if (limits.maxConnectionsPerPeer > 0 && fromPeer > limits.maxConnectionsPerPeer && !isLoopback(peer)) {
       return this.#limitHit(socket, peer, `per-peer connection limit (${limits.maxConnectionsPerPeer}) reached`);
     }
-    this.#perPeer.set(peer, fromPeer);
-    this.#open.add(socket);
-    socket.once('close', () => {
-      this.#open.delete(socket);
-      const left = (this.#perPeer.get(peer) ?? 1) - 1;
-      if (left > 0) this.#perPeer.set(peer, left);
-      else this.#perPeer.delete(peer);
-    });
+    this.#track(socket, peer);
     if (this.#options.delayAcceptMs > 0) {
       socket.pause();
       setTimeout(() => {
@@ -186,6 +255,17 @@ export class EpmdServer {
     } else {
       serveConnection(this.#context, socket);
     }
+  }
+
+  #track(socket: Socket, peer: string): void {
+    this.#perPeer.set(peer, (this.#perPeer.get(peer) ?? 0) + 1);
+    this.#open.add(socket);
+    socket.once('close', () => {
+      this.#open.delete(socket);
+      const left = (this.#perPeer.get(peer) ?? 1) - 1;
+      if (left > 0) this.#perPeer.set(peer, left);
+      else this.#perPeer.delete(peer);
+    });
   }
 
   #limitHit(socket: Socket, peer: string, why: string): void {
@@ -205,7 +285,9 @@ export class EpmdServer {
     return this.#namesCache.reply;
   }
 
-  #registrationChanged(registration: NodeRegistration, event: 'registered' | 'unregistered', why: string): void {
+  #registrationChanged(registration: NodeRegistration, event: 'registered' | 'unregistered' | 'restored', why: string): void {
+    if (event === 'unregistered') this.#registrationSockets.delete(registration.owner.socket);
+    else this.#registrationSockets.add(registration.owner.socket);
     const r = registration;
     const type = r.nodeType === 72 ? 'hidden' : r.nodeType === 77 ? 'normal' : `type ${r.nodeType}`;
     this.#log.info(
@@ -235,5 +317,6 @@ export class EpmdServer {
 
 export function describeTarget(target: ListenTarget): string {
   if (target.kind === 'fd') return `fd ${target.fd}${target.name ? ` (${target.name})` : ''}`;
+  if (target.kind === 'inherited') return `inherited ${target.source}`;
   return target.host.includes(':') ? `[${target.host}]:${target.port}` : `${target.host}:${target.port}`;
 }

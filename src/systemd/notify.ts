@@ -10,6 +10,10 @@ export interface Notifier {
   ready(): void;
   status(text: string): void;
   stopping(): void;
+  /** A live upgrade began (RELOADING=1). */
+  reloading(): void;
+  /** A live upgrade ended: `pid` is the new main process, and it is ready (MAINPID=, READY=1). */
+  handOver(pid: number): void;
   /** Starts pinging at half of WATCHDOG_USEC, when the unit sets WatchdogSec=. Returns the ping interval in ms, or 0. */
   startWatchdog(): number;
   stopWatchdog(): void;
@@ -42,6 +46,8 @@ const NOOP: Notifier = {
   ready() {},
   status() {},
   stopping() {},
+  reloading() {},
+  handOver() {},
   startWatchdog: () => 0,
   stopWatchdog() {},
 };
@@ -57,6 +63,8 @@ export function openNotifier(env: NodeJS.ProcessEnv = process.env): Notifier {
     ready: () => sd.sendState('READY=1'),
     status: (text) => sd.sendState(`STATUS=${text.replace(/\n/g, ' ')}`),
     stopping: () => sd.sendState('STOPPING=1'),
+    reloading: () => sd.sendState('RELOADING=1'),
+    handOver: (pid) => sd.sendState(`MAINPID=${pid}\nREADY=1`),
     startWatchdog() {
       const interval = watchdogIntervalMs(env, process.pid);
       if (interval === 0) return 0;

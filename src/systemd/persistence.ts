@@ -1,0 +1,274 @@
+/**
+ * Registrations that survive a restart or a crash of the daemon.
+ *
+ * Each registration's TCP connection is handed to systemd's fd store (FDSTORE=1, FDNAME=reg-…), so that the
+ * connection outlives the process; its metadata (name, port, type, protocol, versions, extra, creation) goes to a
+ * journal file in RUNTIME_DIRECTORY (kept across restarts by RuntimeDirectoryPreserve=restart). Both happen before
+ * the node gets its reply. On start, the fds systemd hands back (named in LISTEN_FDNAMES) are matched with the
+ * journal, and the table is rebuilt.
+ *
+ * The journal is a file of JSON lines: one `add` or `remove` per change, appended with a single write (a crash
+ * can cut at most the last line, which replay then ignores), compacted into a fresh file when it grows.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { PassedFd } from './listen';
+import type { FdStore } from './fdstore';
+import type { RegistrationRecord } from '../registration-record';
+
+/** Prefix of the FDNAMEs this daemon gives to registration connections (listening sockets never carry it). */
+export const REGISTRATION_FD_PREFIX = 'reg-';
+
+export function isRegistrationFd(name: string): boolean {
+  return name.startsWith(REGISTRATION_FD_PREFIX);
+}
+
+/** A registration as the journal keeps it: always with its fd name. */
+export type StoredRecord = RegistrationRecord & { readonly fdName: string };
+
+type JournalLine =
+  /** `counter` is the registry's creation counter after this registration. */
+  | ({ readonly op: 'add'; readonly counter?: number } & StoredRecord)
+  | { readonly op: 'remove'; readonly fdName: string }
+  | { readonly op: 'header'; readonly creationCounter: number; readonly nextSeq: number };
+
+/** The journal's content after replay. */
+export interface JournalState {
+  readonly records: Map<string, StoredRecord>;
+  creationCounter: number;
+  nextSeq: number;
+}
+
+/** Replays journal text. Malformed lines (a cut last line) are skipped and counted. */
+export function replayJournal(text: string): JournalState & { skipped: number } {
+  const state = { records: new Map<string, StoredRecord>(), creationCounter: 0, nextSeq: 0, skipped: 0 };
+  for (const line of text.split('\n')) {
+    if (line.trim() === '') continue;
+    let entry: JournalLine;
+    try {
+      entry = JSON.parse(line) as JournalLine;
+    } catch {
+      state.skipped++;
+      continue;
+    }
+    if (entry.op === 'header') {
+      state.creationCounter = Math.max(state.creationCounter, entry.creationCounter >>> 0);
+      state.nextSeq = Math.max(state.nextSeq, entry.nextSeq);
+    } else if (entry.op === 'add' && typeof entry.fdName === 'string') {
+      const { op: _op, counter, ...record } = entry;
+      state.records.set(entry.fdName, record);
+      state.creationCounter = Math.max(state.creationCounter, entry.creation >>> 0, (counter ?? 0) >>> 0);
+      state.nextSeq = Math.max(state.nextSeq, seqOf(entry.fdName) + 1);
+    } else if (entry.op === 'remove') {
+      state.records.delete(entry.fdName);
+    } else {
+      state.skipped++;
+    }
+  }
+  return state;
+}
+
+function seqOf(fdName: string): number {
+  const n = parseInt(fdName.slice(REGISTRATION_FD_PREFIX.length), 36);
+  return Number.isFinite(n) ? n : 0;
+}
+
+export interface RecoveredRegistration {
+  readonly fd: number;
+  readonly record: StoredRecord;
+}
+
+export interface Recovery {
+  readonly adopt: readonly RecoveredRegistration[];
+  /** Handed-back fds with no journal entry: closed and removed from the store. */
+  readonly orphans: readonly PassedFd[];
+  /** Journal entries with no fd (the peer's connection was dropped by systemd): forgotten. */
+  readonly missing: readonly StoredRecord[];
+}
+
+export interface PersistenceStats {
+  stored: number;
+  restored: number;
+  failures: number;
+}
+
+/**
+ * Keeps the journal and the fd store in step with the registry. Disabled (every call a no-op) outside systemd,
+ * without RUNTIME_DIRECTORY, without the addon, or with --fdstore_max 0.
+ */
+export class Persistence {
+  readonly enabled: boolean;
+  readonly detail: string;
+  readonly stats: PersistenceStats = { stored: 0, restored: 0, failures: 0 };
+  readonly #store: FdStore | null;
+  readonly #file: string | null;
+  readonly #max: number;
+  #fd: number | null = null;
+  #state: JournalState = { records: new Map(), creationCounter: 0, nextSeq: 0 };
+  #lines = 0;
+  #warnedFull = false;
+
+  constructor(options: { store: FdStore; runtimeDirectory: string | undefined; max: number }) {
+    const { store, runtimeDirectory, max } = options;
+    this.#max = max;
+    if (max <= 0) [this.enabled, this.detail] = [false, 'disabled (--fdstore_max 0)'];
+    else if (!store.available) [this.enabled, this.detail] = [false, store.unavailableReason ?? 'fd store unavailable'];
+    else if (!runtimeDirectory) [this.enabled, this.detail] = [false, 'RUNTIME_DIRECTORY is not set (RuntimeDirectory= in the unit)'];
+    else [this.enabled, this.detail] = [true, `up to ${max} registrations kept in the fd store`];
+    this.#store = this.enabled ? store : null;
+    this.#file = this.enabled && runtimeDirectory ? path.join(runtimeDirectory.split(':')[0]!, 'registrations.jsonl') : null;
+  }
+
+  /** The highest creation the journal has seen: the registry's counter must start past it. */
+  get creationCounter(): number {
+    return this.#state.creationCounter;
+  }
+
+  get journalPath(): string | null {
+    return this.#file;
+  }
+
+  /**
+   * Reads the journal and matches it with the fds systemd handed back. Call once at start, before serving.
+   * Orphan fds are closed here and removed from the store.
+   */
+  recover(passed: readonly PassedFd[]): Recovery {
+    if (!this.#file) {
+      // Without persistence, registration fds (from an earlier run with it) cannot be matched: close them.
+      for (const p of passed) if (isRegistrationFd(p.name)) closeQuietly(p.fd);
+      return { adopt: [], orphans: passed.filter((p) => isRegistrationFd(p.name)), missing: [] };
+    }
+    this.load();
+    const adopt: RecoveredRegistration[] = [];
+    const orphans: PassedFd[] = [];
+    const seen = new Set<string>();
+    for (const p of passed) {
+      if (!isRegistrationFd(p.name)) continue;
+      const record = this.#state.records.get(p.name);
+      if (!record || seen.has(p.name)) {
+        orphans.push(p);
+        this.#remove(p.name);
+        closeQuietly(p.fd);
+        continue;
+      }
+      seen.add(p.name);
+      adopt.push({ fd: p.fd, record });
+    }
+    const missing = [...this.#state.records.values()].filter((r) => !seen.has(r.fdName));
+    for (const r of missing) this.#state.records.delete(r.fdName);
+    this.stats.restored = adopt.length;
+    this.stats.stored = adopt.length;
+    this.#compact();
+    return { adopt, orphans, missing };
+  }
+
+  /**
+   * Reads the journal as it is, without matching it against fds: a live upgrade's new process, which receives
+   * the connections from the old one, continues the same journal.
+   */
+  load(): void {
+    if (!this.#file) return;
+    let text = '';
+    try {
+      text = fs.readFileSync(this.#file, 'utf8');
+    } catch {
+      // first start: no journal yet
+    }
+    const replayed = replayJournal(text);
+    this.#state = { records: replayed.records, creationCounter: replayed.creationCounter, nextSeq: replayed.nextSeq };
+    this.stats.stored = this.#state.records.size;
+  }
+
+  /** The journal's record for an fd name, if any. */
+  record(fdName: string): StoredRecord | undefined {
+    return this.#state.records.get(fdName);
+  }
+
+  /**
+   * Persists a new registration before the node is answered: journal first, then the fd. Returns the FDNAME, or
+   * null when it was not kept (disabled, store full, or an error, which is counted and reported by `onError`).
+   */
+  added(
+    record: RegistrationRecord,
+    fd: number,
+    creationCounter: number,
+    onError: (message: string) => void,
+  ): string | null {
+    if (!this.#store || !this.#file) return null;
+    if (this.#state.records.size >= this.#max) {
+      if (!this.#warnedFull) onError(`fd store full (${this.#max}); further registrations will not survive a restart`);
+      this.#warnedFull = true;
+      return null;
+    }
+    const fdName = `${REGISTRATION_FD_PREFIX}${(this.#state.nextSeq++).toString(36)}`;
+    const full: StoredRecord = { ...record, fdName };
+    try {
+      this.#state.creationCounter = Math.max(this.#state.creationCounter, record.creation >>> 0, creationCounter >>> 0);
+      this.#append({ op: 'add', counter: this.#state.creationCounter, ...full });
+      this.#state.records.set(fdName, full);
+      this.#store.store(fdName, fd);
+      this.stats.stored = this.#state.records.size;
+      return fdName;
+    } catch (err) {
+      this.stats.failures++;
+      this.#state.records.delete(fdName);
+      onError(`cannot keep registration ${record.name} across restarts: ${(err as Error).message}`);
+      return null;
+    }
+  }
+
+  /** Forgets a registration that ended: out of the store (so that systemd closes its copy) and the journal. */
+  removed(fdName: string | null, onError: (message: string) => void): void {
+    if (!fdName || !this.#store) return;
+    try {
+      this.#remove(fdName);
+      this.#store.remove(fdName);
+    } catch (err) {
+      this.stats.failures++;
+      onError(`cannot remove ${fdName} from the fd store: ${(err as Error).message}`);
+    }
+    this.stats.stored = this.#state.records.size;
+  }
+
+  /** Closes the journal (the data stays for the next start). */
+  close(): void {
+    if (this.#fd !== null) closeQuietly(this.#fd);
+    this.#fd = null;
+  }
+
+  #remove(fdName: string): void {
+    if (!this.#state.records.delete(fdName)) return;
+    this.#append({ op: 'remove', fdName });
+  }
+
+  #append(line: JournalLine): void {
+    if (!this.#file) return;
+    if (this.#fd === null || this.#lines > 2 * this.#state.records.size + 1024) this.#compact();
+    // One write per line: a crash can cut only the last line.
+    fs.writeSync(this.#fd!, `${JSON.stringify(line)}\n`);
+    this.#lines++;
+  }
+
+  /** Rewrites the journal as a header plus one `add` per live registration, atomically (write, then rename). */
+  #compact(): void {
+    if (!this.#file) return;
+    const tmp = `${this.#file}.tmp`;
+    const lines: JournalLine[] = [
+      { op: 'header', creationCounter: this.#state.creationCounter, nextSeq: this.#state.nextSeq },
+      ...[...this.#state.records.values()].map((r): JournalLine => ({ op: 'add', ...r })),
+    ];
+    fs.writeFileSync(tmp, lines.map((l) => JSON.stringify(l)).join('\n') + '\n', { mode: 0o600 });
+    fs.renameSync(tmp, this.#file);
+    if (this.#fd !== null) closeQuietly(this.#fd);
+    this.#fd = fs.openSync(this.#file, 'a');
+    this.#lines = lines.length;
+  }
+}
+
+function closeQuietly(fd: number): void {
+  try {
+    fs.closeSync(fd);
+  } catch {
+    // already closed
+  }
+}
