@@ -56,6 +56,7 @@ export function buildParser(argv: readonly string[]): Argv<CliArgs> {
     .option('packet_timeout', { type: 'string', describe: 'Seconds a connection may take to send its request (default 60)' })
     .option('delay_accept', { type: 'string', describe: 'Seconds to wait before serving a new connection (testing)' })
     .option('delay_write', { type: 'string', describe: 'Seconds to wait before each reply (testing)' })
+    .option('request_budget', { type: 'string', describe: 'Seconds a connection may take to send its whole request, however slowly it dribbles (default 60)' })
     .option('max_connections', { type: 'string', describe: 'Most open connections (0: no limit)' })
     .option('max_connections_per_peer', { type: 'string', describe: 'Most open connections per non-loopback peer (0: no limit)' })
     .option('max_registrations', { type: 'string', describe: 'Most registered nodes (0: no limit)' })

@@ -41,6 +41,7 @@ export interface DaemonFlags {
   readonly max_registrations?: unknown;
   readonly control_socket?: string;
   readonly fdstore_max?: unknown;
+  readonly request_budget?: unknown;
 }
 
 export type Resolved<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: string };
@@ -99,6 +100,9 @@ export function resolveDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEnv):
   const packetTimeout = seconds('-packet_timeout', flags.packet_timeout, DEFAULT_LIMITS.packetTimeoutMs);
   if (!packetTimeout.ok) return packetTimeout;
   if (packetTimeout.value === 0) return { ok: false, error: '-packet_timeout must be at least 1 second' };
+  const budget = seconds('--request_budget', flags.request_budget, DEFAULT_LIMITS.requestBudgetMs);
+  if (!budget.ok) return budget;
+  if (budget.value === 0) return { ok: false, error: '--request_budget must be at least 1 second' };
   const delayAccept = seconds('-delay_accept', flags.delay_accept, 0);
   if (!delayAccept.ok) return delayAccept;
   const delayWrite = seconds('-delay_write', flags.delay_write, 0);
@@ -123,6 +127,7 @@ export function resolveDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEnv):
       limits: {
         ...DEFAULT_LIMITS,
         packetTimeoutMs: packetTimeout.value,
+        requestBudgetMs: budget.value,
         maxConnections: maxConnections.value,
         maxConnectionsPerPeer: maxPerPeer.value,
         maxRegistrations: maxRegistrations.value,

@@ -71,6 +71,7 @@ export interface ConnectionContext {
   readonly stats: ServerStats;
   readonly relaxedCommandCheck: boolean;
   readonly packetTimeoutMs: number;
+  readonly requestBudgetMs: number;
   readonly delayWriteMs: number;
   /** The NAMES reply for the current table (cached by the server). */
   namesReply(): Buffer;
@@ -103,6 +104,7 @@ export function serveConnection(ctx: ConnectionContext, socket: Socket, restored
   let received: Buffer | null = null;
   let registration: NodeRegistration | null = null;
   let answered = false;
+  let acceptedAt = 0;
 
   if (restored) {
     const owner = nodeConnection(encodePort2Reply(restored.info), restored.fdName);
@@ -119,6 +121,7 @@ export function serveConnection(ctx: ConnectionContext, socket: Socket, restored
     ctx.registrationChanged(registration, 'restored', `from ${peer}`);
   } else {
     ctx.stats.connections++;
+    acceptedAt = Date.now();
     socket.setTimeout(ctx.packetTimeoutMs);
   }
 
@@ -157,6 +160,9 @@ export function serveConnection(ctx: ConnectionContext, socket: Socket, restored
     const frame = frameRequest(received);
     if (frame.status === 'incomplete') {
       if (received.length >= INBUF_SIZE) dropConnection('request exceeds the input buffer', received);
+      else if (Date.now() - acceptedAt > ctx.requestBudgetMs) {
+        dropConnection(`request not complete within ${ctx.requestBudgetMs} ms`, received);
+      }
       return;
     }
     if (frame.status === 'invalid') return dropConnection(frame.reason, received);

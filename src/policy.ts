@@ -9,22 +9,25 @@ import type { RequestKind } from './protocol/codec';
 export interface Limits {
   /** Close a connection that has not sent a whole request within this many ms (the C epmd's -packet_timeout). */
   readonly packetTimeoutMs: number;
+  /**
+   * Most time a connection may take to send its whole request, however it dribbles it (the packet timeout alone
+   * restarts with every byte).
+   */
+  readonly requestBudgetMs: number;
   /** Most connections open at once (registrations included). */
   readonly maxConnections: number;
   /** Most connections open at once from one peer address (loopback peers are exempt: every local node needs one). */
   readonly maxConnectionsPerPeer: number;
   /** Most registrations held at once. */
   readonly maxRegistrations: number;
-  /** Most bytes of reply a peer may leave unread before it is dropped. */
-  readonly maxWriteBufferBytes: number;
 }
 
 export const DEFAULT_LIMITS: Limits = {
   packetTimeoutMs: 60_000,
+  requestBudgetMs: 60_000,
   maxConnections: 0,
   maxConnectionsPerPeer: 0,
   maxRegistrations: 0,
-  maxWriteBufferBytes: 4 * 1024 * 1024,
 };
 
 /** Requests the C epmd serves only to peers on this host. */

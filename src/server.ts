@@ -109,6 +109,7 @@ export class EpmdServer {
       stats: this.stats,
       relaxedCommandCheck: this.#options.relaxedCommandCheck,
       packetTimeoutMs: this.#options.limits.packetTimeoutMs,
+      requestBudgetMs: this.#options.limits.requestBudgetMs,
       delayWriteMs: this.#options.delayWriteMs,
       get epmdPort() {
         return server.epmdPort;

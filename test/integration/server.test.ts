@@ -150,3 +150,15 @@ test('NAMES is cached and refreshed on every change', async () => {
   expect((await names(endpoint)).text).toBe('name b at port 6000\nname a at port 6000\n');
   await Promise.all([a.close(), b.close()]);
 });
+
+test('a dribbling request is dropped once its total budget is spent, however often it sends', async () => {
+  await start({ limits: { packetTimeoutMs: 400, requestBudgetMs: 600 } });
+  const t0 = Date.now();
+  // One byte every 150 ms: never idle for the packet timeout, but slower than the budget allows.
+  const bytes = Array.from({ length: 20 }, () => Buffer.from([0]));
+  bytes[0] = Buffer.from([0]);
+  const r = await probe(endpoint.port, [Buffer.from([0x0b]), ...bytes], { gapMs: 150, waitMs: 500 });
+  expect(r).toEqual({ reply: Buffer.alloc(0), ended: 'closed' });
+  expect(Date.now() - t0).toBeLessThan(1500);
+  expect(lines.join('')).toMatch(/request not complete within 600 ms/);
+});
