@@ -82,7 +82,7 @@ trap - EXIT
 rm -rf "$lib.old"
 mkdir -p "$prefix/bin" "$share"
 ln -sfn "$lib/bin/sdepmd" "$bin"
-cp units/epmd-dependency.conf "$share/"
+cp units/epmd-dependency.conf units/epmd-socket-dependency.conf "$share/"
 say "installed $lib and $bin ($("$bin" --version))"
 
 # 3. Units: ours carry the marker, and ExecStart points at this prefix.

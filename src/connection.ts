@@ -100,7 +100,9 @@ export interface RestoredRegistration {
  * with one already in the table (the caller then closes the socket).
  */
 export function serveConnection(ctx: ConnectionContext, socket: Socket, restored?: RestoredRegistration): boolean {
-  const peer = restored?.peer ?? normaliseAddress(socket.remoteAddress);
+  // The peer's address costs a getpeername() call: ask for it only when a log line or a registration needs it.
+  let peerAddress = restored?.peer;
+  const peer = () => (peerAddress ??= normaliseAddress(socket.remoteAddress));
   let received: Buffer | null = null;
   let registration: NodeRegistration | null = null;
   let answered = false;
@@ -118,7 +120,7 @@ export function serveConnection(ctx: ConnectionContext, socket: Socket, restored
     if (!result.ok) return false;
     registration = result.registration;
     answered = true;
-    ctx.registrationChanged(registration, 'restored', `from ${peer}`);
+    ctx.registrationChanged(registration, 'restored', `from ${peer()}`);
   } else {
     ctx.stats.connections++;
     acceptedAt = Date.now();
@@ -127,19 +129,18 @@ export function serveConnection(ctx: ConnectionContext, socket: Socket, restored
 
   const onTimeout = () => {
     if (registration) return; // a registered node may stay silent for ever
-    if (!answered) ctx.refused(peer, `no complete request within ${ctx.packetTimeoutMs} ms`, received ?? undefined);
+    if (!answered) ctx.refused(peer(), `no complete request within ${ctx.packetTimeoutMs} ms`, received ?? undefined);
     socket.destroy();
   };
   const onError = (err: Error) => {
-    if (ctx.log.debugEnabled) ctx.log.debug(`connection from ${peer}: ${err.message}`);
+    if (ctx.log.debugEnabled) ctx.log.debug(`connection from ${peer()}: ${err.message}`);
   };
-  const onEnd = () => socket.destroy();
   const onClose = () => {
     if (registration) endRegistration('connection closed');
   };
   socket.on('timeout', onTimeout);
   socket.on('error', onError);
-  socket.on('end', onEnd);
+  // EOF needs no handler: with allowHalfOpen off, Node ends and destroys the socket, and 'close' follows.
   socket.on('close', onClose);
   socket.on('data', onData);
   return true;
@@ -170,7 +171,7 @@ export function serveConnection(ctx: ConnectionContext, socket: Socket, restored
     answered = true;
     const decoded = decodeRequest(frame.body);
     if (!decoded.ok) return dropConnection(decoded.reason, frame.body);
-    if (ctx.log.traceEnabled) ctx.log.trace(`request from ${peer}: ${hex(frame.body)}`);
+    if (ctx.log.traceEnabled) ctx.log.trace(`request from ${peer()}: ${hex(frame.body)}`);
     handleRequest(decoded.request);
   }
 
@@ -184,7 +185,7 @@ export function serveConnection(ctx: ConnectionContext, socket: Socket, restored
         const found = ctx.registry.lookup(request.name);
         if (found) ctx.stats.lookupsFound++;
         if (ctx.log.debugEnabled) {
-          ctx.log.debug(`PORT_PLEASE2 ${printableName(request.name)} from ${peer}: ${found ? `port ${found.port}` : 'not registered'}`);
+          ctx.log.debug(`PORT_PLEASE2 ${printableName(request.name)} from ${peer()}: ${found ? `port ${found.port}` : 'not registered'}`);
         }
         return replyAndClose(found ? found.owner.port2Reply : PORT2_NOT_FOUND);
       }
@@ -192,22 +193,22 @@ export function serveConnection(ctx: ConnectionContext, socket: Socket, restored
         return register(request);
       case 'names':
         ctx.stats.namesRequests++;
-        if (ctx.log.debugEnabled) ctx.log.debug(`NAMES from ${peer}`);
+        if (ctx.log.debugEnabled) ctx.log.debug(`NAMES from ${peer()}`);
         return replyAndClose(ctx.namesReply());
       case 'dump':
-        if (ctx.log.debugEnabled) ctx.log.debug(`DUMP from ${peer}`);
+        if (ctx.log.debugEnabled) ctx.log.debug(`DUMP from ${peer()}`);
         return replyAndClose(dumpReply());
       case 'kill': {
         const allowed = ctx.relaxedCommandCheck || ctx.registry.size === 0;
-        ctx.log.notice(`KILL from ${peer}: ${allowed ? 'exiting' : `refused, ${ctx.registry.size} node(s) registered`}`);
+        ctx.log.notice(`KILL from ${peer()}: ${allowed ? 'exiting' : `refused, ${ctx.registry.size} node(s) registered`}`);
         return replyAndClose(allowed ? KILL_OK : KILL_REFUSED, allowed ? () => ctx.killRequested() : undefined);
       }
       case 'stop': {
         if (!ctx.relaxedCommandCheck) return dropConnection('STOP_REQ needs -relaxed_command_check');
         const target = ctx.registry.lookup(request.name);
         if (!target) return replyAndClose(STOP_NOT_FOUND);
-        ctx.log.notice(`STOP ${target.displayName} from ${peer}: closing its registration`);
-        target.owner.hangUp(`stopped by ${peer}`);
+        ctx.log.notice(`STOP ${target.displayName} from ${peer()}: closing its registration`);
+        target.owner.hangUp(`stopped by ${peer()}`);
         return replyAndClose(STOP_OK);
       }
     }
@@ -218,21 +219,21 @@ export function serveConnection(ctx: ConnectionContext, socket: Socket, restored
     if (!result.ok) {
       // Like the C epmd, answer "result 1" and leave the connection open, with no timeout: the node closes it,
       // and any further byte closes it too. (Only local peers get here; --max_connections bounds them.)
-      ctx.refused(peer, `ALIVE2 ${printableName(request.name)} refused: ${result.reason}`);
+      ctx.refused(peer(), `ALIVE2 ${printableName(request.name)} refused: ${result.reason}`);
       socket.setTimeout(0);
       return write(encodeAlive2Reply(1, 99, request.highestVersion));
     }
     registration = result.registration;
     ctx.stats.registrations++;
     socket.setTimeout(0);
-    ctx.registrationChanged(registration, 'registered', `from ${peer}`);
+    ctx.registrationChanged(registration, 'registered', `from ${peer()}`);
     write(encodeAlive2Reply(0, registration.creation, request.highestVersion));
   }
 
   function nodeConnection(port2Reply: Buffer, fdName: string | null): NodeConnection {
     return {
       socket,
-      peer,
+      peer: peer(),
       port2Reply,
       fdName,
       hangUp(why) {
@@ -273,7 +274,13 @@ export function serveConnection(ctx: ConnectionContext, socket: Socket, restored
 
   function replyAndClose(reply: Buffer, then?: () => void): void {
     const send = () => {
-      if (!socket.destroyed) socket.end(reply, then);
+      if (socket.destroyed) return;
+      if (then) return void socket.end(reply, then);
+      socket.write(reply);
+      // The whole reply is in the kernel (the usual case, for replies this small): close now, and the kernel
+      // sends the FIN right behind it. A graceful end() would cost another trip round the event loop per request.
+      if (socket.writableLength === 0) socket.destroy();
+      else socket.end();
     };
     if (ctx.delayWriteMs > 0) setTimeout(send, ctx.delayWriteMs);
     else send();
@@ -281,7 +288,7 @@ export function serveConnection(ctx: ConnectionContext, socket: Socket, restored
 
   function dropConnection(why: string, packet?: Buffer): void {
     answered = true;
-    ctx.refused(peer, why, packet);
+    ctx.refused(peer(), why, packet);
     socket.destroy();
   }
 }

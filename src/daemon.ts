@@ -102,6 +102,7 @@ export async function startDaemon(config: DaemonConfig, options: DaemonOptions =
   if (upgrading) {
     inherited = await receiveHandOver();
     persistence.load();
+    persistence.hold();
     server.registry.advanceCreation(Math.max(inherited.creationCounter, persistence.creationCounter));
     Object.assign(server.stats, inherited.stats);
     for (const { socket, restored } of inherited.registrations) server.adopt(socket, restored);
@@ -135,6 +136,7 @@ export async function startDaemon(config: DaemonConfig, options: DaemonOptions =
   if (inherited) {
     inherited.serving();
     await inherited.becameMain.catch(() => undefined);
+    persistence.release(keepError);
   } else {
     notifier.status(statusText());
     notifier.ready();

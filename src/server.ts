@@ -143,7 +143,9 @@ export class EpmdServer {
         this.#addServed(target.server, target);
         continue;
       }
-      const server = createServer({ noDelay: true }, (socket) => this.accept(socket));
+      // No TCP_NODELAY: every reply is one write followed by close, so Nagle never delays it, and it saves a
+      // setsockopt() per connection.
+      const server = createServer((socket) => this.accept(socket));
       server.on('error', (err) => this.#log.error(`listening socket ${describeTarget(target)}: ${err.message}`));
       await new Promise<void>((resolve, reject) => {
         const fail = (err: Error) => reject(new Error(`cannot listen on ${describeTarget(target)}: ${err.message}`));
@@ -181,10 +183,15 @@ export class EpmdServer {
     this.#closing = true;
     // close() stops listening at once; its callback would wait for every connection, registrations included.
     for (const s of this.#servers) s.close();
-    const busy = () => [...this.#open].filter((s) => !this.#isRegistration(s));
+    for (const socket of await this.#drain(drainMs)) socket.destroy();
+  }
+
+  /** Waits up to `drainMs` for connections other than registrations to finish; returns those still open. */
+  async #drain(drainMs: number): Promise<Socket[]> {
+    const busy = () => [...this.#open].filter((s) => !this.#isRegistration(s) && !s.destroyed);
     const deadline = Date.now() + drainMs;
     while (busy().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
-    for (const socket of busy()) socket.destroy();
+    return busy();
   }
 
   /** Live upgrade: lets go of every registration's connection, for the next process to adopt. */
@@ -207,10 +214,12 @@ export class EpmdServer {
    * - `preserve`: registrations are let go without a word: systemd's fd store keeps their connections open for the
    *   next process, which finds them in the journal (SIGTERM under systemd with the fd store).
    */
-  async close(mode: 'hang-up' | 'preserve' = 'hang-up'): Promise<void> {
+  async close(mode: 'hang-up' | 'preserve' = 'hang-up', drainMs = 1000): Promise<void> {
     if (this.#closing) return;
     this.#closing = true;
     const closed = this.#servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
+    // Requests already accepted are answered first: ending them now would leave their clients with no reply.
+    await this.#drain(drainMs);
     for (const registration of this.registry.newestFirst()) {
       if (mode === 'hang-up') registration.owner.hangUp('epmd is shutting down');
       else registration.owner.detach().destroy();
@@ -225,7 +234,7 @@ export class EpmdServer {
    * when its name is already registered.
    */
   adopt(socket: Socket, restored: RestoredRegistration): boolean {
-    this.#track(socket, restored.peer);
+    this.#track(socket, this.#options.limits.maxConnectionsPerPeer > 0 ? restored.peer : null);
     if (serveConnection(this.#context, socket, restored)) return true;
     socket.destroy();
     return false;
@@ -234,17 +243,20 @@ export class EpmdServer {
   /** Serves a freshly accepted connection. */
   accept(socket: Socket): void {
     const limits = this.#options.limits;
-    const peer = normaliseAddress(socket.remoteAddress);
     if (this.#closing) {
       socket.destroy();
       return;
     }
     if (limits.maxConnections > 0 && this.#open.size >= limits.maxConnections) {
-      return this.#limitHit(socket, peer, `connection limit (${limits.maxConnections}) reached`);
+      return this.#limitHit(socket, normaliseAddress(socket.remoteAddress), `connection limit (${limits.maxConnections}) reached`);
     }
-    const fromPeer = (this.#perPeer.get(peer) ?? 0) + 1;
-    if (limits.maxConnectionsPerPeer > 0 && fromPeer > limits.maxConnectionsPerPeer && !isLoopback(peer)) {
-      return this.#limitHit(socket, peer, `per-peer connection limit (${limits.maxConnectionsPerPeer}) reached`);
+    // Per-peer counting costs a getpeername() per connection: only when the limit is on.
+    let peer: string | null = null;
+    if (limits.maxConnectionsPerPeer > 0) {
+      peer = normaliseAddress(socket.remoteAddress);
+      if (!isLoopback(peer) && (this.#perPeer.get(peer) ?? 0) >= limits.maxConnectionsPerPeer) {
+        return this.#limitHit(socket, peer, `per-peer connection limit (${limits.maxConnectionsPerPeer}) reached`);
+      }
     }
     this.#track(socket, peer);
     if (this.#options.delayAcceptMs > 0) {
@@ -258,9 +270,13 @@ export class EpmdServer {
     }
   }
 
-  #track(socket: Socket, peer: string): void {
-    this.#perPeer.set(peer, (this.#perPeer.get(peer) ?? 0) + 1);
+  #track(socket: Socket, peer: string | null): void {
     this.#open.add(socket);
+    if (peer === null) {
+      socket.once('close', () => this.#open.delete(socket));
+      return;
+    }
+    this.#perPeer.set(peer, (this.#perPeer.get(peer) ?? 0) + 1);
     socket.once('close', () => {
       this.#open.delete(socket);
       const left = (this.#perPeer.get(peer) ?? 1) - 1;

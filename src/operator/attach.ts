@@ -7,9 +7,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 export const DROP_IN_NAME = 'epmd-dependency.conf';
-export const INSTALLED_DROP_IN = '/usr/local/share/sdepmd/epmd-dependency.conf';
+/** What the drop-in makes the unit depend on: epmd.service (the default) or only epmd.socket (--wants). */
+export type DropInVariant = 'requires' | 'wants';
+const DROP_IN_SOURCES: Record<DropInVariant, string> = { requires: DROP_IN_NAME, wants: 'epmd-socket-dependency.conf' };
+const INSTALLED_DIR = '/usr/local/share/sdepmd';
 /** From dist/operator/attach.js (or src/operator/attach.ts under ts-jest): the repository's units/. */
-export const REPO_DROP_IN = path.resolve(__dirname, '..', '..', 'units', DROP_IN_NAME);
+const REPO_UNITS = path.resolve(__dirname, '..', '..', 'units');
+export const INSTALLED_DROP_IN = path.join(INSTALLED_DIR, DROP_IN_NAME);
+export const REPO_DROP_IN = path.join(REPO_UNITS, DROP_IN_NAME);
 
 const UNIT_SUFFIXES = ['.service', '.socket', '.target', '.timer', '.path', '.mount', '.automount', '.swap', '.slice', '.scope', '.device'];
 
@@ -35,15 +40,16 @@ export interface AttachOptions {
   readonly content?: string;
 }
 
-export function dropInContent(): string {
-  for (const file of [INSTALLED_DROP_IN, REPO_DROP_IN]) {
+export function dropInContent(variant: DropInVariant = 'requires'): string {
+  const name = DROP_IN_SOURCES[variant];
+  for (const file of [path.join(INSTALLED_DIR, name), path.join(REPO_UNITS, name)]) {
     try {
       return fs.readFileSync(file, 'utf8');
     } catch {
       /* next */
     }
   }
-  throw new Error(`cannot find the drop-in (looked for ${INSTALLED_DROP_IN} and ${REPO_DROP_IN})`);
+  throw new Error(`cannot find the drop-in ${name} (looked in ${INSTALLED_DIR} and ${REPO_UNITS})`);
 }
 
 export function dropInPath(unit: string, root = '/'): string {

@@ -7,7 +7,7 @@ import type { CliIo } from '../cli';
 import { resolvePort } from '../config';
 import { controlSocketPath, queryControl, type NodeRecord, type StatusRecord } from '../control';
 import { CannotConnectError, names, portPlease } from '../client';
-import { attachUnits, detachUnits, type AttachDeps } from './attach';
+import { attachUnits, detachUnits, dropInContent, type AttachDeps } from './attach';
 import { diagnose, formatFindings, isHealthy } from './findings';
 import { gatherSnapshot, run } from './snapshot';
 
@@ -82,13 +82,15 @@ function attachOptions(y: any): any {
   return y
     .positional('units', { type: 'string', array: true, describe: 'Unit names (".service" is added when there is no suffix)' })
     .option('dry-run', { type: 'boolean', default: false, describe: 'Print what would change, change nothing' })
-    .option('root', { type: 'string', describe: 'Write under this directory instead of / (for tests; skips systemctl)' });
+    .option('root', { type: 'string', describe: 'Write under this directory instead of / (for tests; skips systemctl)' })
+    .option('wants', { type: 'boolean', default: false, describe: 'Depend on epmd.socket only (Wants=/After=epmd.socket): epmd restarts are never passed on to the app' });
 }
 
 interface AttachArgs {
   units: string[];
   'dry-run'?: boolean;
   root?: string;
+  wants?: boolean;
 }
 
 async function attachCommand(verb: 'attach' | 'detach', args: AttachArgs, io: CliIo): Promise<number> {
@@ -97,7 +99,11 @@ async function attachCommand(verb: 'attach' | 'detach', args: AttachArgs, io: Cl
     stdout: io.stdout,
     stderr: io.stderr,
   };
-  const opts = { dryRun: Boolean(args['dry-run']), ...(args.root !== undefined ? { root: args.root } : {}) };
+  const opts = {
+    dryRun: Boolean(args['dry-run']),
+    ...(args.root !== undefined ? { root: args.root } : {}),
+    ...(args.wants ? { content: dropInContent('wants') } : {}),
+  };
   return verb === 'attach' ? attachUnits(args.units.map(String), opts, deps) : detachUnits(args.units.map(String), opts, deps);
 }
 

@@ -107,6 +107,7 @@ export class Persistence {
   #state: JournalState = { records: new Map(), creationCounter: 0, nextSeq: 0 };
   #lines = 0;
   #warnedFull = false;
+  #held: { fdName: string; fd: number }[] | null = null;
 
   constructor(options: { store: FdStore; runtimeDirectory: string | undefined; max: number }) {
     const { store, runtimeDirectory, max } = options;
@@ -147,8 +148,9 @@ export class Persistence {
       const record = this.#state.records.get(p.name);
       if (!record || seen.has(p.name)) {
         orphans.push(p);
-        this.#remove(p.name);
         closeQuietly(p.fd);
+        // A second fd under an adopted name cannot be removed alone (FDSTOREREMOVE drops every fd of that name).
+        if (!record) this.#forget(p.name);
         continue;
       }
       seen.add(p.name);
@@ -206,7 +208,8 @@ export class Persistence {
       this.#state.creationCounter = Math.max(this.#state.creationCounter, record.creation >>> 0, creationCounter >>> 0);
       this.#append({ op: 'add', counter: this.#state.creationCounter, ...full });
       this.#state.records.set(fdName, full);
-      this.#store.store(fdName, fd);
+      if (this.#held) this.#held.push({ fdName, fd });
+      else this.#store.store(fdName, fd);
       this.stats.stored = this.#state.records.size;
       return fdName;
     } catch (err) {
@@ -222,6 +225,7 @@ export class Persistence {
     if (!fdName || !this.#store) return;
     try {
       this.#remove(fdName);
+      this.#held = this.#held?.filter((h) => h.fdName !== fdName) ?? null;
       this.#store.remove(fdName);
     } catch (err) {
       this.stats.failures++;
@@ -230,10 +234,42 @@ export class Persistence {
     this.stats.stored = this.#state.records.size;
   }
 
+  /**
+   * Holds FDSTORE messages back until `release()`: a live upgrade's new process serves before systemd knows it
+   * as the main process, and systemd ignores the fd store messages of any other process (NotifyAccess=main).
+   */
+  hold(): void {
+    this.#held ??= [];
+  }
+
+  release(onError: (message: string) => void): void {
+    const held = this.#held ?? [];
+    this.#held = null;
+    for (const { fdName, fd } of held) {
+      // Registrations that ended meanwhile were already forgotten.
+      if (!this.#state.records.has(fdName)) continue;
+      try {
+        this.#store?.store(fdName, fd);
+      } catch (err) {
+        this.stats.failures++;
+        onError(`cannot keep ${fdName} in the fd store: ${(err as Error).message}`);
+      }
+    }
+  }
+
   /** Closes the journal (the data stays for the next start). */
   close(): void {
     if (this.#fd !== null) closeQuietly(this.#fd);
     this.#fd = null;
+  }
+
+  /** Asks systemd to drop an fd name that has no record here (an orphan handed back at start). */
+  #forget(fdName: string): void {
+    try {
+      this.#store?.remove(fdName);
+    } catch {
+      this.stats.failures++;
+    }
   }
 
   #remove(fdName: string): void {
