@@ -130,6 +130,9 @@ export function serveConnection(ctx: ConnectionContext, socket: Socket, restored
   const onTimeout = () => {
     if (registration) return; // a registered node may stay silent for ever
     if (!answered) ctx.refused(peer(), `no complete request within ${ctx.packetTimeoutMs} ms`, received ?? undefined);
+    else if (socket.writableLength > 0) {
+      ctx.refused(peer(), `reply not read within ${ctx.packetTimeoutMs} ms (${socket.writableLength} bytes unsent)`);
+    }
     socket.destroy();
   };
   const onError = (err: Error) => {
