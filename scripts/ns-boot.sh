@@ -91,6 +91,15 @@ mount --rbind /sys/fs/cgroup "$R/sys/fs/cgroup"
 mount -t tmpfs -o mode=0755,nosuid,nodev run "$R/run"
 mount -t tmpfs -o mode=1777,nosuid,nodev tmp "$R/tmp"
 
+# Host paths the tests need to see as they are (the checkout, wherever it lies, /tmp included), read-only.
+IFS=: read -r -a binds <<< "${NSBOOT_BIND:-}"
+for p in "${binds[@]}"; do
+  [ -n "$p" ] && [ -d "$p" ] || continue
+  mkdir -p "$R$p"
+  mount --rbind "$p" "$R$p"
+  mount -o remount,bind,ro "$R$p"
+done
+
 # --- units: mask what could touch the host kernel, plus caller's list -------------
 mkdir -p "$R/etc/systemd/system"
 for u in systemd-sysctl.service systemd-modules-load.service systemd-binfmt.service \

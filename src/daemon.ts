@@ -92,7 +92,8 @@ export async function startDaemon(config: DaemonConfig, options: DaemonOptions =
           persistence.removed(registration.owner.fdName, keepError);
         }
       },
-      kill: () => void stop('KILL_REQ accepted', 0, 'hang-up'),
+      // KILL means now, as in the C epmd: no draining of requests in flight.
+      kill: () => void stop('KILL_REQ accepted', 0, 'hang-up', 0),
     },
   );
 
@@ -277,7 +278,7 @@ export async function startDaemon(config: DaemonConfig, options: DaemonOptions =
     process.off('SIGWINCH', onStall);
   }
 
-  async function stop(reason: string, code: number, mode: 'hang-up' | 'preserve'): Promise<void> {
+  async function stop(reason: string, code: number, mode: 'hang-up' | 'preserve', drainMs = 1000): Promise<void> {
     if (stopping) return stopped.then(() => undefined);
     stopping = true;
     notifier.stopping();
@@ -286,7 +287,7 @@ export async function startDaemon(config: DaemonConfig, options: DaemonOptions =
     const kept = mode === 'preserve' ? ', kept in the fd store for the next start' : '';
     log.notice(`shutting down: ${reason}; ${server.registry.size} node(s) were registered${kept}`);
     detachSignals();
-    await server.close(mode);
+    await server.close(mode, drainMs);
     persistence.close();
     await closeControl();
     resolveStopped(code);

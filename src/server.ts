@@ -188,7 +188,8 @@ export class EpmdServer {
 
   /** Waits up to `drainMs` for connections other than registrations to finish; returns those still open. */
   async #drain(drainMs: number): Promise<Socket[]> {
-    const busy = () => [...this.#open].filter((s) => !this.#isRegistration(s) && !s.destroyed);
+    // Answered connections (end() called) are done; registrations are handled by the caller.
+    const busy = () => [...this.#open].filter((s) => !this.#isRegistration(s) && !s.destroyed && !s.writableEnded);
     const deadline = Date.now() + drainMs;
     while (busy().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
     return busy();

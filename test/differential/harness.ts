@@ -7,6 +7,7 @@ import { connect, type Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import type { TestDaemon } from '../support/daemons';
 import { encodeAlive2Request, frame } from '../../src/protocol/codec';
+import { probe, type ProbeOptions, type ProbeResult } from '../support/probe';
 
 export interface Observation {
   readonly label: string;
@@ -22,54 +23,12 @@ export function show(bytes: Buffer): string {
   return `"${out}"`;
 }
 
-export interface RawResult {
-  readonly reply: Buffer;
-  readonly ended: 'closed' | 'open';
-}
+export type RawResult = ProbeResult;
+export type RawOptions = ProbeOptions;
 
-export interface RawOptions {
-  readonly host?: string;
-  readonly localAddress?: string;
-  /** Gap between writes (ms). */
-  readonly gapMs?: number;
-  /** How long to wait for the server to close after the last write (ms). */
-  readonly waitMs?: number;
-  /** Half-close (send FIN) after the last write. */
-  readonly halfClose?: boolean;
-}
-
-/** Like test/support/probe.ts, plus half-close and a short default wait. */
+/** test/support/probe.ts with this suite's defaults: short gaps, and a short wait for the close. */
 export function rawProbe(port: number, writes: readonly Buffer[], options: RawOptions = {}): Promise<RawResult> {
-  const { host = '127.0.0.1', gapMs = 25, waitMs = 400 } = options;
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let done = false;
-    let timer: NodeJS.Timeout | undefined;
-    const socket: Socket = connect({ host, port, localAddress: options.localAddress, allowHalfOpen: true }, async () => {
-      socket.setNoDelay(true);
-      for (let i = 0; i < writes.length; i++) {
-        if (done || socket.destroyed) break;
-        socket.write(writes[i]!);
-        if (i < writes.length - 1) await sleep(gapMs);
-      }
-      if (options.halfClose && !socket.destroyed) socket.end();
-      if (!done) timer = setTimeout(() => finish('open'), waitMs);
-    });
-    const finish = (ended: 'closed' | 'open') => {
-      if (done) return;
-      done = true;
-      if (timer) clearTimeout(timer);
-      socket.destroy();
-      resolve({ reply: Buffer.concat(chunks), ended });
-    };
-    socket.on('data', (d: Buffer) => chunks.push(d));
-    socket.on('end', () => finish('closed'));
-    socket.on('close', () => finish('closed'));
-    socket.on('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'ECONNRESET' || err.code === 'EPIPE') finish('closed');
-      else if (!done) reject(err);
-    });
-  });
+  return probe(port, writes, { gapMs: 25, waitMs: 400, ...options });
 }
 
 /** A timer that does not keep the process alive (it is often raced against an event). */

@@ -11,6 +11,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { bootSystemd, ExecResult, SystemdSandbox, systemdSandboxAvailable } from '../support/nsystemd';
 import { allOf, cEpmdAvailable, erlAvailable, peerDescribe } from '../support/peers';
+import { reporter, waitFor as waitForEvery } from '../support/wait';
 
 const REPO = path.resolve(__dirname, '..', '..');
 const INSTALL = path.join(REPO, 'scripts', 'install.sh');
@@ -34,20 +35,10 @@ interface DoctorResult {
   text: string;
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-const report = (line: string): void => {
-  process.stderr.write(`[doctor-e2e] ${line}\n`);
-};
+const report = reporter('doctor-e2e');
 
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30000, everyMs = 250): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(everyMs);
-  }
-}
+const waitFor = <T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30000, everyMs = 250): Promise<T> =>
+  waitForEvery(what, fn, timeoutMs, everyMs);
 
 const appUnit = (name: string): string => `[Unit]
 Description=Erlang app ${name} (doctor e2e; no epmd dependency of its own)

@@ -304,6 +304,8 @@ export async function bootSystemd(opts: BootOptions = {}): Promise<SystemdSandbo
         NSBOOT_CGROUP: cgroup,
         NSBOOT_MASK: (opts.mask ?? []).join(' '),
         NSBOOT_HOSTNAME: opts.hostname ?? 'sdepmd-sandbox',
+        // The checkout, read-only at the same path, wherever it lies (a tmpfs covers the sandbox's /tmp).
+        NSBOOT_BIND: REPO_ROOT,
       },
     },
   );

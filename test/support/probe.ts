@@ -19,6 +19,8 @@ export interface ProbeOptions {
   readonly waitMs?: number;
   /** Optional local address to connect from. */
   readonly localAddress?: string;
+  /** Half-close (send FIN) after the last write. */
+  readonly halfClose?: boolean;
 }
 
 /** Sends `writes` one after another and reports what came back. */
@@ -28,13 +30,16 @@ export function probe(port: number, writes: readonly Buffer[], options: ProbeOpt
     const chunks: Buffer[] = [];
     let done = false;
     let timer: NodeJS.Timeout | undefined;
-    const socket: Socket = connect({ host, port, localAddress: options.localAddress }, async () => {
+    const socket: Socket = connect({ host, port, localAddress: options.localAddress, allowHalfOpen: true }, async () => {
+      // Each write its own segment, so that a split request really arrives split.
+      socket.setNoDelay(true);
       for (let i = 0; i < writes.length; i++) {
-        if (socket.destroyed) break;
+        if (done || socket.destroyed) break;
         socket.write(writes[i]!);
-        if (i < writes.length - 1) await new Promise((r) => setTimeout(r, gapMs));
+        if (i < writes.length - 1) await new Promise((r) => setTimeout(r, gapMs).unref());
       }
-      timer = setTimeout(() => finish('open'), waitMs);
+      if (options.halfClose && !socket.destroyed) socket.end();
+      if (!done) timer = setTimeout(() => finish('open'), waitMs);
     });
     const finish = (ended: 'closed' | 'open') => {
       if (done) return;
