@@ -235,7 +235,7 @@ if (require.main === module) {
   main(process.argv.slice(2)).then(
     (code) => process.exit(code),
     (err: unknown) => {
-      process.stderr.write(`sdepmd: internal error: ${(err as Error)?.stack ?? String(err)}\n`);
+      process.stderr.write(`sdepmd: internal error: ${(err as Error)?.message ?? String(err)}\n`);
       process.exit(70);
     },
   );

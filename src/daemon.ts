@@ -172,6 +172,15 @@ export async function startDaemon(config: DaemonConfig, options: DaemonOptions =
     process.on('SIGHUP', onHup);
     // Test-only: SIGWINCH blocks the event loop for ever, so that the watchdog can be seen to fire.
     if (env.SDEPMD_TEST_HOOKS === '1') process.on('SIGWINCH', onStall);
+    // A crash would restart every app that requires epmd.service: a bug in one connection's handling is logged
+    // and that connection is lost, but the daemon goes on.
+    process.on('uncaughtException', onInternalError);
+    process.on('unhandledRejection', onInternalError);
+  }
+
+  function onInternalError(err: unknown): void {
+    const e = err instanceof Error ? err : new Error(String(err));
+    log.error(`internal error, carrying on: ${e.message} (${(e.stack ?? '').split('\n')[1]?.trim() ?? 'no stack'})`);
   }
 
   function recoverFromFdStore(fds: readonly PassedFd[]): void {
@@ -276,6 +285,8 @@ export async function startDaemon(config: DaemonConfig, options: DaemonOptions =
     process.off('SIGUSR2', onUsr2);
     process.off('SIGHUP', onHup);
     process.off('SIGWINCH', onStall);
+    process.off('uncaughtException', onInternalError);
+    process.off('unhandledRejection', onInternalError);
   }
 
   async function stop(reason: string, code: number, mode: 'hang-up' | 'preserve', drainMs = 1000): Promise<void> {
