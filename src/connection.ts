@@ -172,6 +172,7 @@ export function serveConnection(ctx: ConnectionContext, socket: Socket, restored
     if (frame.status === 'invalid') return dropConnection(frame.reason, received);
     if (frame.excess > 0) return dropConnection('bytes after the request', received);
     answered = true;
+    received = null; // a registration's connection lives long: do not keep its request buffer
     const decoded = decodeRequest(frame.body);
     if (!decoded.ok) return dropConnection(decoded.reason, frame.body);
     if (ctx.log.traceEnabled) ctx.log.trace(`request from ${peer()}: ${hex(frame.body)}`);
