@@ -136,15 +136,7 @@ export async function attachUnits(names: readonly string[], opts: AttachOptions,
     }
     changed.push(unit);
   }
-  if (changed.length === 0) return 0;
-  if (opts.dryRun) {
-    if (opts.root === undefined || opts.askSystemd) deps.stdout('would run: systemctl daemon-reload\n');
-    deps.stdout(`then restart to apply: systemctl restart ${changed.join(' ')}\n`);
-    return 0;
-  }
-  if (!(await reload(opts, deps, 'attach'))) return 1;
-  deps.stdout(`note: restart to apply (a running unit keeps its old settings): systemctl restart ${changed.join(' ')}\n`);
-  return 0;
+  return finish('attach', changed, opts, deps);
 }
 
 export async function detachUnits(names: readonly string[], opts: AttachOptions, deps: AttachDeps): Promise<number> {
@@ -176,13 +168,18 @@ export async function detachUnits(names: readonly string[], opts: AttachOptions,
     }
     changed.push(unit);
   }
+  return finish('detach', changed, opts, deps);
+}
+
+/** After attach or detach: reload systemd (or say it would), and tell how to apply the change. */
+async function finish(verb: 'attach' | 'detach', changed: readonly string[], opts: AttachOptions, deps: AttachDeps): Promise<number> {
   if (changed.length === 0) return 0;
   if (opts.dryRun) {
     if (opts.root === undefined || opts.askSystemd) deps.stdout('would run: systemctl daemon-reload\n');
     deps.stdout(`then restart to apply: systemctl restart ${changed.join(' ')}\n`);
     return 0;
   }
-  if (!(await reload(opts, deps, 'detach'))) return 1;
+  if (!(await reload(opts, deps, verb))) return 1;
   deps.stdout(`note: restart to apply (a running unit keeps its old settings): systemctl restart ${changed.join(' ')}\n`);
   return 0;
 }

@@ -16,7 +16,7 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { bootSystemd, SystemdSandbox, systemdSandboxAvailable, ExecResult } from '../support/nsystemd';
+import { bootSystemd, SystemdSandbox, systemdSandboxAvailable, ExecResult, stopAndCheckClean } from '../support/nsystemd';
 import { allOf, erlAvailable, peerDescribe } from '../support/peers';
 import { JournalEntry, messageOf, parseJournalJson } from './systemd-e2e-probe';
 import { HAMMER_PATH, HAMMER_SCRIPT, HammerResult, parseRawState, RAW_PATH, RAW_SCRIPT, RawEvent } from './fdstore-scripts';
@@ -259,10 +259,7 @@ d('registrations survive restart, crash and live upgrade (fd store), under a rea
         report(`  ${m.event} | ${m.lost} | ${m.failed} (+${m.notFound}) of ${m.lookups} | ${m.gapMs} ms | ${m.backMs} ms${m.extra ? ` | ${m.extra}` : ''}`);
       }
     }
-    if (!sb) return;
-    const { pid } = sb;
-    await sb.stop();
-    expect(() => process.kill(pid, 0)).toThrow();
+    await stopAndCheckClean(sb);
   }, 60000);
 
   test('0. install; OTP apps (Wants= variant of the shipped drop-in, and one with it as shipped) and two raw clients registered', () =>

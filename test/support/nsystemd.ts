@@ -479,3 +479,18 @@ export async function bootSystemd(opts: BootOptions = {}): Promise<SystemdSandbo
   }
   return sb;
 }
+
+/**
+ * Stops a sandbox and asserts that nothing leaked: the namespace's PID 1 (and so every process in it), its cgroups
+ * and its scratch directory are gone. For afterAll hooks.
+ */
+export async function stopAndCheckClean(sb: SystemdSandbox | undefined): Promise<void> {
+  if (!sb) return;
+  const { pid, dir, cgroup } = sb;
+  await sb.stop();
+  expect(() => process.kill(pid, 0)).toThrow();
+  expect(fs.existsSync(dir)).toBe(false);
+  for (const h of ['/sys/fs/cgroup', '/sys/fs/cgroup/unified', '/sys/fs/cgroup/systemd']) {
+    expect(fs.existsSync(`${h}/${cgroup}`)).toBe(false);
+  }
+}
