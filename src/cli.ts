@@ -14,6 +14,9 @@ import { encodeNameRequest, encodeSimpleRequest } from './protocol/codec';
 import { DUMP_REQ, KILL_REQ, NAMES_REQ, STOP_REQ } from './protocol/constants';
 import { VERSION } from './version';
 
+/** The modern subcommands (src/operator/commands.ts); anything else is the C epmd's dialect. */
+export const SUBCOMMANDS = ['names', 'status', 'doctor', 'attach', 'detach'] as const;
+
 export interface CliIo {
   readonly stdout: (text: string) => void;
   readonly stderr: (text: string) => void;
@@ -81,8 +84,11 @@ export function buildParser(argv: readonly string[]): Argv<CliArgs> {
 /** Runs the command line; resolves with the exit code (the daemon resolves only when it stops). */
 export async function main(argv: readonly string[], io: CliIo = PROCESS_IO): Promise<number> {
   // Modern subcommands (`sdepmd status`, `sdepmd doctor`, ...) have their own parser; the rest is the C dialect.
-  const { SUBCOMMANDS, runSubcommand } = await import('./operator/commands');
-  if (argv[0] !== undefined && (SUBCOMMANDS as readonly string[]).includes(argv[0])) return runSubcommand(argv, io);
+  // Loaded only for them, so that the daemon and the C-dialect verbs do not pay for doctor's modules at start-up.
+  if (argv[0] !== undefined && (SUBCOMMANDS as readonly string[]).includes(argv[0])) {
+    const { runSubcommand } = await import('./operator/commands');
+    return runSubcommand(argv, io);
+  }
   let parseError: string | null = null;
   let helpOrVersion = false;
   const parser = buildParser(argv)

@@ -81,7 +81,7 @@ export async function startDaemon(config: DaemonConfig, options: DaemonOptions =
     {
       change: (registration, event) => {
         // Kept before the node is answered, so that a crash right after the reply loses nothing.
-        if (event === 'registered') {
+        if (event === 'registered' && persistence.enabled) {
           registration.owner.fdName = persistence.added(
             recordOf(registration),
             socketFd(registration.owner.socket),

@@ -5,13 +5,12 @@
 import yargs from 'yargs/yargs';
 import type { CliIo } from '../cli';
 import { resolvePort } from '../config';
-import { controlSocketPath, queryControl, type NodeRecord, type StatusRecord } from '../control';
+import { controlSocketPath, describeNodeType, queryControl, type NodeRecord, type StatusRecord } from '../control';
 import { CannotConnectError, names, portPlease } from '../client';
 import { attachUnits, detachUnits, dropInContent, type AttachDeps } from './attach';
 import { diagnose, formatFindings, isHealthy } from './findings';
 import { gatherSnapshot, run } from './snapshot';
 
-export const SUBCOMMANDS = ['names', 'status', 'doctor', 'attach', 'detach'] as const;
 
 export async function runSubcommand(argv: readonly string[], io: CliIo): Promise<number> {
   let failure: string | null = null;
@@ -169,7 +168,7 @@ async function namesOverEpmd(port: number): Promise<NodeRecord[]> {
     records.push({
       name,
       port: found.port,
-      nodeType: found.nodeType === 77 ? 'normal' : found.nodeType === 72 ? 'hidden' : found.nodeType,
+      nodeType: describeNodeType(found.nodeType),
       protocol: found.protocol,
       highestVersion: found.highestVersion,
       lowestVersion: found.lowestVersion,
