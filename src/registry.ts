@@ -58,7 +58,8 @@ export const DEFAULT_MAX_UNUSED = 1000;
 
 export class Registry<Owner = unknown> {
   readonly #byName = new Map<string, Registration<Owner>>();
-  readonly #unused: UnusedName[] = [];
+  /** Keyed like #byName; a Map keeps insertion order, so its first entry is the oldest. */
+  readonly #unused = new Map<string, UnusedName>();
   readonly #maxRegistrations: number;
   readonly #maxUnused: number;
   #creation: number;
@@ -138,7 +139,7 @@ export class Registry<Owner = unknown> {
     if (this.#byName.get(key) !== registration) return false;
     this.#byName.delete(key);
     this.#version++;
-    this.#unused.push({ name: registration.name, port: registration.port });
+    this.#unused.set(key, { name: registration.name, port: registration.port });
     return true;
   }
 
@@ -149,7 +150,7 @@ export class Registry<Owner = unknown> {
 
   /** Recently unregistered names, oldest first (the C epmd's DUMP order). */
   unused(): readonly UnusedName[] {
-    return this.#unused;
+    return [...this.#unused.values()];
   }
 
   #insert(key: string, registration: Registration<Owner>): void {
@@ -157,9 +158,10 @@ export class Registry<Owner = unknown> {
     this.#version++;
     // As in the C epmd: a returning name leaves the unused list; a new name, when the list is over its limit,
     // takes the oldest entry's place. Only new names shrink it, so it may grow past the limit meanwhile.
-    const unusedAt = this.#unused.findIndex((u) => u.name.equals(registration.name));
-    if (unusedAt >= 0) this.#unused.splice(unusedAt, 1);
-    else if (this.#unused.length > this.#maxUnused) this.#unused.shift();
+    if (!this.#unused.delete(key) && this.#unused.size > this.#maxUnused) {
+      const oldest = this.#unused.keys().next();
+      if (!oldest.done) this.#unused.delete(oldest.value);
+    }
   }
 
   #nextCreation(highestVersion: number): number {
