@@ -700,16 +700,10 @@ int main(int argc, char **argv) {
     if (strlen(g_name) > 255) die("name too long");
     g_conc = atoi(argv[4]);
     g_secs = atof(argv[5]);
-  } else if (!strcmp(mode, "names")) {
+  } else if (!strcmp(mode, "names") || !strcmp(mode, "register")) {
     if (argc != 5) usage();
     set_dst(argv[1], argv[2]);
-    g_mode = M_NAMES;
-    g_conc = atoi(argv[3]);
-    g_secs = atof(argv[4]);
-  } else if (!strcmp(mode, "register")) {
-    if (argc != 5) usage();
-    set_dst(argv[1], argv[2]);
-    g_mode = M_REGISTER;
+    g_mode = !strcmp(mode, "names") ? M_NAMES : M_REGISTER;
     g_conc = atoi(argv[3]);
     g_secs = atof(argv[4]);
   } else if (!strcmp(mode, "hold")) {

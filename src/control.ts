@@ -10,6 +10,7 @@
 import { createConnection, createServer, type Server } from 'node:net';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { ServerStats } from './connection';
 
 /** One registered node, as `sdepmd names --json` prints it. */
 export interface NodeRecord {
@@ -37,16 +38,7 @@ export interface StatusRecord {
   readonly sockets: readonly { readonly address: string; readonly port: number; readonly source: string }[];
   readonly registered: number;
   readonly openConnections: number;
-  readonly counts: {
-    readonly connections: number;
-    readonly lookups: number;
-    readonly lookupsFound: number;
-    readonly namesRequests: number;
-    readonly registrations: number;
-    readonly unregistrations: number;
-    readonly refused: number;
-    readonly limitHits: number;
-  };
+  readonly counts: Readonly<ServerStats>;
   /** Present when registrations are kept in systemd's fd store. */
   readonly fdStore?: { readonly enabled: boolean; readonly stored: number; readonly restored: number; readonly detail?: string };
 }

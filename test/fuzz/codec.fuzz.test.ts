@@ -30,6 +30,7 @@ import {
   PORT_PLEASE2_REQ,
   STOP_REQ,
 } from '../../src/protocol/constants';
+import { mutate } from './mutate';
 
 const LONG = process.env.SDEPMD_FUZZ_LONG === '1';
 const RUNS = Number(process.env.SDEPMD_FUZZ_RUNS ?? (LONG ? 50_000 : 2_000));
@@ -66,24 +67,8 @@ const validRequest: fc.Arbitrary<Buffer> = fc.oneof(
   fc.constantFrom(NAMES_REQ, DUMP_REQ, KILL_REQ).map((t) => encodeSimpleRequest(t as typeof NAMES_REQ)),
 );
 
-/** Mutations of a valid request: bit flips, byte overwrites, insertions, deletions, truncation, duplication. */
-function mutate(base: Buffer, ops: readonly [number, number, number][]): Buffer {
-  let b = Buffer.from(base);
-  for (const [op, at0, value] of ops) {
-    const at = b.length === 0 ? 0 : at0 % b.length;
-    switch (op % 6) {
-      case 0: if (b.length) b[at] = b[at]! ^ (1 << (value % 8)); break;
-      case 1: if (b.length) b[at] = value & 0xff; break;
-      case 2: b = Buffer.concat([b.subarray(0, at), Buffer.from([value & 0xff]), b.subarray(at)]); break;
-      case 3: b = Buffer.concat([b.subarray(0, at), b.subarray(at + 1)]); break;
-      case 4: b = b.subarray(0, at); break;
-      case 5: b = Buffer.concat([b, b.subarray(0, value % 8)]); break;
-    }
-  }
-  return b;
-}
 const mutationOps = fc.array(fc.tuple(fc.nat(5), fc.nat(5000), fc.nat(255)), { minLength: 1, maxLength: 6 });
-const mutated = fc.tuple(validRequest, mutationOps).map(([b, ops]) => mutate(b, ops));
+const mutated = fc.tuple(validRequest, mutationOps).map(([b, ops]) => mutate(b, ops, 8));
 
 /** A frame whose 2-byte length lies about the body that follows. */
 const lyingLength = fc

@@ -28,6 +28,7 @@ import { ALIVE2_REQ, DUMP_REQ, KILL_REQ, NAMES_REQ, PORT_PLEASE2_REQ, STOP_REQ }
 import { validateName } from '../../src/registry';
 import { startDaemon, stopAll, type TestDaemon } from '../support/daemons';
 import { hold, probe, type Held } from '../support/probe';
+import { mutate } from './mutate';
 
 const LONG = process.env.SDEPMD_FUZZ_LONG === '1';
 const PACKETS = Number(process.env.SDEPMD_FUZZ_PACKETS ?? (LONG ? 1_000_000 : 100_000));
@@ -77,19 +78,6 @@ const valid = fc.oneof(
   name.map((n) => encodeNameRequest(STOP_REQ, n)),
   fc.constantFrom(NAMES_REQ, DUMP_REQ, KILL_REQ).map((t) => encodeSimpleRequest(t as typeof NAMES_REQ)),
 );
-function mutate(base: Buffer, ops: readonly [number, number, number][]): Buffer {
-  let b = Buffer.from(base);
-  for (const [op, at0, v] of ops) {
-    const at = b.length === 0 ? 0 : at0 % b.length;
-    if (op === 0 && b.length) b[at] = b[at]! ^ (1 << (v % 8));
-    else if (op === 1 && b.length) b[at] = v;
-    else if (op === 2) b = Buffer.concat([b.subarray(0, at), Buffer.from([v]), b.subarray(at)]);
-    else if (op === 3) b = Buffer.concat([b.subarray(0, at), b.subarray(at + 1)]);
-    else if (op === 4) b = b.subarray(0, at);
-    else if (op === 5) b = Buffer.concat([b, b.subarray(0, v % 16)]);
-  }
-  return b;
-}
 const header = (len: number, body: Buffer) => {
   const h = Buffer.alloc(HEADER_BYTES);
   h.writeUInt16BE(len, 0);
@@ -97,7 +85,7 @@ const header = (len: number, body: Buffer) => {
 };
 const packet: fc.Arbitrary<Buffer> = fc.oneof(
   { weight: 4, arbitrary: valid },
-  { weight: 4, arbitrary: fc.tuple(valid, fc.array(fc.tuple(fc.nat(5), fc.nat(4000), fc.nat(255)), { minLength: 1, maxLength: 4 })).map(([b, o]) => mutate(b, o)) },
+  { weight: 4, arbitrary: fc.tuple(valid, fc.array(fc.tuple(fc.nat(5), fc.nat(4000), fc.nat(255)), { minLength: 1, maxLength: 4 })).map(([b, o]) => mutate(b, o, 16)) },
   { weight: 2, arbitrary: bytes(48) },
   // every request code, correctly framed, with a random payload
   { weight: 2, arbitrary: fc.tuple(fc.nat(255), bytes(32)).map(([t, rest]) => header(rest.length + 1, Buffer.concat([Buffer.from([t]), rest]))) },
