@@ -62,7 +62,7 @@ fi
 "$repo/scripts/install-deps.sh"
 cd "$repo"
 scripts/ensure-npm.sh
-if [ ! -f dist/cli.js ] || [ ! -f native/fdstore/build/Release/fdstore.node ] || [ -n "$(find src -newer dist/cli.js -print -quit)" ]; then
+if [ ! -f dist/cli/cli.js ] || [ ! -f native/sdepmd/build/Release/sdepmd.node ] || [ -n "$(find src -newer dist/cli/cli.js -print -quit)" ]; then
   say "building"
   npm run --silent build
 fi
@@ -71,8 +71,8 @@ fi
 stage=$(mktemp -d "$prefix/lib/.sdepmd.XXXXXX" 2>/dev/null || { mkdir -p "$prefix/lib"; mktemp -d "$prefix/lib/.sdepmd.XXXXXX"; })
 trap 'rm -rf "$stage"' EXIT
 cp -a package.json package-lock.json bin dist node_modules "$stage/"
-mkdir -p "$stage/native/fdstore/build/Release"
-cp -a native/fdstore/build/Release/fdstore.node "$stage/native/fdstore/build/Release/"
+mkdir -p "$stage/native/sdepmd/build/Release"
+cp -a native/sdepmd/build/Release/sdepmd.node "$stage/native/sdepmd/build/Release/"
 (cd "$stage" && npm prune --omit=dev --no-audit --no-fund --loglevel=error >/dev/null)
 chmod -R a+rX "$stage"
 rm -rf "$lib.old"

@@ -3,10 +3,10 @@
  * Each has --help, a --json form for scripts, and exit codes a script can use.
  */
 import yargs from 'yargs/yargs';
-import type { CliIo } from '../cli';
-import { resolvePort } from '../config';
-import { controlSocketPath, describeNodeType, queryControl, type NodeRecord, type StatusRecord } from '../control';
-import { CannotConnectError, names, portPlease } from '../client';
+import type { CliIo } from '../cli/cli';
+import { resolvePort } from '../daemon/config';
+import { controlSocketPath, describeNodeType, queryControl, type NodeRecord, type StatusRecord } from '../daemon/control';
+import { CannotConnectError, names, portPlease } from '../cli/client';
 import { attachUnits, detachUnits, dropInContent, type AttachDeps } from './attach';
 import { diagnose, formatFindings, isHealthy } from './findings';
 import { gatherSnapshot, run } from './snapshot';

@@ -5,7 +5,7 @@
  */
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
-import { exchangeLocal, parseNamesReply } from '../client';
+import { exchangeLocal, parseNamesReply } from '../cli/client';
 import { encodeSimpleRequest } from '../protocol/codec';
 import { NAMES_REQ } from '../protocol/constants';
 import {

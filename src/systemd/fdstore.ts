@@ -2,20 +2,16 @@
  * Typed access to systemd's file-descriptor store (NOTES.md §3).
  *
  * Core Node cannot send SCM_RIGHTS over AF_UNIX datagrams, so fds are passed through
- * a tiny N-API addon (native/fdstore) wrapping libsystemd's sd_pid_notify_with_fds(3).
+ * the project's N-API addon (native/sdepmd), which wraps libsystemd's sd_pid_notify_with_fds(3).
  * The addon is loaded lazily; when it is missing or NOTIFY_SOCKET is unset,
  * openFdStore() returns a no-op store with available=false.
  */
 import * as net from 'node:net';
 import * as os from 'node:os';
-import * as path from 'node:path';
-import { socketFd } from '../socket-fd';
+import { socketFd } from '../engine/socket-fd';
+import { DEFAULT_ADDON_PATH, loadAddon, type SdepmdAddon } from '../native/addon';
 
-/** Signature of the native binding. */
-interface FdStoreAddon {
-  /** Returns sd_pid_notify_with_fds' result: <0 = -errno, 0 = NOTIFY_SOCKET unset, >0 = sent. */
-  notifyWithFds(state: string, fds: number[]): number;
-}
+export { DEFAULT_ADDON_PATH };
 
 export interface FdStore {
   /** Hand a duplicate of `fd` to systemd under `name` (FDSTORE=1). Throws on failure. */
@@ -33,31 +29,8 @@ export interface OpenFdStoreOptions {
   addonPath?: string;
 }
 
-/** dist/systemd/fdstore.js and src/systemd/fdstore.ts are both two levels below the repo root. */
-export const DEFAULT_ADDON_PATH = path.join(__dirname, '..', '..', 'native', 'fdstore', 'build', 'Release', 'fdstore.node');
-
 /** systemd's FDNAME_MAX. */
 export const FDNAME_MAX = 255;
-
-const addonCache = new Map<string, FdStoreAddon | Error>();
-
-function loadAddon(addonPath: string): FdStoreAddon | Error {
-  let cached = addonCache.get(addonPath);
-  if (cached === undefined) {
-    try {
-      // eslint-disable-next-line @typescript-eslint/no-var-requires
-      const mod: unknown = require(addonPath);
-      if (typeof (mod as Partial<FdStoreAddon> | null)?.notifyWithFds !== 'function') {
-        throw new Error('addon does not export notifyWithFds');
-      }
-      cached = mod as FdStoreAddon;
-    } catch (err) {
-      cached = new Error(`fd store: cannot load addon ${addonPath}: ${(err as Error).message}`);
-    }
-    addonCache.set(addonPath, cached);
-  }
-  return cached;
-}
 
 /**
  * Validate an FDNAME the way systemd's fdname_is_valid() does (printable ASCII, no ':',
@@ -98,7 +71,7 @@ function errnoName(errno: number): string {
   return `errno ${errno}`;
 }
 
-function send(addon: FdStoreAddon, state: string, fds: number[]): void {
+function send(addon: SdepmdAddon, state: string, fds: number[]): void {
   let r: number;
   try {
     r = addon.notifyWithFds(state, fds);
@@ -116,7 +89,7 @@ function noopStore(reason: string): FdStore {
 export function openFdStore(options: OpenFdStoreOptions = {}): FdStore {
   if (!process.env.NOTIFY_SOCKET) return noopStore('NOTIFY_SOCKET is not set');
   const addon = loadAddon(options.addonPath ?? DEFAULT_ADDON_PATH);
-  if (addon instanceof Error) return noopStore(addon.message);
+  if (addon instanceof Error) return noopStore(`fd store: ${addon.message}`);
   return {
     available: true,
     store(name: string, fd: number): void {

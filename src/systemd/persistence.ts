@@ -14,7 +14,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { PassedFd } from './listen';
 import type { FdStore } from './fdstore';
-import type { RegistrationRecord } from '../registration-record';
+import type { RegistrationRecord } from '../registry/registration-record';
 
 /** Prefix of the FDNAMEs this daemon gives to registration connections (listening sockets never carry it). */
 export const REGISTRATION_FD_PREFIX = 'reg-';

@@ -25,7 +25,7 @@ import {
   PORT2_NOT_FOUND,
 } from '../../src/protocol/codec';
 import { ALIVE2_REQ, DUMP_REQ, KILL_REQ, NAMES_REQ, PORT_PLEASE2_REQ, STOP_REQ } from '../../src/protocol/constants';
-import { validateName } from '../../src/registry';
+import { validateName } from '../../src/registry/registry';
 import { startDaemon, stopAll, type TestDaemon } from '../support/daemons';
 import { hold, probe, type Held } from '../support/probe';
 import { mutate } from './mutate';

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
-import { names, portPlease, register } from '../../src/client';
+import { names, portPlease, register } from '../../src/cli/client';
 import { SDEPMD_BIN } from '../support/daemons';
 import { startSink, type Sink } from '../support/notify-sink';
 

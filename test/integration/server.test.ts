@@ -2,10 +2,10 @@
  * The server in-process, over real loopback TCP: lifetimes, timeouts, limits and logging.
  * (Byte-for-byte agreement with the C epmd is the differential suite's job.)
  */
-import { EpmdServer } from '../../src/server';
-import { Logger } from '../../src/log';
-import { DEFAULT_LIMITS, type Limits } from '../../src/policy';
-import { kill, names, portPlease, register, stop } from '../../src/client';
+import { EpmdServer } from '../../src/engine/server';
+import { Logger } from '../../src/daemon/log';
+import { DEFAULT_LIMITS, type Limits } from '../../src/policy/policy';
+import { kill, names, portPlease, register, stop } from '../../src/cli/client';
 import { encodeAlive2Request, encodeSimpleRequest } from '../../src/protocol/codec';
 import { NAMES_REQ } from '../../src/protocol/constants';
 import { hold, probe } from '../support/probe';

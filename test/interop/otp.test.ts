@@ -6,7 +6,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { exchange, parseNamesReply } from '../../src/client';
+import { exchange, parseNamesReply } from '../../src/cli/client';
 import { encodeNameRequest, encodeSimpleRequest } from '../../src/protocol/codec';
 import { NAMES_REQ, PORT_PLEASE2_REQ } from '../../src/protocol/constants';
 import { startDaemon, stopAll, type TestDaemon } from '../support/daemons';

@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import * as path from 'node:path';
-import { exchange } from '../../src/client';
+import { exchange } from '../../src/cli/client';
 import { encodeSimpleRequest } from '../../src/protocol/codec';
 import { NAMES_REQ } from '../../src/protocol/constants';
 import { findCEpmd } from './peers';

@@ -1,5 +1,5 @@
-import { buildParser, main, type CliIo } from '../../src/cli';
-import { resolveAddresses, resolveDaemonConfig, resolvePort } from '../../src/config';
+import { buildParser, main, type CliIo } from '../../src/cli/cli';
+import { resolveAddresses, resolveDaemonConfig, resolvePort } from '../../src/daemon/config';
 
 function parse(argv: string[]) {
   return buildParser(argv).exitProcess(false).fail((msg) => {

@@ -1,5 +1,5 @@
 import { composeStatus, openNotifier, watchdogIntervalMs } from '../../src/systemd/notify';
-import { Logger, hex, printableName } from '../../src/log';
+import { Logger, hex, printableName } from '../../src/daemon/log';
 
 describe('notify message composition', () => {
   test('STATUS text', () => {

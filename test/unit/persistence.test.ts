@@ -8,7 +8,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { isRegistrationFd, Persistence, REGISTRATION_FD_PREFIX, replayJournal, type StoredRecord } from '../../src/systemd/persistence';
 import type { FdStore } from '../../src/systemd/fdstore';
-import type { RegistrationRecord } from '../../src/registration-record';
+import type { RegistrationRecord } from '../../src/registry/registration-record';
 
 const hexName = (s: string): string => Buffer.from(s, 'utf8').toString('hex');
 

@@ -1,4 +1,4 @@
-import { isLocalOnly, isLocalPeer, isLoopback, normaliseAddress } from '../../src/policy';
+import { isLocalOnly, isLocalPeer, isLoopback, normaliseAddress } from '../../src/policy/policy';
 
 describe('local-peer policy', () => {
   test('normalises IPv4-mapped IPv6 and zone indexes', () => {

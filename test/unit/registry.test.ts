@@ -1,4 +1,4 @@
-import { Registry, validateName } from '../../src/registry';
+import { Registry, validateName } from '../../src/registry/registry';
 import { codePoints } from '../../src/protocol/codec';
 
 const info = (name: string | Buffer, highestVersion = 6) => ({

@@ -8,7 +8,7 @@ import {
   encodeNameRequest,
   encodeSimpleRequest,
   type NodeInfo,
-} from './protocol/codec';
+} from '../protocol/codec';
 import {
   ALIVE2_RESP,
   ALIVE2_X_RESP,
@@ -18,7 +18,7 @@ import {
   PORT2_RESP,
   PORT_PLEASE2_REQ,
   STOP_REQ,
-} from './protocol/constants';
+} from '../protocol/constants';
 
 export interface Endpoint {
   readonly host: string;

@@ -8,11 +8,11 @@
 import yargs from 'yargs/yargs';
 import type { Argv } from 'yargs';
 import { spawn } from 'node:child_process';
-import { resolveDaemonConfig, resolvePort, type DaemonFlags } from './config';
+import { resolveDaemonConfig, resolvePort, type DaemonFlags } from '../daemon/config';
 import { CannotConnectError, exchangeLocal } from './client';
-import { encodeNameRequest, encodeSimpleRequest } from './protocol/codec';
-import { DUMP_REQ, KILL_REQ, NAMES_REQ, STOP_REQ } from './protocol/constants';
-import { VERSION } from './version';
+import { encodeNameRequest, encodeSimpleRequest } from '../protocol/codec';
+import { DUMP_REQ, KILL_REQ, NAMES_REQ, STOP_REQ } from '../protocol/constants';
+import { VERSION } from '../version';
 
 /** The modern subcommands (src/operator/commands.ts); anything else is the C epmd's dialect. */
 export const SUBCOMMANDS = ['names', 'status', 'doctor', 'attach', 'detach'] as const;
@@ -86,7 +86,7 @@ export async function main(argv: readonly string[], io: CliIo = PROCESS_IO): Pro
   // Modern subcommands (`sdepmd status`, `sdepmd doctor`, ...) have their own parser; the rest is the C dialect.
   // Loaded only for them, so that the daemon and the C-dialect verbs do not pay for doctor's modules at start-up.
   if (argv[0] !== undefined && (SUBCOMMANDS as readonly string[]).includes(argv[0])) {
-    const { runSubcommand } = await import('./operator/commands');
+    const { runSubcommand } = await import('../operator/commands');
     return runSubcommand(argv, io);
   }
   let parseError: string | null = null;
@@ -125,7 +125,7 @@ export async function main(argv: readonly string[], io: CliIo = PROCESS_IO): Pro
   }
   if (args.daemon) return detach(argv, io);
   // Loaded here so that the client verbs do not pay for the daemon's modules.
-  const { startDaemon, StartupError, AlreadyRunningError } = await import('./daemon');
+  const { startDaemon, StartupError, AlreadyRunningError } = await import('../daemon/daemon');
   try {
     const daemon = await startDaemon(resolved.value, { env: io.env, handleSignals: true, command: [entryScript(), ...argv] });
     tellParent({ type: 'ready' });

@@ -3,7 +3,7 @@
  * Pure functions and plain data; the server applies them.
  */
 import { isIPv4 } from 'node:net';
-import type { RequestKind } from './protocol/codec';
+import type { RequestKind } from '../protocol/codec';
 
 /** Limits on connections and requests. 0 means "no limit" for the counts. */
 export interface Limits {

@@ -1,16 +1,13 @@
 /* notifyWithFds(state: string, fds: number[]): number
- * Thin N-API wrapper over sd_pid_notify_with_fds(3). Returns its result:
- * negative errno on failure, 0 if NOTIFY_SOCKET is unset, >0 on success. */
-#define NAPI_VERSION 8
-#include <node_api.h>
+ * sd_pid_notify_with_fds(3): a notify message (READY=1, STATUS=…, FDSTORE=1 with fds, …) to systemd.
+ * Returns its result: a negative errno on failure, 0 if NOTIFY_SOCKET is unset, > 0 once sent. */
+#include "addon.h"
 #include <systemd/sd-daemon.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_FDS 768 /* systemd's per-message limit (NOTES.md §3) */
-
-#define CHECK(call) do { if ((call) != napi_ok) goto fail; } while (0)
-#define THROW(msg) do { napi_throw_type_error(env, NULL, msg); goto fail; } while (0)
+#define MAX_FDS 768   /* systemd's limit of fds in one notify message */
+#define MAX_STATE 4095 /* and of the message's text */
 
 static napi_value notify_with_fds(napi_env env, napi_callback_info info) {
   size_t argc = 2, len = 0;
@@ -26,7 +23,7 @@ static napi_value notify_with_fds(napi_env env, napi_callback_info info) {
   CHECK(napi_typeof(env, argv[0], &type));
   if (type != napi_string) THROW("state must be a string");
   CHECK(napi_get_value_string_utf8(env, argv[0], NULL, 0, &len));
-  if (len == 0 || len >= 4096) THROW("state must be 1..4095 bytes");
+  if (len == 0 || len > MAX_STATE) THROW("state must be 1..4095 bytes");
   if ((state = malloc(len + 1)) == NULL) THROW("out of memory");
   CHECK(napi_get_value_string_utf8(env, argv[0], state, len + 1, &len));
   if (strlen(state) != len) THROW("state must not contain NUL");
@@ -36,14 +33,10 @@ static napi_value notify_with_fds(napi_env env, napi_callback_info info) {
   if (n > MAX_FDS) THROW("fds must hold at most 768 descriptors");
   for (uint32_t i = 0; i < n; i++) {
     napi_value el;
-    double d;
+    int64_t fd;
     CHECK(napi_get_element(env, argv[1], i, &el));
-    CHECK(napi_typeof(env, el, &type));
-    if (type != napi_number) THROW("fds must contain only numbers");
-    CHECK(napi_get_value_double(env, el, &d));
-    if (!(d >= 0 && d <= 2147483647.0) || d != (double)(int)d)
-      THROW("fds must contain non-negative integers");
-    fds[i] = (int)d;
+    if (!sdepmd_get_int(env, el, 0, INT32_MAX, "each fd", &fd)) goto fail;
+    fds[i] = (int)fd;
   }
   CHECK(napi_create_int32(env, sd_pid_notify_with_fds(0, 0, state, n ? fds : NULL, n), &result));
 fail:
@@ -51,10 +44,6 @@ fail:
   return result;
 }
 
-NAPI_MODULE_INIT() {
-  napi_value fn;
-  if (napi_create_function(env, "notifyWithFds", NAPI_AUTO_LENGTH, notify_with_fds, NULL, &fn) != napi_ok ||
-      napi_set_named_property(env, exports, "notifyWithFds", fn) != napi_ok)
-    return NULL;
-  return exports;
+napi_status sdepmd_init_notify(napi_env env, napi_value exports) {
+  return sdepmd_export(env, exports, "notifyWithFds", notify_with_fds);
 }

@@ -6,8 +6,8 @@
  * the connection that holds it), so that the registry can be read and tested on its own.
  */
 import { isUtf8 } from 'node:buffer';
-import { MAX_EXTRA_BYTES, MAX_NAME_BYTES, MAX_NAME_CHARS } from './protocol/constants';
-import { codePoints, type NodeInfo } from './protocol/codec';
+import { MAX_EXTRA_BYTES, MAX_NAME_BYTES, MAX_NAME_CHARS } from '../protocol/constants';
+import { codePoints, type NodeInfo } from '../protocol/codec';
 
 export interface Registration<Owner = unknown> extends NodeInfo {
   /** The creation number handed to the node; it differs between successive registrations of a name. */

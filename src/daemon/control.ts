@@ -10,7 +10,7 @@
 import { createConnection, createServer, type Server } from 'node:net';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { ServerStats } from './connection';
+import type { ServerStats } from '../policy/connection';
 
 /** One registered node, as `sdepmd names --json` prints it. */
 export interface NodeRecord {

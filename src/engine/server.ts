@@ -3,11 +3,11 @@
  * What happens on each connection is in connection.ts.
  */
 import { createServer, type Server, type Socket } from 'node:net';
-import { encodeNamesLine, encodePortHeader } from './protocol/codec';
-import { hex, printableName, type Logger } from './log';
-import { DEFAULT_LIMITS, isLoopback, normaliseAddress, type Limits } from './policy';
-import { Registry } from './registry';
-import { recordOf, type RegistrationRecord } from './registration-record';
+import { encodeNamesLine, encodePortHeader } from '../protocol/codec';
+import { hex, printableName, type Logger } from '../daemon/log';
+import { DEFAULT_LIMITS, isLoopback, normaliseAddress, type Limits } from '../policy/policy';
+import { Registry } from '../registry/registry';
+import { recordOf, type RegistrationRecord } from '../registry/registration-record';
 import {
   serveConnection,
   type ConnectionContext,
@@ -15,7 +15,7 @@ import {
   type NodeRegistration,
   type RestoredRegistration,
   type ServerStats,
-} from './connection';
+} from '../policy/connection';
 
 /** Where to listen: an address to bind, or a socket systemd passed in. */
 export type ListenTarget =

@@ -2,7 +2,7 @@
  * A registration as plain data, for carrying it past the end of a process: into the fd-store journal (a restart
  * or a crash) or to the next process of a live upgrade. Buffers are hex.
  */
-import type { NodeRegistration, RestoredRegistration } from './connection';
+import type { NodeRegistration, RestoredRegistration } from '../policy/connection';
 
 export interface RegistrationRecord {
   readonly name: string;

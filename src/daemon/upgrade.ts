@@ -16,11 +16,11 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Server, Socket } from 'node:net';
-import type { EpmdServer } from './server';
-import type { RestoredRegistration, ServerStats } from './connection';
+import type { EpmdServer } from '../engine/server';
+import type { RestoredRegistration, ServerStats } from '../policy/connection';
 import type { Logger } from './log';
-import type { Notifier } from './systemd/notify';
-import { restoredFrom, type RegistrationRecord } from './registration-record';
+import type { Notifier } from '../systemd/notify';
+import { restoredFrom, type RegistrationRecord } from '../registry/registration-record';
 
 export type UpgradeMessage =
   | { readonly type: 'loaded' }

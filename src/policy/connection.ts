@@ -25,12 +25,12 @@ import {
   type Alive2Request,
   type NodeInfo,
   type Request,
-} from './protocol/codec';
-import { hex, printableName, type Logger } from './log';
+} from '../protocol/codec';
+import { hex, printableName, type Logger } from '../daemon/log';
 import { isLocalOnly, isLocalPeer, normaliseAddress } from './policy';
-import type { Registration, Registry } from './registry';
-import { INBUF_SIZE } from './protocol/constants';
-import { socketFd } from './socket-fd';
+import type { Registration, Registry } from '../registry/registry';
+import { INBUF_SIZE } from '../protocol/constants';
+import { socketFd } from '../engine/socket-fd';
 
 /** What the registry holds for each node: the connection that keeps it registered. */
 export interface NodeConnection {

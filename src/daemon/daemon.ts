@@ -3,18 +3,18 @@
  * across a restart, serve, tell systemd, log, and stop or hand over to new code.
  */
 import { Socket, type Server } from 'node:net';
-import { EpmdServer, describeTarget, type ListenTarget, type ServedSocket } from './server';
+import { EpmdServer, describeTarget, type ListenTarget, type ServedSocket } from '../engine/server';
 import { DEFAULT_LOG_LEVEL, Logger } from './log';
 import type { DaemonConfig } from './config';
-import { listenFds, type PassedFd } from './systemd/listen';
-import { composeStatus, openNotifier, type Notifier } from './systemd/notify';
-import { openFdStore } from './systemd/fdstore';
-import { isRegistrationFd, Persistence } from './systemd/persistence';
-import { recordOf, restoredFrom } from './registration-record';
+import { listenFds, type PassedFd } from '../systemd/listen';
+import { composeStatus, openNotifier, type Notifier } from '../systemd/notify';
+import { openFdStore } from '../systemd/fdstore';
+import { isRegistrationFd, Persistence } from '../systemd/persistence';
+import { recordOf, restoredFrom } from '../registry/registration-record';
 import { controlSocketPath, describeNodeType, startControlServer, type NodeRecord, type StatusRecord } from './control';
 import { handOver, receiveHandOver, UPGRADE_ENV, type Inherited } from './upgrade';
-import { socketFd } from './socket-fd';
-import { VERSION } from './version';
+import { socketFd } from '../engine/socket-fd';
+import { VERSION } from '../version';
 
 export interface RunningDaemon {
   readonly server: EpmdServer;

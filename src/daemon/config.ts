@@ -3,8 +3,8 @@
  * Pure: argv values and an environment in, a config or an error message out.
  */
 import { isIP } from 'node:net';
-import { DEFAULT_PORT } from './protocol/constants';
-import { DEFAULT_LIMITS, type Limits } from './policy';
+import { DEFAULT_PORT } from '../protocol/constants';
+import { DEFAULT_LIMITS, type Limits } from '../policy/policy';
 import { DEFAULT_LOG_LEVEL } from './log';
 
 export interface DaemonConfig {

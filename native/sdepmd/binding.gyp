@@ -1,0 +1,10 @@
+{
+  "targets": [
+    {
+      "target_name": "sdepmd",
+      "sources": ["addon.c", "notify.c"],
+      "libraries": ["-lsystemd"],
+      "cflags": ["-Wall", "-Wextra", "-std=gnu11"]
+    }
+  ]
+}

@@ -1,0 +1,37 @@
+/**
+ * The project's one N-API addon (native/sdepmd): libsystemd and the few syscalls Node lacks.
+ * Loaded lazily, once per path; a missing or broken build is reported as an Error value, never thrown, so that
+ * callers can fall back (for example to a no-op fd store) and say why.
+ */
+import * as path from 'node:path';
+
+/** What the addon exports. Each native/sdepmd/*.c file adds its functions here. */
+export interface SdepmdAddon {
+  /** sd_pid_notify_with_fds(3): < 0 is -errno, 0 means NOTIFY_SOCKET is unset, > 0 means sent. */
+  notifyWithFds(state: string, fds: number[]): number;
+}
+
+/** dist/native/addon.js and src/native/addon.ts are both two levels below the repo root. */
+export const DEFAULT_ADDON_PATH = path.join(__dirname, '..', '..', 'native', 'sdepmd', 'build', 'Release', 'sdepmd.node');
+
+const REQUIRED_EXPORTS: readonly (keyof SdepmdAddon)[] = ['notifyWithFds'];
+
+const cache = new Map<string, SdepmdAddon | Error>();
+
+/** The addon at `addonPath`, or an Error saying why it cannot be used. */
+export function loadAddon(addonPath: string = DEFAULT_ADDON_PATH): SdepmdAddon | Error {
+  let cached = cache.get(addonPath);
+  if (cached === undefined) {
+    try {
+      // A native module can only be loaded with require(); its shape is checked below.
+      const mod = require(addonPath) as Partial<Record<keyof SdepmdAddon, unknown>> | null;
+      const missing = REQUIRED_EXPORTS.filter((name) => typeof mod?.[name] !== 'function');
+      if (missing.length > 0) throw new Error(`it does not export ${missing.join(', ')}`);
+      cached = mod as SdepmdAddon;
+    } catch (err) {
+      cached = new Error(`cannot load the native addon ${addonPath}: ${(err as Error).message} (build it: npm run build)`);
+    }
+    cache.set(addonPath, cached);
+  }
+  return cached;
+}
