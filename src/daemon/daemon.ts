@@ -11,6 +11,7 @@ import { composeStatus, openNotifier, type Notifier } from '../systemd/notify';
 import { openFdStore } from '../systemd/fdstore';
 import { isRegistrationFd, Persistence } from '../systemd/persistence';
 import { recordOf, restoredFrom } from '../registry/registration-record';
+import type { NodeRegistration } from '../policy/connection';
 import { controlSocketPath, describeNodeType, startControlServer, type NodeRecord, type StatusRecord } from './control';
 import { handOver, receiveHandOver, UPGRADE_ENV, type Inherited } from './upgrade';
 import { socketFd } from '../engine/socket-fd';
@@ -46,146 +47,117 @@ export interface DaemonOptions {
   readonly command?: readonly string[];
 }
 
+/**
+ * Starts the daemon, one phase after the other:
+ *
+ *   1. config   where the sockets come from (LISTEN_FDS, a live upgrade, or our own), the server, the fd store
+ *   2. restore  registrations from before: handed over by the old process, or handed back by the fd store
+ *   3. listen   the listening sockets: passed by systemd, inherited, or bound here
+ *   4. serve    the control socket, and the line that says what is served
+ *   5. notify   READY (or the end of a hand-over), the watchdog, STATUS= refreshes
+ *   6. signals  SIGTERM/SIGINT stop, SIGUSR1/2 change the log level, SIGHUP upgrades
+ */
 export async function startDaemon(config: DaemonConfig, options: DaemonOptions = {}): Promise<RunningDaemon> {
-  const env = options.env ?? process.env;
-  const log = options.log ?? new Logger({ level: config.logLevel });
-  const notifier = openNotifier(env);
+  const daemon = new Daemon(config, options);
+  await daemon.restore();
+  await daemon.listen();
+  await daemon.serve();
+  await daemon.notify();
+  daemon.handleSignals();
+  return daemon.running();
+}
 
-  // 1. Where the sockets come from.
+/** Where this process's sockets come from (phase 1). */
+type SocketOrigin =
+  /** The previous process hands everything over (live upgrade). */
+  | { readonly kind: 'upgrade'; readonly passed: readonly PassedFd[] }
+  /** systemd passed listening sockets (socket activation), and maybe registrations from its fd store. */
+  | { readonly kind: 'activated'; readonly passed: readonly PassedFd[]; readonly listening: readonly PassedFd[] }
+  /** We bind our own (registrations may still come back from the fd store). */
+  | { readonly kind: 'own'; readonly passed: readonly PassedFd[] };
+
+/** Phase 1: reads (and clears) the environment that says where the sockets come from. */
+function socketOrigin(config: DaemonConfig, env: NodeJS.ProcessEnv): SocketOrigin {
   const upgrading = env[UPGRADE_ENV] === '1' && typeof process.send === 'function';
   delete env[UPGRADE_ENV];
   const passed = listenFds(env);
   if (!passed.ok) throw new StartupError(`socket activation: ${passed.error}`);
   const listening = passed.fds.filter((p) => !isRegistrationFd(p.name));
-  const activated = listening.length > 0;
-  if (config.systemd && !activated && !upgrading) {
+  if (upgrading) return { kind: 'upgrade', passed: passed.fds };
+  if (listening.length > 0) return { kind: 'activated', passed: passed.fds, listening };
+  if (config.systemd) {
     throw new StartupError('-systemd: no sockets were passed (LISTEN_FDS is unset); start sdepmd through epmd.socket');
   }
+  return { kind: 'own', passed: passed.fds };
+}
 
-  let resolveStopped!: (code: number) => void;
-  const stopped = new Promise<number>((resolve) => (resolveStopped = resolve));
-  let stopping = false;
-  const persistence = new Persistence({ store: openFdStore(), runtimeDirectory: env.RUNTIME_DIRECTORY, max: config.fdStoreMax });
-  const keepError = (message: string) => log.warning(message);
+/** One daemon's state, shared by its phases and by what runs later (signals, stop, upgrade). */
+class Daemon {
+  readonly #config: DaemonConfig;
+  readonly #options: DaemonOptions;
+  readonly #env: NodeJS.ProcessEnv;
+  readonly #log: Logger;
+  readonly #notifier: Notifier;
+  readonly #origin: SocketOrigin;
+  readonly #persistence: Persistence;
+  readonly #server: EpmdServer;
+  readonly #stopped: Promise<number>;
+  #resolveStopped!: (code: number) => void;
+  #stopping = false;
+  #inherited: Inherited | null = null;
+  #served: readonly ServedSocket[] = [];
+  #controlPath: string | null = null;
+  #control: Server | null = null;
+  #statusPoll: NodeJS.Timeout | null = null;
 
-  const server = new EpmdServer(
-    {
-      relaxedCommandCheck: config.relaxedCommandCheck,
-      delayAcceptMs: config.delayAcceptMs,
-      delayWriteMs: config.delayWriteMs,
-      limits: config.limits,
-      epmdPort: activated || upgrading ? 0 : config.port,
-      maxUnusedNames: config.logLevel > DEFAULT_LOG_LEVEL ? 5 : undefined,
-    },
-    log,
-    {
-      change: (registration, event) => {
-        // Kept before the node is answered, so that a crash right after the reply loses nothing.
-        if (event === 'registered' && persistence.enabled) {
-          registration.owner.fdName = persistence.added(
-            recordOf(registration),
-            socketFd(registration.owner.socket),
-            server.registry.creationCounter,
-            keepError,
-          );
-        } else if (event === 'unregistered') {
-          persistence.removed(registration.owner.fdName, keepError);
-        }
+  /** Phase 1, config: the sockets' origin, the fd store, and the server (not listening yet). */
+  constructor(config: DaemonConfig, options: DaemonOptions) {
+    this.#config = config;
+    this.#options = options;
+    this.#env = options.env ?? process.env;
+    this.#log = options.log ?? new Logger({ level: config.logLevel });
+    this.#notifier = openNotifier(this.#env);
+    this.#origin = socketOrigin(config, this.#env);
+    this.#stopped = new Promise<number>((resolve) => (this.#resolveStopped = resolve));
+    this.#persistence = new Persistence({
+      store: openFdStore(),
+      runtimeDirectory: this.#env.RUNTIME_DIRECTORY,
+      max: config.fdStoreMax,
+    });
+    this.#server = new EpmdServer(
+      {
+        relaxedCommandCheck: config.relaxedCommandCheck,
+        delayAcceptMs: config.delayAcceptMs,
+        delayWriteMs: config.delayWriteMs,
+        limits: config.limits,
+        epmdPort: this.#origin.kind === 'own' ? config.port : 0,
+        maxUnusedNames: config.logLevel > DEFAULT_LOG_LEVEL ? 5 : undefined,
       },
-      // KILL means now, as in the C epmd: no draining of requests in flight.
-      kill: () => void stop('KILL_REQ accepted', 0, 'hang-up', 0),
-    },
-  );
+      this.#log,
+      {
+        change: (registration, event) => this.#registrationChanged(registration, event),
+        // KILL means now, as in the C epmd: no draining of requests in flight.
+        kill: () => void this.#stop('KILL_REQ accepted', 0, 'hang-up', 0),
+      },
+    );
+  }
 
-  // 2. Registrations from before: handed over by the old process, or handed back by systemd's fd store.
-  let served: readonly ServedSocket[];
-  let inherited: Inherited | null = null;
-  if (upgrading) {
-    inherited = await receiveHandOver();
-    persistence.load();
-    persistence.hold();
-    server.registry.advanceCreation(Math.max(inherited.creationCounter, persistence.creationCounter));
-    Object.assign(server.stats, inherited.stats);
-    for (const { socket, restored } of inherited.registrations) server.adopt(socket, restored);
-    served = await server.listen(inherited.listeners.map((l): ListenTarget => ({ kind: 'inherited', ...l })));
-    for (const socket of inherited.queued) {
-      server.accept(socket);
-      socket.resume();
+  /** Phase 2, restore: registrations from before, adopted before anything listens. */
+  async restore(): Promise<void> {
+    const persistence = this.#persistence;
+    const server = this.#server;
+    if (this.#origin.kind === 'upgrade') {
+      const inherited = (this.#inherited = await receiveHandOver());
+      persistence.load();
+      persistence.hold();
+      server.registry.advanceCreation(Math.max(inherited.creationCounter, persistence.creationCounter));
+      Object.assign(server.stats, inherited.stats);
+      for (const { socket, restored } of inherited.registrations) server.adopt(socket, restored);
+      return;
     }
-  } else {
-    recoverFromFdStore(passed.fds);
-    // Give restored connections whose peer has gone a moment to say so (EOF) before anyone asks for them.
-    if (persistence.stats.restored > 0) await new Promise((r) => setTimeout(r, STALE_CHECK_MS));
-    served = activated
-      ? await server.listen(listening.map((p): ListenTarget => ({ kind: 'fd', fd: p.fd, name: p.name })))
-      : await bindOwnSockets(server, config, log);
-  }
-
-  const controlPath = config.controlSocket === undefined ? controlSocketPath(server.epmdPort, env) : config.controlSocket;
-  let control: Server | null = controlPath
-    ? await startControlServer(controlPath, { status: statusRecord, names: nodeRecords }, (m) => log.info(`${m}; sdepmd status will not work`))
-    : null;
-
-  log.notice(
-    `sdepmd ${VERSION} serving ${served.map(describeServed).join(', ')}` +
-      `${upgrading ? ' (live upgrade)' : activated ? ' (socket-activated)' : ''}` +
-      `${config.relaxedCommandCheck ? ', relaxed command check' : ''}, log level ${log.levelName}; ` +
-      `fd store: ${persistence.detail}`,
-  );
-
-  // 3. Tell systemd.
-  if (inherited) {
-    inherited.serving();
-    await inherited.becameMain.catch(() => undefined);
-    persistence.release(keepError);
-  } else {
-    notifier.status(statusText());
-    notifier.ready();
-  }
-  const watchdogEvery = notifier.startWatchdog();
-  if (watchdogEvery > 0) log.info(`watchdog: pinging systemd every ${watchdogEvery} ms`);
-  if (inherited) notifier.status(statusText());
-
-  // STATUS= is refreshed at most once a second, when the counts moved.
-  let statusShown = '';
-  const statusPoll = notifier.active
-    ? setInterval(() => {
-        const text = statusText();
-        if (text !== statusShown && !stopping) notifier.status((statusShown = text));
-      }, STATUS_INTERVAL_MS)
-    : null;
-  statusPoll?.unref();
-
-  const onTerm = (signal: NodeJS.Signals) => void stop(`${signal} received`, 0, persistence.enabled ? 'preserve' : 'hang-up');
-  const onUsr1 = () => changeLevel(+1);
-  const onUsr2 = () => changeLevel(-1);
-  const onHup = () => void upgrade();
-  const onStall = () => {
-    log.warning('test hook: stalling the event loop');
-    for (;;);
-  };
-  if (options.handleSignals) {
-    process.on('SIGTERM', onTerm);
-    process.on('SIGINT', onTerm);
-    process.on('SIGUSR1', onUsr1);
-    process.on('SIGUSR2', onUsr2);
-    process.on('SIGHUP', onHup);
-    // Test-only: SIGWINCH blocks the event loop for ever, so that the watchdog can be seen to fire.
-    if (env.SDEPMD_TEST_HOOKS === '1') process.on('SIGWINCH', onStall);
-    // A crash would restart every app that requires epmd.service: a bug in one connection's handling is logged
-    // and that connection is lost, but the daemon goes on.
-    process.on('uncaughtException', onInternalError);
-    process.on('unhandledRejection', onInternalError);
-  }
-
-  function onInternalError(err: unknown): void {
-    const e = err instanceof Error ? err : new Error(String(err));
-    log.error(`internal error, carrying on: ${e.message} (${(e.stack ?? '').split('\n')[1]?.trim() ?? 'no stack'})`);
-  }
-
-  function recoverFromFdStore(fds: readonly PassedFd[]): void {
-    const recovery = persistence.recover(fds);
+    const recovery = persistence.recover(this.#origin.passed);
     server.registry.advanceCreation(persistence.creationCounter);
+    const log = this.#log;
     for (const orphan of recovery.orphans) log.warning(`fd store: dropped ${orphan.name}: no registration record for it`);
     for (const gone of recovery.missing) {
       log.notice(`fd store: ${Buffer.from(gone.name, 'hex').toString('utf8')} did not come back from the fd store; forgotten`);
@@ -194,28 +166,151 @@ export async function startDaemon(config: DaemonConfig, options: DaemonOptions =
       server.adopt(new Socket({ fd, readable: true, writable: true }), restoredFrom(record));
     }
     if (recovery.adopt.length > 0) log.notice(`fd store: ${recovery.adopt.length} registration(s) restored`);
+    // Give restored connections whose peer has gone a moment to say so (EOF) before anyone asks for them.
+    if (persistence.stats.restored > 0) await new Promise((r) => setTimeout(r, STALE_CHECK_MS));
   }
 
-  function changeLevel(delta: number): void {
-    const before = log.levelName;
-    log.level = log.level + delta;
-    // Said at notice, so that the change shows whatever the new level is.
-    log.notice(`log level ${before} -> ${log.levelName}`);
+  /** Phase 3, listen: the sockets systemd passed, the old process's, or our own. */
+  async listen(): Promise<void> {
+    const server = this.#server;
+    const origin = this.#origin;
+    if (this.#inherited) {
+      const inherited = this.#inherited;
+      this.#served = await server.listen(inherited.listeners.map((l): ListenTarget => ({ kind: 'inherited', ...l })));
+      for (const socket of inherited.queued) {
+        server.accept(socket);
+        socket.resume();
+      }
+    } else if (origin.kind === 'activated') {
+      this.#served = await server.listen(origin.listening.map((p): ListenTarget => ({ kind: 'fd', fd: p.fd, name: p.name })));
+    } else {
+      this.#served = await bindOwnSockets(server, this.#config, this.#log);
+    }
   }
 
-  function statusText(): string {
+  /** Phase 4, serve: the control socket, and the log line that says what is served. */
+  async serve(): Promise<void> {
+    const config = this.#config;
+    this.#controlPath = config.controlSocket === undefined ? controlSocketPath(this.#server.epmdPort, this.#env) : config.controlSocket;
+    await this.#openControl((m) => this.#log.info(`${m}; sdepmd status will not work`));
+    const origin = this.#origin.kind;
+    this.#log.notice(
+      `sdepmd ${VERSION} serving ${this.#served.map(describeServed).join(', ')}` +
+        `${origin === 'upgrade' ? ' (live upgrade)' : origin === 'activated' ? ' (socket-activated)' : ''}` +
+        `${config.relaxedCommandCheck ? ', relaxed command check' : ''}, log level ${this.#log.levelName}; ` +
+        `fd store: ${this.#persistence.detail}`,
+    );
+  }
+
+  /**
+   * Phase 5, notify: READY=1, or, in a live upgrade, "serving" to the old process, which tells systemd MAINPID=;
+   * then the watchdog, and STATUS= refreshes.
+   */
+  async notify(): Promise<void> {
+    const notifier = this.#notifier;
+    const inherited = this.#inherited;
+    if (inherited) {
+      inherited.serving();
+      await inherited.becameMain.catch(() => undefined);
+      // systemd takes fd-store messages from its main process only: they were held until now.
+      this.#persistence.release(this.#keepError);
+    } else {
+      notifier.status(this.#statusText());
+      notifier.ready();
+    }
+    const watchdogEvery = notifier.startWatchdog();
+    if (watchdogEvery > 0) this.#log.info(`watchdog: pinging systemd every ${watchdogEvery} ms`);
+    if (inherited) notifier.status(this.#statusText());
+    // STATUS= is refreshed at most once a second, when the counts moved.
+    let statusShown = '';
+    if (notifier.active) {
+      this.#statusPoll = setInterval(() => {
+        const text = this.#statusText();
+        if (text !== statusShown && !this.#stopping) notifier.status((statusShown = text));
+      }, STATUS_INTERVAL_MS);
+      this.#statusPoll.unref();
+    }
+  }
+
+  /** Phase 6, signals (when asked to: the CLI does, in-process tests do not). */
+  handleSignals(): void {
+    if (!this.#options.handleSignals) return;
+    process.on('SIGTERM', this.#onTerm);
+    process.on('SIGINT', this.#onTerm);
+    process.on('SIGUSR1', this.#onUsr1);
+    process.on('SIGUSR2', this.#onUsr2);
+    process.on('SIGHUP', this.#onHup);
+    // Test-only: SIGWINCH blocks the event loop for ever, so that the watchdog can be seen to fire.
+    if (this.#env.SDEPMD_TEST_HOOKS === '1') process.on('SIGWINCH', this.#onStall);
+    // A crash would restart every app that requires epmd.service: a bug in one connection's handling is logged
+    // and that connection is lost, but the daemon goes on.
+    process.on('uncaughtException', this.#onInternalError);
+    process.on('unhandledRejection', this.#onInternalError);
+  }
+
+  running(): RunningDaemon {
+    return {
+      server: this.#server,
+      log: this.#log,
+      notifier: this.#notifier,
+      served: this.#served,
+      underSystemd: this.#underSystemd,
+      stopped: this.#stopped,
+      stop: (reason) => this.#stop(reason, 0, 'hang-up'),
+    };
+  }
+
+  // ---- What runs while serving ----------------------------------------------------------------------------------
+
+  readonly #keepError = (message: string): void => this.#log.warning(message);
+
+  get #underSystemd(): boolean {
+    return this.#notifier.active || this.#origin.kind === 'activated';
+  }
+
+  #registrationChanged(registration: NodeRegistration, event: 'registered' | 'unregistered' | 'restored'): void {
+    const persistence = this.#persistence;
+    // Kept before the node is answered, so that a crash right after the reply loses nothing.
+    if (event === 'registered' && persistence.enabled) {
+      registration.owner.fdName = persistence.added(
+        recordOf(registration),
+        socketFd(registration.owner.socket),
+        this.#server.registry.creationCounter,
+        this.#keepError,
+      );
+    } else if (event === 'unregistered') {
+      persistence.removed(registration.owner.fdName, this.#keepError);
+    }
+  }
+
+  async #openControl(onError: (message: string) => void): Promise<void> {
+    const path = this.#controlPath;
+    this.#control = path ? await startControlServer(path, { status: () => this.#statusRecord(), names: () => this.#nodeRecords() }, onError) : null;
+  }
+
+  async #closeControl(): Promise<void> {
+    const c = this.#control;
+    this.#control = null;
+    if (c) await new Promise<void>((resolve) => c.close(() => resolve()));
+  }
+
+  #statusText(): string {
+    const server = this.#server;
     return composeStatus({ registered: server.registry.size, lookups: server.stats.lookups, refused: server.stats.refused });
   }
 
-  function statusRecord(): StatusRecord {
+  #statusRecord(): StatusRecord {
+    const server = this.#server;
+    const persistence = this.#persistence;
+    const startedAt = this.#inherited?.startedAt ?? server.startedAt;
     return {
       version: VERSION,
       pid: process.pid,
-      startedAt: new Date(inherited?.startedAt ?? server.startedAt).toISOString(),
-      uptimeSeconds: Math.round((Date.now() - (inherited?.startedAt ?? server.startedAt)) / 1000),
-      underSystemd: notifier.active || activated,
-      logLevel: log.levelName,
-      sockets: served.map((s) => ({ address: s.address, port: s.port, source: describeTarget(s.target) })),
+      startedAt: new Date(startedAt).toISOString(),
+      uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
+      underSystemd: this.#underSystemd,
+      logLevel: this.#log.levelName,
+      sockets: this.#served.map((s) => ({ address: s.address, port: s.port, source: describeTarget(s.target) })),
       registered: server.registry.size,
       openConnections: server.openConnections,
       counts: { ...server.stats },
@@ -223,8 +318,8 @@ export async function startDaemon(config: DaemonConfig, options: DaemonOptions =
     };
   }
 
-  function nodeRecords(): NodeRecord[] {
-    return server.registry.newestFirst().map((r) => ({
+  #nodeRecords(): NodeRecord[] {
+    return this.#server.registry.newestFirst().map((r) => ({
       name: r.displayName,
       port: r.port,
       nodeType: describeNodeType(r.nodeType),
@@ -238,81 +333,94 @@ export async function startDaemon(config: DaemonConfig, options: DaemonOptions =
     }));
   }
 
-  async function closeControl(): Promise<void> {
-    const c = control;
-    control = null;
-    if (c) await new Promise<void>((resolve) => c.close(() => resolve()));
+  readonly #onTerm = (signal: NodeJS.Signals): void =>
+    void this.#stop(`${signal} received`, 0, this.#persistence.enabled ? 'preserve' : 'hang-up');
+  readonly #onUsr1 = (): void => this.#changeLevel(+1);
+  readonly #onUsr2 = (): void => this.#changeLevel(-1);
+  readonly #onHup = (): void => void this.#upgrade();
+  readonly #onStall = (): void => {
+    this.#log.warning('test hook: stalling the event loop');
+    for (;;);
+  };
+  readonly #onInternalError = (err: unknown): void => {
+    const e = err instanceof Error ? err : new Error(String(err));
+    this.#log.error(`internal error, carrying on: ${e.message} (${(e.stack ?? '').split('\n')[1]?.trim() ?? 'no stack'})`);
+  };
+
+  #detachSignals(): void {
+    if (!this.#options.handleSignals) return;
+    process.off('SIGTERM', this.#onTerm);
+    process.off('SIGINT', this.#onTerm);
+    process.off('SIGUSR1', this.#onUsr1);
+    process.off('SIGUSR2', this.#onUsr2);
+    process.off('SIGHUP', this.#onHup);
+    process.off('SIGWINCH', this.#onStall);
+    process.off('uncaughtException', this.#onInternalError);
+    process.off('unhandledRejection', this.#onInternalError);
   }
 
-  async function upgrade(): Promise<void> {
-    if (stopping) return;
-    if (!options.command) {
+  #changeLevel(delta: number): void {
+    const log = this.#log;
+    const before = log.levelName;
+    log.level = log.level + delta;
+    // Said at notice, so that the change shows whatever the new level is.
+    log.notice(`log level ${before} -> ${log.levelName}`);
+  }
+
+  #stopTimers(): void {
+    if (this.#statusPoll) clearInterval(this.#statusPoll);
+    this.#notifier.stopWatchdog();
+  }
+
+  // ---- The end: a live upgrade (SIGHUP), or a stop ----------------------------------------------------------------
+
+  async #upgrade(): Promise<void> {
+    if (this.#stopping) return;
+    const log = this.#log;
+    const command = this.#options.command;
+    if (!command) {
       log.warning('SIGHUP: live upgrade is not available in this process');
       return;
     }
-    stopping = true;
+    this.#stopping = true;
     log.notice('SIGHUP: live upgrade: starting the new code');
-    notifier.reloading();
+    this.#notifier.reloading();
     // The new process opens the control socket under the same name.
-    await closeControl();
-    const result = await handOver({ server, log, notifier, command: options.command, env });
+    await this.#closeControl();
+    const result = await handOver({ server: this.#server, log, notifier: this.#notifier, command, env: this.#env });
     if (result.ok) {
-      if (statusPoll) clearInterval(statusPoll);
-      notifier.stopWatchdog();
-      persistence.close();
-      detachSignals();
-      resolveStopped(0);
+      this.#stopTimers();
+      this.#persistence.close();
+      this.#detachSignals();
+      this.#resolveStopped(0);
       return;
     }
     log.error(`live upgrade failed: ${result.error}`);
     if (!result.recoverable) {
       // Sockets may already be with the dead child: let systemd restart us; the fd store keeps registrations.
-      notifier.stopWatchdog();
-      detachSignals();
-      resolveStopped(1);
+      this.#notifier.stopWatchdog();
+      this.#detachSignals();
+      this.#resolveStopped(1);
       return;
     }
-    stopping = false;
-    control = controlPath ? await startControlServer(controlPath, { status: statusRecord, names: nodeRecords }, (m) => log.info(m)) : null;
-    notifier.ready();
+    this.#stopping = false;
+    await this.#openControl((m) => log.info(m));
+    this.#notifier.ready();
   }
 
-  function detachSignals(): void {
-    if (!options.handleSignals) return;
-    process.off('SIGTERM', onTerm);
-    process.off('SIGINT', onTerm);
-    process.off('SIGUSR1', onUsr1);
-    process.off('SIGUSR2', onUsr2);
-    process.off('SIGHUP', onHup);
-    process.off('SIGWINCH', onStall);
-    process.off('uncaughtException', onInternalError);
-    process.off('unhandledRejection', onInternalError);
-  }
-
-  async function stop(reason: string, code: number, mode: 'hang-up' | 'preserve', drainMs = 1000): Promise<void> {
-    if (stopping) return stopped.then(() => undefined);
-    stopping = true;
-    notifier.stopping();
-    notifier.stopWatchdog();
-    if (statusPoll) clearInterval(statusPoll);
+  async #stop(reason: string, code: number, mode: 'hang-up' | 'preserve', drainMs = 1000): Promise<void> {
+    if (this.#stopping) return this.#stopped.then(() => undefined);
+    this.#stopping = true;
+    this.#notifier.stopping();
+    this.#stopTimers();
     const kept = mode === 'preserve' ? ', kept in the fd store for the next start' : '';
-    log.notice(`shutting down: ${reason}; ${server.registry.size} node(s) were registered${kept}`);
-    detachSignals();
-    await server.close(mode, drainMs);
-    persistence.close();
-    await closeControl();
-    resolveStopped(code);
+    this.#log.notice(`shutting down: ${reason}; ${this.#server.registry.size} node(s) were registered${kept}`);
+    this.#detachSignals();
+    await this.#server.close(mode, drainMs);
+    this.#persistence.close();
+    await this.#closeControl();
+    this.#resolveStopped(code);
   }
-
-  return {
-    server,
-    log,
-    notifier,
-    served,
-    underSystemd: notifier.active || activated,
-    stopped,
-    stop: (reason) => stop(reason, 0, 'hang-up'),
-  };
 }
 
 /**

@@ -154,41 +154,72 @@ function describeProcess(p: ProcessInfo): string {
   return `pid ${p.pid} (${p.comm}): ${cmd.length > 200 ? `${cmd.slice(0, 200)}...` : cmd}`;
 }
 
-function describeHolder(h: { pid: number; comm: string }, byPid: ReadonlyMap<number, ProcessInfo>): string {
+type Holder = Listener['holders'][number];
+
+function describeHolder(h: Holder, byPid: ReadonlyMap<number, ProcessInfo>): string {
   const p = byPid.get(h.pid);
   const unit = p ? unitOfCgroup(p.cgroup) : null;
   const cmd = p ? p.cmdline.join(' ').trim() : '';
   return `pid ${h.pid} (${h.comm})${unit ? ` in ${unit}` : p ? ` in cgroup ${p.cgroup || '?'}` : ''}${cmd ? `: ${cmd}` : ''}`;
 }
 
-export function diagnose(s: HostSnapshot): Finding[] {
-  const findings: Finding[] = [];
-  if (s.systemdError !== undefined) {
-    findings.push({
-      id: 'systemd-unavailable',
-      severity: 'error',
-      title: 'systemd cannot be asked (is systemd PID 1 here, and are you root?)',
-      evidence: [s.systemdError],
-      fix: ['sudo sdepmd doctor'],
-    });
+function isAppService(unit: string | null): unit is string {
+  return unit !== null && unit.endsWith('.service') && unit !== EPMD_SERVICE;
+}
+
+/** The commands that remove a stray epmd for good. */
+function strayFix(p: ProcessInfo): string[] {
+  const unit = unitOfCgroup(p.cgroup);
+  if (isAppService(unit)) {
+    // Stopping the app kills its epmd with it; with the drop-in, it starts again after epmd.service. Not
+    // `systemctl restart`: its transaction starts epmd.socket while the app's epmd still holds the port.
+    return [`sdepmd attach ${unit}`, `systemctl stop ${unit}`, `systemctl start ${unit}`];
   }
+  return [`kill ${p.pid}`, `systemctl restart ${EPMD_SOCKET}`];
+}
+
+function journalEvidence(s: HostSnapshot): string[] {
+  return s.epmdJournal.length > 0 ? ['journalctl -u epmd (last lines):', ...s.epmdJournal.map((l) => `  ${l}`)] : [];
+}
+
+/**
+ * What the rules share: the snapshot, and what is derived from it once (indexes, the epmd processes, who holds the
+ * port). Every rule is a pure function of these facts alone: no rule sees another's findings.
+ */
+export interface Facts {
+  readonly s: HostSnapshot;
+  readonly units: ReadonlyMap<string, UnitInfo>;
+  readonly byPid: ReadonlyMap<number, ProcessInfo>;
+  readonly socket: UnitInfo | undefined;
+  readonly service: UnitInfo | undefined;
+  /** Every epmd process, and those outside epmd.service. */
+  readonly epmds: readonly ProcessInfo[];
+  readonly stray: readonly ProcessInfo[];
+  readonly inEpmdService: (p: ProcessInfo) => boolean;
+  /** Listeners on the epmd port, and their holders by pid. */
+  readonly portListeners: readonly Listener[];
+  readonly portHolders: ReadonlyMap<number, Holder>;
+  /** Holders of the port other than systemd and epmd.service; and of those, the ones that are no epmd at all. */
+  readonly foreignHolders: readonly Holder[];
+  readonly foreignNonEpmd: readonly Holder[];
+  /** Erlang VMs by the app service they run in (epmd.service excluded), sorted by unit. */
+  readonly vmsByUnit: ReadonlyMap<string, readonly ProcessInfo[]>;
+  /** The registered names, or null when no epmd answered. */
+  readonly registered: ReadonlySet<string> | null;
+}
+
+export function factsOf(s: HostSnapshot): Facts {
   const units = new Map(s.units.map((u) => [u.id, u]));
   const byPid = new Map(s.processes.map((p) => [p.pid, p]));
-  const socket = units.get(EPMD_SOCKET);
   const service = units.get(EPMD_SERVICE);
   const serviceCgroup = service?.controlGroup || null;
   const inEpmdService = (p: ProcessInfo): boolean =>
     (serviceCgroup !== null && (p.cgroup === serviceCgroup || p.cgroup.startsWith(`${serviceCgroup}/`))) ||
     unitOfCgroup(p.cgroup) === EPMD_SERVICE;
-
   const epmds = s.processes.filter(isEpmdProcess);
-  const stray = epmds.filter((p) => !inEpmdService(p));
   const portListeners = (s.listeners ?? []).filter((l) => l.port === s.port);
-  const portHolders = new Map<number, { pid: number; comm: string }>();
+  const portHolders = new Map<number, Holder>();
   for (const l of portListeners) for (const h of l.holders) portHolders.set(h.pid, h);
-  const holdsPort = (pid: number): boolean => portHolders.has(pid);
-
-  // 1. epmd.socket: installed, enabled, listening; and the port is not held by anything else.
   const foreignHolders = [...portHolders.values()].filter((h) => {
     if (h.pid === 1) return false; // systemd, holding epmd.socket
     const p = byPid.get(h.pid);
@@ -198,166 +229,279 @@ export function diagnose(s: HostSnapshot): Finding[] {
     const p = byPid.get(h.pid);
     return !(p && isEpmdProcess(p));
   });
-  const straysFix = (): string[] => stray.flatMap((p) => strayFix(p));
-  const holderFix = (h: { pid: number; comm: string }): string[] => {
-    const p = byPid.get(h.pid);
-    if (p && isEpmdProcess(p)) return strayFix(p);
-    const unit = p ? unitOfCgroup(p.cgroup) : null;
-    if (unit && unit.endsWith('.service')) {
-      const enabled = units.get(unit)?.unitFileState === 'enabled';
-      return [`systemctl stop ${unit}`, ...(enabled ? [`systemctl disable ${unit}`] : [])];
-    }
-    return [`kill ${h.pid}`];
-  };
-
-  if (s.systemdError === undefined) {
-    if (!socket || socket.loadState === 'not-found') {
-      findings.push({
-        id: 'socket-missing',
-        severity: 'error',
-        title: `${EPMD_SOCKET} is not installed`,
-        evidence: [`systemctl show ${EPMD_SOCKET}: LoadState=${socket?.loadState ?? 'not-found'}`],
-        fix: ['scripts/install.sh --enable   # from the sdepmd checkout'],
-      });
-    } else {
-      const listening = socket.activeState === 'active' && (socket.subState === 'listening' || socket.subState === 'running');
-      const enabled = socket.unitFileState === 'enabled' || socket.unitFileState === 'enabled-runtime';
-      if (!enabled) {
-        findings.push({
-          id: 'socket-not-enabled',
-          severity: 'error',
-          title: `${EPMD_SOCKET} is not enabled: epmd will not listen after a reboot, and the first Erlang app to start will spawn its own epmd`,
-          evidence: [`systemctl show ${EPMD_SOCKET}: UnitFileState=${socket.unitFileState || '(none)'}, ActiveState=${socket.activeState}, SubState=${socket.subState}`],
-          fix: [
-            ...(socket.unitFileState === 'masked' || socket.loadState === 'masked' ? [`systemctl unmask ${EPMD_SOCKET}`] : []),
-            ...straysFix(),
-            ...foreignNonEpmd.flatMap(holderFix),
-            `systemctl enable --now ${EPMD_SOCKET}`,
-          ],
-        });
-      }
-      if (!listening) {
-        const evidence = [
-          `systemctl show ${EPMD_SOCKET}: ActiveState=${socket.activeState}, SubState=${socket.subState}, Result=${socket.result}`,
-        ];
-        for (const h of foreignHolders) evidence.push(`port ${s.port} is held by ${describeHolder(h, byPid)}`);
-        if (portHolders.size === 0 && s.listeners !== null) evidence.push(`nothing listens on port ${s.port}`);
-        if (enabled || socket.unitFileState === 'masked') {
-          // When not enabled, the finding above already says `systemctl enable --now`.
-          findings.push({
-            id: 'socket-not-listening',
-            severity: 'error',
-            title: `${EPMD_SOCKET} is not listening on port ${s.port}`,
-            evidence,
-            fix: [...straysFix(), ...foreignNonEpmd.flatMap(holderFix), `systemctl restart ${EPMD_SOCKET}`],
-          });
-        } else {
-          findings[findings.length - 1]!.evidence.push(...evidence.slice(1));
-        }
-      }
-    }
-  }
-  for (const h of foreignNonEpmd) {
-    findings.push({
-      id: 'port-held',
-      severity: 'error',
-      title: `port ${s.port} is held by ${h.comm} (pid ${h.pid}), which is not epmd`,
-      evidence: [
-        `ss -Hltnp 'sport = :${s.port}': ${describeHolder(h, byPid)}`,
-        ...portListeners.filter((l) => l.holders.some((x) => x.pid === h.pid)).map((l) => `listening on ${l.address}`),
-      ],
-      fix: [...holderFix(h), `systemctl restart ${EPMD_SOCKET}`],
-    });
-  }
-
-  // 2. epmd processes: where they run, how many.
-  for (const p of stray) {
+  const vms = new Map<string, ProcessInfo[]>();
+  for (const p of s.processes.filter(isErlangVm)) {
     const unit = unitOfCgroup(p.cgroup);
-    const evidence = [describeProcess(p), `cgroup: ${p.cgroup || '(unknown)'}`];
-    if (holdsPort(p.pid)) evidence.push(`it holds port ${s.port}, so ${EPMD_SOCKET} cannot listen`);
-    if (unit && unit.endsWith('.service') && unit !== EPMD_SERVICE) {
-      evidence.push(`stopping or restarting ${unit} kills this epmd, and every other node on the host drops out of epmd`);
-      findings.push({
+    if (isAppService(unit)) vms.set(unit, [...(vms.get(unit) ?? []), p]);
+  }
+  return {
+    s,
+    units,
+    byPid,
+    socket: units.get(EPMD_SOCKET),
+    service,
+    epmds,
+    stray: epmds.filter((p) => !inEpmdService(p)),
+    inEpmdService,
+    portListeners,
+    portHolders,
+    foreignHolders,
+    foreignNonEpmd,
+    vmsByUnit: new Map([...vms.entries()].sort(([a], [b]) => a.localeCompare(b))),
+    registered: s.registered === null ? null : new Set(s.registered.map((r) => r.name)),
+  };
+}
+
+// ---- What several rules ask of the facts -----------------------------------------------------------------------
+
+/** The commands that free the port from a holder that is not systemd's epmd. */
+function holderFix(f: Facts, h: Holder): string[] {
+  const p = f.byPid.get(h.pid);
+  if (p && isEpmdProcess(p)) return strayFix(p);
+  const unit = p ? unitOfCgroup(p.cgroup) : null;
+  if (unit && unit.endsWith('.service')) {
+    const enabled = f.units.get(unit)?.unitFileState === 'enabled';
+    return [`systemctl stop ${unit}`, ...(enabled ? [`systemctl disable ${unit}`] : [])];
+  }
+  return [`kill ${h.pid}`];
+}
+
+/** Everything that must go before epmd.socket can listen: stray epmds, then foreign holders of the port. */
+function clearPortFix(f: Facts): string[] {
+  return [...f.stray.flatMap(strayFix), ...f.foreignNonEpmd.flatMap((h) => holderFix(f, h))];
+}
+
+/** epmd.socket is installed (systemctl answered and knows it). */
+function installedSocket(f: Facts): UnitInfo | null {
+  if (f.s.systemdError !== undefined || !f.socket || f.socket.loadState === 'not-found') return null;
+  return f.socket;
+}
+
+function socketEnabled(socket: UnitInfo): boolean {
+  return socket.unitFileState === 'enabled' || socket.unitFileState === 'enabled-runtime';
+}
+
+function socketListening(socket: UnitInfo): boolean {
+  return socket.activeState === 'active' && (socket.subState === 'listening' || socket.subState === 'running');
+}
+
+/**
+ * A socket that does not listen gets its own finding when it is enabled or masked. Otherwise socket-not-enabled
+ * (whose fix, `systemctl enable --now`, also starts it) carries the evidence of why it does not listen.
+ */
+function notListeningIsSeparate(socket: UnitInfo): boolean {
+  return socketEnabled(socket) || socket.unitFileState === 'masked';
+}
+
+/** Why the socket does not listen: who holds the port, or that nothing does. */
+function portEvidence(f: Facts): string[] {
+  const evidence = f.foreignHolders.map((h) => `port ${f.s.port} is held by ${describeHolder(h, f.byPid)}`);
+  if (f.portHolders.size === 0 && f.s.listeners !== null) evidence.push(`nothing listens on port ${f.s.port}`);
+  return evidence;
+}
+
+/** epmd.service has failed, is restarting, or has restarted: the cause is in its journal. */
+function serviceTrouble(f: Facts): { failing: boolean; restarting: boolean } | null {
+  const service = f.service;
+  if (!service || service.loadState === 'not-found') return null;
+  const failing = service.activeState === 'failed' || service.subState === 'auto-restart';
+  const restarting = service.nRestarts >= 3;
+  return failing || restarting || service.nRestarts > 0 ? { failing, restarting } : null;
+}
+
+/** How to restart an app: stop and start when it holds a stray epmd (see strayFix), else restart. */
+function restartFix(f: Facts, unit: string): string[] {
+  const holdsStray = f.stray.some((p) => unitOfCgroup(p.cgroup) === unit);
+  return holdsStray ? [`systemctl stop ${unit}`, `systemctl start ${unit}`] : [`systemctl restart ${unit}`];
+}
+
+/** What an app unit lacks to be attached: dependency lines, and -start_epmd false on VMs that would spawn epmd. */
+function attachGaps(f: Facts, unitId: string, vms: readonly ProcessInfo[]): { gaps: string[]; spawning: ProcessInfo[] } {
+  const unit = f.units.get(unitId);
+  return {
+    gaps: unit ? dependencyGaps(unit) : [`Requires=${EPMD_SERVICE}`, `After=${EPMD_SERVICE}`],
+    spawning: vms.filter((p) => !startsNoEpmd(p)),
+  };
+}
+
+// ---- The rules: each is a function of the facts alone, returning its findings (usually none) ------------------
+
+export type Rule = (f: Facts) => Finding[];
+
+export const systemdUnavailable: Rule = ({ s }) =>
+  s.systemdError === undefined
+    ? []
+    : [
+        {
+          id: 'systemd-unavailable',
+          severity: 'error',
+          title: 'systemd cannot be asked (is systemd PID 1 here, and are you root?)',
+          evidence: [s.systemdError],
+          fix: ['sudo sdepmd doctor'],
+        },
+      ];
+
+export const socketMissing: Rule = (f) =>
+  f.s.systemdError !== undefined || installedSocket(f)
+    ? []
+    : [
+        {
+          id: 'socket-missing',
+          severity: 'error',
+          title: `${EPMD_SOCKET} is not installed`,
+          evidence: [`systemctl show ${EPMD_SOCKET}: LoadState=${f.socket?.loadState ?? 'not-found'}`],
+          fix: ['scripts/install.sh --enable   # from the sdepmd checkout'],
+        },
+      ];
+
+/** Not enabled; when it does not listen either, also why (see notListeningIsSeparate). */
+export const socketNotEnabled: Rule = (f) => {
+  const socket = installedSocket(f);
+  if (!socket || socketEnabled(socket)) return [];
+  const masked = socket.unitFileState === 'masked' || socket.loadState === 'masked';
+  return [
+    {
+      id: 'socket-not-enabled',
+      severity: 'error',
+      title: `${EPMD_SOCKET} is not enabled: epmd will not listen after a reboot, and the first Erlang app to start will spawn its own epmd`,
+      evidence: [
+        `systemctl show ${EPMD_SOCKET}: UnitFileState=${socket.unitFileState || '(none)'}, ActiveState=${socket.activeState}, SubState=${socket.subState}`,
+        ...(socketListening(socket) || notListeningIsSeparate(socket) ? [] : portEvidence(f)),
+      ],
+      fix: [...(masked ? [`systemctl unmask ${EPMD_SOCKET}`] : []), ...clearPortFix(f), `systemctl enable --now ${EPMD_SOCKET}`],
+    },
+  ];
+};
+
+export const socketNotListening: Rule = (f) => {
+  const socket = installedSocket(f);
+  if (!socket || socketListening(socket) || !notListeningIsSeparate(socket)) return [];
+  return [
+    {
+      id: 'socket-not-listening',
+      severity: 'error',
+      title: `${EPMD_SOCKET} is not listening on port ${f.s.port}`,
+      evidence: [
+        `systemctl show ${EPMD_SOCKET}: ActiveState=${socket.activeState}, SubState=${socket.subState}, Result=${socket.result}`,
+        ...portEvidence(f),
+      ],
+      fix: [...clearPortFix(f), `systemctl restart ${EPMD_SOCKET}`],
+    },
+  ];
+};
+
+export const portHeld: Rule = (f) =>
+  f.foreignNonEpmd.map((h) => ({
+    id: 'port-held',
+    severity: 'error',
+    title: `port ${f.s.port} is held by ${h.comm} (pid ${h.pid}), which is not epmd`,
+    evidence: [
+      `ss -Hltnp 'sport = :${f.s.port}': ${describeHolder(h, f.byPid)}`,
+      ...f.portListeners.filter((l) => l.holders.some((x) => x.pid === h.pid)).map((l) => `listening on ${l.address}`),
+    ],
+    fix: [...holderFix(f, h), `systemctl restart ${EPMD_SOCKET}`],
+  }));
+
+function strayEvidence(f: Facts, p: ProcessInfo): string[] {
+  const evidence = [describeProcess(p), `cgroup: ${p.cgroup || '(unknown)'}`];
+  if (f.portHolders.has(p.pid)) evidence.push(`it holds port ${f.s.port}, so ${EPMD_SOCKET} cannot listen`);
+  return evidence;
+}
+
+export const epmdInAppCgroup: Rule = (f) =>
+  f.stray.flatMap((p) => {
+    const unit = unitOfCgroup(p.cgroup);
+    if (!isAppService(unit)) return [];
+    return [
+      {
         id: 'epmd-in-app-cgroup',
         severity: 'error',
         title: `an epmd runs inside ${unit}'s cgroup: stopping ${unit} would kill it`,
-        evidence,
+        evidence: [
+          ...strayEvidence(f, p),
+          `stopping or restarting ${unit} kills this epmd, and every other node on the host drops out of epmd`,
+        ],
         fix: strayFix(p),
-      });
-    } else {
-      findings.push({
+      },
+    ];
+  });
+
+export const epmdOutsideService: Rule = (f) =>
+  f.stray.flatMap((p) => {
+    const unit = unitOfCgroup(p.cgroup);
+    if (isAppService(unit)) return [];
+    return [
+      {
         id: 'epmd-outside-service',
         severity: 'error',
         title: `an epmd runs outside ${EPMD_SERVICE}${unit ? ` (in ${unit})` : ''}`,
-        evidence,
+        evidence: strayEvidence(f, p),
         fix: strayFix(p),
-      });
-    }
-  }
-  if (epmds.length > 1) {
-    findings.push({
-      id: 'multiple-epmd',
-      severity: 'error',
-      title: `${epmds.length} epmd processes are running; there must be one, in ${EPMD_SERVICE}`,
-      evidence: epmds.map((p) => `${describeProcess(p)} [${unitOfCgroup(p.cgroup) ?? p.cgroup}]`),
-      fix: stray.length > 0 ? straysFix() : [`systemctl restart ${EPMD_SERVICE}`],
-    });
-  }
-  const served = epmds.filter(inEpmdService);
-  if (served.length > 0 && !served.some(isSdepmd)) {
-    findings.push({
+      },
+    ];
+  });
+
+export const multipleEpmd: Rule = (f) =>
+  f.epmds.length <= 1
+    ? []
+    : [
+        {
+          id: 'multiple-epmd',
+          severity: 'error',
+          title: `${f.epmds.length} epmd processes are running; there must be one, in ${EPMD_SERVICE}`,
+          evidence: f.epmds.map((p) => `${describeProcess(p)} [${unitOfCgroup(p.cgroup) ?? p.cgroup}]`),
+          fix: f.stray.length > 0 ? f.stray.flatMap(strayFix) : [`systemctl restart ${EPMD_SERVICE}`],
+        },
+      ];
+
+export const epmdNotSdepmd: Rule = (f) => {
+  const served = f.epmds.filter(f.inEpmdService);
+  if (served.length === 0 || served.some(isSdepmd)) return [];
+  return [
+    {
       id: 'epmd-not-sdepmd',
       severity: 'warning',
       title: `${EPMD_SERVICE} runs the C epmd, not sdepmd`,
-      evidence: [...served.map(describeProcess), `ExecStart: ${service?.execStart ?? '?'}`],
+      evidence: [...served.map(describeProcess), `ExecStart: ${f.service?.execStart ?? '?'}`],
       fix: ['scripts/install.sh --enable   # from the sdepmd checkout'],
-    });
-  }
+    },
+  ];
+};
 
-  // 3. epmd.service failing or restarting.
-  if (service && service.loadState !== 'not-found') {
-    const failing = service.activeState === 'failed' || service.subState === 'auto-restart';
-    const restarting = service.nRestarts >= 3;
-    if (failing || restarting || service.nRestarts > 0) {
-      const severity = failing || restarting ? 'error' : 'warning';
-      findings.push({
-        id: 'epmd-service-failing',
-        severity,
-        title: failing
-          ? `${EPMD_SERVICE} is failing (${service.activeState}/${service.subState})`
-          : `${EPMD_SERVICE} has restarted ${service.nRestarts} time(s); every restart restarts the apps that require it`,
-        evidence: [
-          `systemctl show ${EPMD_SERVICE}: ActiveState=${service.activeState}, SubState=${service.subState}, Result=${service.result}, NRestarts=${service.nRestarts}`,
-          ...(s.epmdJournal.length > 0 ? ['journalctl -u epmd (last lines):', ...s.epmdJournal.map((l) => `  ${l}`)] : ['journalctl -u epmd: no lines']),
-        ],
-        fix: failing
-          ? [`journalctl -u ${EPMD_SERVICE} -n 50 --no-pager`, `systemctl reset-failed ${EPMD_SERVICE}`, `systemctl restart ${EPMD_SOCKET}`]
-          : [`journalctl -u ${EPMD_SERVICE} -n 50 --no-pager`],
-      });
-    }
-  }
+export const epmdServiceFailing: Rule = (f) => {
+  const trouble = serviceTrouble(f);
+  const service = f.service;
+  if (!trouble || !service) return [];
+  const { failing, restarting } = trouble;
+  const journal = journalEvidence(f.s);
+  return [
+    {
+      id: 'epmd-service-failing',
+      severity: failing || restarting ? 'error' : 'warning',
+      title: failing
+        ? `${EPMD_SERVICE} is failing (${service.activeState}/${service.subState})`
+        : `${EPMD_SERVICE} has restarted ${service.nRestarts} time(s); every restart restarts the apps that require it`,
+      evidence: [
+        `systemctl show ${EPMD_SERVICE}: ActiveState=${service.activeState}, SubState=${service.subState}, Result=${service.result}, NRestarts=${service.nRestarts}`,
+        ...(journal.length > 0 ? journal : ['journalctl -u epmd: no lines']),
+      ],
+      fix: failing
+        ? [`journalctl -u ${EPMD_SERVICE} -n 50 --no-pager`, `systemctl reset-failed ${EPMD_SERVICE}`, `systemctl restart ${EPMD_SOCKET}`]
+        : [`journalctl -u ${EPMD_SERVICE} -n 50 --no-pager`],
+    },
+  ];
+};
 
-  // 4. Erlang VMs in units: dependency on epmd, -start_epmd false, registration.
-  const vmsByUnit = new Map<string, ProcessInfo[]>();
-  for (const p of s.processes.filter(isErlangVm)) {
-    const unit = unitOfCgroup(p.cgroup);
-    if (!unit || !unit.endsWith('.service') || unit === EPMD_SERVICE) continue;
-    vmsByUnit.set(unit, [...(vmsByUnit.get(unit) ?? []), p]);
-  }
-  const registered = s.registered === null ? null : new Set(s.registered.map((r) => r.name));
-  const holdsStray = new Set(stray.map((p) => unitOfCgroup(p.cgroup)));
-  const restart = (unit: string): string[] =>
-    holdsStray.has(unit) ? [`systemctl stop ${unit}`, `systemctl start ${unit}`] : [`systemctl restart ${unit}`];
-  const unitNodes = new Set<string>();
-  for (const [unitId, vms] of [...vmsByUnit.entries()].sort(([a], [b]) => a.localeCompare(b))) {
-    const unit = units.get(unitId);
-    const gaps = unit ? dependencyGaps(unit) : [`Requires=${EPMD_SERVICE}`, `After=${EPMD_SERVICE}`];
-    const spawning = vms.filter((p) => !startsNoEpmd(p));
+export const appNotAttached: Rule = (f) =>
+  [...f.vmsByUnit].flatMap(([unitId, vms]) => {
+    const unit = f.units.get(unitId);
+    const { gaps, spawning } = attachGaps(f, unitId, vms);
     const missing = [...gaps, ...(spawning.length > 0 ? ['-start_epmd false'] : [])];
+    if (missing.length === 0) return [];
     const unitHasFlag = (unit?.environment ?? []).some((e) => /^ERL_[AZ]?FLAGS=.*-start_epmd\s+false/.test(e));
-    if (missing.length > 0) {
-      const attached = gaps.length === 0 && unitHasFlag;
-      findings.push({
+    const attached = gaps.length === 0 && unitHasFlag;
+    return [
+      {
         id: 'app-not-attached',
         severity: 'error',
         title: attached
@@ -370,89 +514,112 @@ export function diagnose(s: HostSnapshot): Finding[] {
             : `${unitId}: not known to systemctl`,
           ...spawning.map((p) => `pid ${p.pid} starts its own epmd when none answers (no -start_epmd false on its command line or in ERL_AFLAGS/ERL_FLAGS/ERL_ZFLAGS)`),
         ],
-        fix: [...(attached ? [] : [`sdepmd attach ${unitId}`]), ...restart(unitId)],
-      });
-    }
-    for (const p of vms) {
+        fix: [...(attached ? [] : [`sdepmd attach ${unitId}`]), ...restartFix(f, unitId)],
+      },
+    ];
+  });
+
+export const nodeNotRegistered: Rule = (f) =>
+  [...f.vmsByUnit].flatMap(([unitId, vms]) => {
+    const { gaps, spawning } = attachGaps(f, unitId, vms);
+    return vms.flatMap((p): Finding[] => {
       const name = nodeNameOf(p);
-      if (name === null) continue;
-      unitNodes.add(name);
-      if (registered !== null && registered.has(name)) continue;
-      findings.push({
-        id: 'node-not-registered',
-        severity: 'error',
-        title: `node ${name} (${unitId}) is not registered with epmd: no other node can reach it`,
+      if (name === null || f.registered?.has(name)) return [];
+      return [
+        {
+          id: 'node-not-registered',
+          severity: 'error',
+          title: `node ${name} (${unitId}) is not registered with epmd: no other node can reach it`,
+          evidence: [
+            describeProcess(p),
+            f.s.registered === null
+              ? `no epmd answers on port ${f.s.port}${f.s.registeredError ? ` (${f.s.registeredError})` : ''}`
+              : `registered names on port ${f.s.port}: ${f.s.registered.map((r) => r.name).join(', ') || '(none)'}`,
+            'nodes of OTP 23.3 and later retry every 2 s once epmd answers again; older ones never do',
+          ],
+          fix: [...(gaps.length > 0 || spawning.length > 0 ? [`sdepmd attach ${unitId}`] : []), ...restartFix(f, unitId)],
+        },
+      ];
+    });
+  });
+
+/** Registered names that belong to no running unit's VM. */
+export const orphanRegistration: Rule = (f) => {
+  const unitNodes = new Set([...f.vmsByUnit.values()].flatMap((vms) => vms.map(nodeNameOf)));
+  return (f.s.registered ?? [])
+    .filter((r) => !unitNodes.has(r.name))
+    .map((r): Finding => {
+      const holder = (f.s.listeners ?? []).filter((l) => l.port === r.port).flatMap((l) => l.holders)[0];
+      const owner = holder ? f.byPid.get(holder.pid) : undefined;
+      const ownerUnit = owner ? unitOfCgroup(owner.cgroup) : null;
+      return {
+        id: 'orphan-registration',
+        severity: 'warning',
+        title: `registered name ${r.name} belongs to no running unit`,
         evidence: [
-          describeProcess(p),
-          registered === null
-            ? `no epmd answers on port ${s.port}${s.registeredError ? ` (${s.registeredError})` : ''}`
-            : `registered names on port ${s.port}: ${s.registered!.map((r) => r.name).join(', ') || '(none)'}`,
-          'nodes of OTP 23.3 and later retry every 2 s once epmd answers again; older ones never do',
+          `epmd: name ${r.name} at port ${r.port}`,
+          holder
+            ? `port ${r.port} is held by ${describeHolder(holder, f.byPid)}`
+            : `nothing listens on port ${r.port}: a stale registration, or a node on another network namespace`,
         ],
-        fix: [...(gaps.length > 0 || spawning.length > 0 ? [`sdepmd attach ${unitId}`] : []), ...restart(unitId)],
-      });
-    }
-  }
-
-  // 5. Registered names that belong to no running unit.
-  for (const r of s.registered ?? []) {
-    if (unitNodes.has(r.name)) continue;
-    const holders = (s.listeners ?? []).filter((l) => l.port === r.port).flatMap((l) => l.holders);
-    const owner = holders[0] ? byPid.get(holders[0].pid) : undefined;
-    const ownerUnit = owner ? unitOfCgroup(owner.cgroup) : null;
-    findings.push({
-      id: 'orphan-registration',
-      severity: 'warning',
-      title: `registered name ${r.name} belongs to no running unit`,
-      evidence: [
-        `epmd: name ${r.name} at port ${r.port}`,
-        holders.length > 0
-          ? `port ${r.port} is held by ${describeHolder(holders[0]!, byPid)}${ownerUnit ? '' : ''}`
-          : `nothing listens on port ${r.port}: a stale registration, or a node on another network namespace`,
-      ],
-      fix:
-        holders.length > 0
-          ? ownerUnit && ownerUnit.endsWith('.service')
-            ? [`sdepmd attach ${ownerUnit}`, ...restart(ownerUnit)]
-            : [`kill ${holders[0]!.pid}`]
-          : [`ss -tnp state established '( dport = :${s.port} )'`],
+        fix: !holder
+          ? [`ss -tnp state established '( dport = :${f.s.port} )'`]
+          : ownerUnit && ownerUnit.endsWith('.service')
+            ? [`sdepmd attach ${ownerUnit}`, ...restartFix(f, ownerUnit)]
+            : [`kill ${holder.pid}`],
+      };
     });
-  }
+};
 
-  // 6. No epmd answers although the socket is up (a broken activation, a foreign listener).
-  if (s.registered === null && socket && socket.activeState === 'active' && !findings.some((f) => f.id === 'epmd-service-failing')) {
-    findings.push({
-      id: 'epmd-not-answering',
-      severity: 'error',
-      title: `no epmd answers on port ${s.port}`,
-      evidence: [
-        s.registeredError ?? 'no answer',
-        ...(s.epmdJournal.length > 0 ? ['journalctl -u epmd (last lines):', ...s.epmdJournal.map((l) => `  ${l}`)] : []),
-      ],
-      fix: [`journalctl -u ${EPMD_SERVICE} -n 50 --no-pager`, `systemctl restart ${EPMD_SOCKET}`],
-    });
-  }
-  if (s.listeners === null) {
-    findings.push({
-      id: 'listeners-unknown',
-      severity: 'warning',
-      title: 'could not list listening sockets (ss failed): port checks were skipped',
-      evidence: [s.listenersError ?? 'ss failed'],
-      fix: ['apt-get install iproute2'],
-    });
-  }
-  return findings;
-}
+/** No epmd answers although the socket is up (a broken activation, a foreign listener); a failing service says it. */
+export const epmdNotAnswering: Rule = (f) =>
+  f.s.registered !== null || f.socket?.activeState !== 'active' || serviceTrouble(f)
+    ? []
+    : [
+        {
+          id: 'epmd-not-answering',
+          severity: 'error',
+          title: `no epmd answers on port ${f.s.port}`,
+          evidence: [f.s.registeredError ?? 'no answer', ...journalEvidence(f.s)],
+          fix: [`journalctl -u ${EPMD_SERVICE} -n 50 --no-pager`, `systemctl restart ${EPMD_SOCKET}`],
+        },
+      ];
 
-/** The commands that remove a stray epmd for good. */
-function strayFix(p: ProcessInfo): string[] {
-  const unit = unitOfCgroup(p.cgroup);
-  if (unit && unit.endsWith('.service') && unit !== EPMD_SERVICE) {
-    // Stopping the app kills its epmd with it; with the drop-in, it starts again after epmd.service. Not
-    // `systemctl restart`: its transaction starts epmd.socket while the app's epmd still holds the port.
-    return [`sdepmd attach ${unit}`, `systemctl stop ${unit}`, `systemctl start ${unit}`];
-  }
-  return [`kill ${p.pid}`, `systemctl restart ${EPMD_SOCKET}`];
+export const listenersUnknown: Rule = ({ s }) =>
+  s.listeners !== null
+    ? []
+    : [
+        {
+          id: 'listeners-unknown',
+          severity: 'warning',
+          title: 'could not list listening sockets (ss failed): port checks were skipped',
+          evidence: [s.listenersError ?? 'ss failed'],
+          fix: ['apt-get install iproute2'],
+        },
+      ];
+
+/** Every rule, in the order their findings are shown. A new check is a Rule above plus one line here. */
+export const RULES: readonly Rule[] = [
+  systemdUnavailable,
+  socketMissing,
+  socketNotEnabled,
+  socketNotListening,
+  portHeld,
+  epmdInAppCgroup,
+  epmdOutsideService,
+  multipleEpmd,
+  epmdNotSdepmd,
+  epmdServiceFailing,
+  appNotAttached,
+  nodeNotRegistered,
+  orphanRegistration,
+  epmdNotAnswering,
+  listenersUnknown,
+];
+
+export function diagnose(s: HostSnapshot, rules: readonly Rule[] = RULES): Finding[] {
+  const facts = factsOf(s);
+  return rules.flatMap((rule) => rule(facts));
 }
 
 export function isHealthy(findings: readonly Finding[]): boolean {

@@ -8,10 +8,16 @@ import * as path from 'path';
 import {
   dependencyGaps,
   diagnose,
+  factsOf,
   formatFindings,
   isEpmdProcess,
   isHealthy,
   nodeNameOf,
+  RULES,
+  socketNotEnabled,
+  socketNotListening,
+  epmdNotAnswering,
+  epmdServiceFailing,
   startsNoEpmd,
   unitOfCgroup,
   type Finding,
@@ -329,5 +335,43 @@ describe('doctor: node identity helpers', () => {
     expect(dependencyGaps({ ...blankUnit('a.service'), requires: ['epmd.service'], after: ['epmd.service'] })).toEqual([]);
     expect(dependencyGaps({ ...blankUnit('a.service'), bindsTo: ['epmd.service'], after: ['epmd.service'] })).toEqual([]);
     expect(dependencyGaps({ ...blankUnit('a.service'), wants: ['epmd.socket'] })).toEqual(['Requires=epmd.service', 'After=epmd.service']);
+  });
+});
+
+describe('doctor: the rules, one at a time', () => {
+  test('every rule is a distinct function of the facts, and diagnose() runs the list it is given', () => {
+    expect(new Set(RULES).size).toBe(RULES.length);
+    const s = load('fault-epmd-in-app-cgroup');
+    expect(diagnose(s, [])).toEqual([]);
+    expect(ids(diagnose(s, [socketNotListening]))).toEqual(['socket-not-listening']);
+    expect(diagnose(s, RULES)).toEqual(diagnose(s));
+  });
+
+  test('a disabled socket that does not listen: one finding says both, with who holds the port', () => {
+    const s = edit(load('fault-foreign-port-holder'), { units: [{ id: 'epmd.socket', unitFileState: 'disabled' }] });
+    const facts = factsOf(s);
+    expect(socketNotListening(facts)).toEqual([]);
+    const [f] = socketNotEnabled(facts);
+    expect(f!.evidence[0]).toContain('UnitFileState=disabled');
+    expect(f!.evidence.slice(1).join('\n')).toMatch(/^port 4369 is held by pid \d+ \(node\) in squatter\.service/);
+    expect(f!.fix).toEqual(['systemctl stop squatter.service', 'systemctl enable --now epmd.socket']);
+  });
+
+  test('a masked socket: both findings, and the port evidence only on socket-not-listening', () => {
+    const s = edit(healthy(), {
+      units: [{ id: 'epmd.socket', unitFileState: 'masked', loadState: 'masked', activeState: 'inactive', subState: 'dead' }],
+      more: { listeners: [] },
+    });
+    const facts = factsOf(s);
+    expect(socketNotEnabled(facts)[0]!.evidence).toHaveLength(1);
+    expect(socketNotListening(facts)[0]!.evidence).toContain('nothing listens on port 4369');
+  });
+
+  test('epmd-not-answering stays quiet when epmd.service is failing (that finding has the journal)', () => {
+    const silent = edit(healthy(), { more: { registered: null, registeredError: 'ECONNREFUSED' } });
+    expect(ids(epmdNotAnswering(factsOf(silent)))).toEqual(['epmd-not-answering']);
+    const failing = edit(silent, { units: [{ id: 'epmd.service', activeState: 'failed', subState: 'failed' }] });
+    expect(epmdNotAnswering(factsOf(failing))).toEqual([]);
+    expect(ids(epmdServiceFailing(factsOf(failing)))).toEqual(['epmd-service-failing']);
   });
 });
