@@ -97,7 +97,10 @@ export function resolveDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEnv):
   const count = (what: string, raw: unknown, fallback: number): Resolved<number> =>
     raw === undefined ? { ok: true, value: fallback } : parseInteger(what, raw, 0, 100_000_000);
 
-  const packetTimeout = seconds('-packet_timeout', flags.packet_timeout, DEFAULT_LIMITS.packetTimeoutMs);
+  const packetTimeout =
+    flags.packet_timeout === undefined
+      ? { ok: true as const, value: DEFAULT_LIMITS.packetTimeoutSeconds }
+      : parseInteger('-packet_timeout', flags.packet_timeout, 0, 86_400);
   if (!packetTimeout.ok) return packetTimeout;
   if (packetTimeout.value === 0) return { ok: false, error: '-packet_timeout must be at least 1 second' };
   const budget = seconds('--request_budget', flags.request_budget, DEFAULT_LIMITS.requestBudgetMs);
@@ -126,7 +129,7 @@ export function resolveDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEnv):
       delayWriteMs: delayWrite.value,
       limits: {
         ...DEFAULT_LIMITS,
-        packetTimeoutMs: packetTimeout.value,
+        packetTimeoutSeconds: packetTimeout.value,
         requestBudgetMs: budget.value,
         maxConnections: maxConnections.value,
         maxConnectionsPerPeer: maxPerPeer.value,

@@ -8,9 +8,11 @@ import { hex, printableName, type Logger } from '../daemon/log';
 import { DEFAULT_LIMITS, isLoopback, normaliseAddress, type Limits } from '../policy/policy';
 import { Registry } from '../registry/registry';
 import { recordOf, type RegistrationRecord } from '../registry/registration-record';
+import { sweepIntervalSeconds } from '../policy/timeouts';
 import {
   serveConnection,
   type ConnectionContext,
+  type IdleWatched,
   type NodeConnection,
   type NodeRegistration,
   type RestoredRegistration,
@@ -89,6 +91,9 @@ export class EpmdServer {
   readonly #perPeer = new Map<string, number>();
   readonly #registrationSockets = new Set<Socket>();
   readonly #context: ConnectionContext;
+  /** Connections the idle sweep looks at: those still sending a request, or slow to read their reply. */
+  readonly #watched = new Set<IdleWatched>();
+  #sweepTimer: NodeJS.Timeout | null = null;
   #namesCache: { version: number; reply: Buffer } | null = null;
   #refusalWindow = { second: 0, logged: 0, suppressed: 0 };
   #closing = false;
@@ -108,9 +113,12 @@ export class EpmdServer {
       log,
       stats: this.stats,
       relaxedCommandCheck: this.#options.relaxedCommandCheck,
-      packetTimeoutMs: this.#options.limits.packetTimeoutMs,
+      packetTimeoutSeconds: this.#options.limits.packetTimeoutSeconds,
       requestBudgetMs: this.#options.limits.requestBudgetMs,
       delayWriteMs: this.#options.delayWriteMs,
+      now: () => performance.now(),
+      watch: (connection) => void this.#watched.add(connection),
+      unwatch: (connection) => void this.#watched.delete(connection),
       get epmdPort() {
         return server.epmdPort;
       },
@@ -136,6 +144,7 @@ export class EpmdServer {
 
   /** Starts serving every target; resolves once all of them accept connections. */
   async listen(targets: readonly ListenTarget[]): Promise<readonly ServedSocket[]> {
+    this.#startSweep();
     for (const target of targets) {
       if (target.kind === 'inherited') {
         target.server.removeAllListeners('connection');
@@ -163,6 +172,20 @@ export class EpmdServer {
       this.#addServed(server, target);
     }
     return this.#served;
+  }
+
+  /**
+   * One timer for every connection, as the C epmd checks its connections when its select() loop wakes: every
+   * second when the packet timeout is under 5 s, else every 5 s (timeouts.ts).
+   */
+  #startSweep(): void {
+    if (this.#sweepTimer) return;
+    const everyMs = sweepIntervalSeconds(this.#options.limits.packetTimeoutSeconds) * 1000;
+    this.#sweepTimer = setInterval(() => {
+      const now = performance.now();
+      for (const connection of this.#watched) connection.sweep(now);
+    }, everyMs);
+    this.#sweepTimer.unref();
   }
 
   #addServed(server: Server, target: ListenTarget): void {
@@ -228,6 +251,8 @@ export class EpmdServer {
     for (const socket of this.#open) if (!socket.destroyed && !socket.pending) socket.destroySoon();
     await Promise.all(closed);
     for (const socket of this.#open) socket.destroy();
+    if (this.#sweepTimer) clearInterval(this.#sweepTimer);
+    this.#sweepTimer = null;
   }
 
   /**

@@ -14,6 +14,7 @@ import {
   encodeAlive2Reply,
   encodeDumpActiveLine,
   encodeDumpUnusedLine,
+  encodeNamesLine,
   encodePortHeader,
   encodePort2Reply,
   frameRequest,
@@ -31,6 +32,7 @@ import { isLocalOnly, isLocalPeer, normaliseAddress } from './policy';
 import type { Registration, Registry } from '../registry/registry';
 import { INBUF_SIZE } from '../protocol/constants';
 import { socketFd } from '../engine/socket-fd';
+import { connectionTimedOut, requestBudgetExceeded, wholeSeconds, type ConnectionPhase } from './timeouts';
 
 /** What the registry holds for each node: the connection that keeps it registered. */
 export interface NodeConnection {
@@ -64,22 +66,33 @@ export interface ServerStats {
   limitHits: number;
 }
 
+/** A connection the server's idle sweep looks at (see timeouts.ts for the rules). */
+export interface IdleWatched {
+  /** Applies the timing rules at `nowMs` (the server's clock); closes the connection if it has timed out. */
+  sweep(nowMs: number): void;
+}
+
 /** What a connection needs from the server around it. */
 export interface ConnectionContext {
   readonly registry: Registry<NodeConnection>;
   readonly log: Logger;
   readonly stats: ServerStats;
   readonly relaxedCommandCheck: boolean;
-  readonly packetTimeoutMs: number;
+  readonly packetTimeoutSeconds: number;
   readonly requestBudgetMs: number;
   readonly delayWriteMs: number;
+  /** A monotonic clock in milliseconds, for the timing rules. */
+  now(): number;
+  /** Puts a connection under the idle sweep, or takes it off. */
+  watch(connection: IdleWatched): void;
+  unwatch(connection: IdleWatched): void;
   /** The NAMES reply for the current table (cached by the server). */
   namesReply(): Buffer;
   /** The port NAMES and DUMP replies start with. */
   readonly epmdPort: number;
   /** A node registered (before it is answered: this is where the fd store keeps it) or unregistered. */
   registrationChanged(registration: NodeRegistration, event: 'registered' | 'unregistered' | 'restored', why: string): void;
-  /** Called once the reply to an accepted KILL_REQ has been written. */
+  /** Called once the reply to an accepted KILL_REQ has been written, or has failed to be: the daemon must exit. */
   killRequested(): void;
   /** Rate-limited warning for refusals, so that a flood of bad peers cannot flood the journal. */
   refused(peer: string, why: string, packet?: Buffer): void;
@@ -107,6 +120,9 @@ export function serveConnection(ctx: ConnectionContext, socket: Socket, restored
   let registration: NodeRegistration | null = null;
   let answered = false;
   let acceptedAt = 0;
+  let phase: ConnectionPhase = 'reading';
+  let lastActivitySeconds = 0;
+  const watched: IdleWatched = { sweep };
 
   if (restored) {
     const owner = nodeConnection(encodePort2Reply(restored.info), restored.fdName);
@@ -120,28 +136,26 @@ export function serveConnection(ctx: ConnectionContext, socket: Socket, restored
     if (!result.ok) return false;
     registration = result.registration;
     answered = true;
+    phase = 'registered';
     ctx.registrationChanged(registration, 'restored', `from ${peer()}`);
   } else {
     ctx.stats.connections++;
-    acceptedAt = Date.now();
-    socket.setTimeout(ctx.packetTimeoutMs);
+    // Whether the peer is local is known from the accept on, as in the C epmd (which asks at accept): Node keeps
+    // the address once asked, and a peer that resets the connection right after its request (KILL_REQ, say)
+    // has none to ask for any more.
+    void socket.remoteAddress;
+    acceptedAt = ctx.now();
+    lastActivitySeconds = wholeSeconds(acceptedAt);
+    ctx.watch(watched);
   }
 
-  const onTimeout = () => {
-    if (registration) return; // a registered node may stay silent for ever
-    if (!answered) ctx.refused(peer(), `no complete request within ${ctx.packetTimeoutMs} ms`, received ?? undefined);
-    else if (socket.writableLength > 0) {
-      ctx.refused(peer(), `reply not read within ${ctx.packetTimeoutMs} ms (${socket.writableLength} bytes unsent)`);
-    }
-    socket.destroy();
-  };
   const onError = (err: Error) => {
     if (ctx.log.debugEnabled) ctx.log.debug(`connection from ${peer()}: ${err.message}`);
   };
   const onClose = () => {
+    ctx.unwatch(watched);
     if (registration) endRegistration('connection closed');
   };
-  socket.on('timeout', onTimeout);
   socket.on('error', onError);
   // EOF needs no handler: with allowHalfOpen off, Node ends and destroys the socket, and 'close' follows.
   socket.on('close', onClose);
@@ -163,8 +177,10 @@ export function serveConnection(ctx: ConnectionContext, socket: Socket, restored
     received = received === null ? chunk : Buffer.concat([received, chunk]);
     const frame = frameRequest(received);
     if (frame.status === 'incomplete') {
+      const now = ctx.now();
+      lastActivitySeconds = wholeSeconds(now);
       if (received.length >= INBUF_SIZE) dropConnection('request exceeds the input buffer', received);
-      else if (Date.now() - acceptedAt > ctx.requestBudgetMs) {
+      else if (requestBudgetExceeded(acceptedAt, ctx.requestBudgetMs, now)) {
         dropConnection(`request not complete within ${ctx.requestBudgetMs} ms`, received);
       }
       return;
@@ -198,10 +214,11 @@ export function serveConnection(ctx: ConnectionContext, socket: Socket, restored
       case 'names':
         ctx.stats.namesRequests++;
         if (ctx.log.debugEnabled) ctx.log.debug(`NAMES from ${peer()}`);
-        return replyAndClose(ctx.namesReply());
+        // With -delay_write, each line is a write of its own, as in the C epmd; otherwise one cached buffer.
+        return replyAndClose(ctx.delayWriteMs > 0 ? namesParts() : ctx.namesReply());
       case 'dump':
         if (ctx.log.debugEnabled) ctx.log.debug(`DUMP from ${peer()}`);
-        return replyAndClose(dumpReply());
+        return replyAndClose(dumpParts());
       case 'kill': {
         const allowed = ctx.relaxedCommandCheck || ctx.registry.size === 0;
         ctx.log.notice(`KILL from ${peer()}: ${allowed ? 'exiting' : `refused, ${ctx.registry.size} node(s) registered`}`);
@@ -219,17 +236,18 @@ export function serveConnection(ctx: ConnectionContext, socket: Socket, restored
   }
 
   function register(request: Alive2Request): void {
+    // Never timed out from here on, whether the registration succeeds or not.
+    phase = 'registered';
+    ctx.unwatch(watched);
     const result = ctx.registry.register(request, nodeConnection(encodePort2Reply(request), null));
     if (!result.ok) {
       // Like the C epmd, answer "result 1" and leave the connection open, with no timeout: the node closes it,
       // and any further byte closes it too. (Only local peers get here; --max_connections bounds them.)
       ctx.refused(peer(), `ALIVE2 ${printableName(request.name)} refused: ${result.reason}`);
-      socket.setTimeout(0);
       return write(encodeAlive2Reply(1, 99, request.highestVersion));
     }
     registration = result.registration;
     ctx.stats.registrations++;
-    socket.setTimeout(0);
     ctx.registrationChanged(registration, 'registered', `from ${peer()}`);
     write(encodeAlive2Reply(0, registration.creation, request.highestVersion));
   }
@@ -264,30 +282,71 @@ export function serveConnection(ctx: ConnectionContext, socket: Socket, restored
     }
   }
 
-  function dumpReply(): Buffer {
+  /** NAMES as the C epmd writes it: the port, then one write per node. */
+  function namesParts(): Buffer[] {
+    const parts = [encodePortHeader(ctx.epmdPort)];
+    for (const node of ctx.registry.newestFirst()) parts.push(encodeNamesLine(node));
+    return parts;
+  }
+
+  /** DUMP as the C epmd writes it: the port, then one write per node, live ones first. */
+  function dumpParts(): Buffer[] {
     const parts = [encodePortHeader(ctx.epmdPort)];
     for (const node of ctx.registry.newestFirst()) parts.push(encodeDumpActiveLine(node, socketFd(node.owner.socket)));
     for (const old of ctx.registry.unused()) parts.push(encodeDumpUnusedLine(old, -1));
-    return Buffer.concat(parts);
+    return parts;
   }
 
+  /** The ALIVE2 reply, on a connection that stays open. */
   function write(reply: Buffer): void {
     if (ctx.delayWriteMs > 0) setTimeout(() => socket.destroyed || socket.write(reply), ctx.delayWriteMs);
     else socket.write(reply);
   }
 
-  function replyAndClose(reply: Buffer, then?: () => void): void {
-    const send = () => {
-      if (socket.destroyed) return;
-      if (then) return void socket.end(reply, then);
+  /**
+   * Writes a reply and closes the connection. With -delay_write, each part waits that long before its write, as
+   * the C epmd sleeps before each write(); meanwhile the request is complete and its reply pending, so the
+   * connection is not idle. `then` runs once the reply has been written, or could not be (the peer reset the
+   * connection): an accepted KILL exits either way.
+   */
+  function replyAndClose(reply: Buffer | readonly Buffer[], then?: () => void): void {
+    if (ctx.delayWriteMs <= 0) return finish(Buffer.isBuffer(reply) ? reply : Buffer.concat(reply), then);
+    phase = 'replying';
+    const parts = Buffer.isBuffer(reply) ? [reply] : reply;
+    const next = (i: number) => {
+      setTimeout(() => {
+        if (socket.destroyed) return then?.();
+        if (i === parts.length - 1) return finish(parts[i]!, then);
+        socket.write(parts[i]!);
+        next(i + 1);
+      }, ctx.delayWriteMs);
+    };
+    next(0);
+  }
+
+  function finish(reply: Buffer, then?: () => void): void {
+    if (!socket.destroyed) {
       socket.write(reply);
       // The whole reply is in the kernel (the usual case, for replies this small): close now, and the kernel
       // sends the FIN right behind it. A graceful end() would cost another trip round the event loop per request.
       if (socket.writableLength === 0) socket.destroy();
-      else socket.end();
-    };
-    if (ctx.delayWriteMs > 0) setTimeout(send, ctx.delayWriteMs);
-    else send();
+      else {
+        // The peer is slow to read: the idle rule applies again, counted from now.
+        phase = 'draining';
+        lastActivitySeconds = wholeSeconds(ctx.now());
+        socket.end();
+      }
+    }
+    then?.();
+  }
+
+  /** The idle sweep: the C epmd's packet-timeout rule (timeouts.ts). */
+  function sweep(nowMs: number): void {
+    if (!connectionTimedOut(phase, lastActivitySeconds, ctx.packetTimeoutSeconds, wholeSeconds(nowMs))) return;
+    const idle = `idle for more than ${ctx.packetTimeoutSeconds} s`;
+    if (phase === 'reading') ctx.refused(peer(), `no complete request, ${idle}`, received ?? undefined);
+    else if (socket.writableLength > 0) ctx.refused(peer(), `reply not read, ${idle} (${socket.writableLength} bytes unsent)`);
+    socket.destroy();
   }
 
   function dropConnection(why: string, packet?: Buffer): void {

@@ -7,8 +7,11 @@ import type { RequestKind } from '../protocol/codec';
 
 /** Limits on connections and requests. 0 means "no limit" for the counts. */
 export interface Limits {
-  /** Close a connection that has not sent a whole request within this many ms (the C epmd's -packet_timeout). */
-  readonly packetTimeoutMs: number;
+  /**
+   * The C epmd's -packet_timeout, in whole seconds: a connection that has not sent its whole request is closed
+   * once it has been idle for longer (the exact rule is in timeouts.ts).
+   */
+  readonly packetTimeoutSeconds: number;
   /**
    * Most time a connection may take to send its whole request, however it dribbles it (the packet timeout alone
    * restarts with every byte).
@@ -23,7 +26,7 @@ export interface Limits {
 }
 
 export const DEFAULT_LIMITS: Limits = {
-  packetTimeoutMs: 60_000,
+  packetTimeoutSeconds: 60,
   requestBudgetMs: 60_000,
   maxConnections: 0,
   maxConnectionsPerPeer: 0,

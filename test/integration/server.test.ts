@@ -2,12 +2,13 @@
  * The server in-process, over real loopback TCP: lifetimes, timeouts, limits and logging.
  * (Byte-for-byte agreement with the C epmd is the differential suite's job.)
  */
+import { connect } from 'node:net';
 import { EpmdServer } from '../../src/engine/server';
 import { Logger } from '../../src/daemon/log';
 import { DEFAULT_LIMITS, type Limits } from '../../src/policy/policy';
 import { kill, names, portPlease, register, stop } from '../../src/cli/client';
 import { encodeAlive2Request, encodeSimpleRequest } from '../../src/protocol/codec';
-import { NAMES_REQ } from '../../src/protocol/constants';
+import { KILL_REQ, NAMES_REQ } from '../../src/protocol/constants';
 import { hold, probe } from '../support/probe';
 
 const node = (name: string, port = 6000) => ({ name, port, nodeType: 77, protocol: 0, highestVersion: 6, lowestVersion: 5 });
@@ -17,11 +18,15 @@ let lines: string[];
 let killed: number;
 let endpoint: { host: string; port: number };
 
-async function start(options: { relaxed?: boolean; limits?: Partial<Limits> } = {}) {
+async function start(options: { relaxed?: boolean; limits?: Partial<Limits>; delayWriteMs?: number } = {}) {
   lines = [];
   killed = 0;
   server = new EpmdServer(
-    { relaxedCommandCheck: options.relaxed ?? false, limits: { ...DEFAULT_LIMITS, ...options.limits } },
+    {
+      relaxedCommandCheck: options.relaxed ?? false,
+      limits: { ...DEFAULT_LIMITS, ...options.limits },
+      delayWriteMs: options.delayWriteMs ?? 0,
+    },
     new Logger({ journal: true, level: 3, sink: (l) => lines.push(l) }),
     { kill: () => killed++ },
   );
@@ -65,22 +70,49 @@ test('a stray byte from a registered node unregisters it and closes the connecti
   expect(lines.join('')).toMatch(/unregistered chatty .* node sent 1 unexpected byte/);
 });
 
-test('an incomplete request is closed after the packet timeout, a registration never is', async () => {
-  await start({ limits: { packetTimeoutMs: 300 } });
+test('an incomplete request is closed after the packet timeout (whole seconds, strictly), a registration never is', async () => {
+  await start({ limits: { packetTimeoutSeconds: 1 } });
   const a = await register(endpoint, node('patient'));
   const t0 = Date.now();
-  const partial = await probe(endpoint.port, [Buffer.from([0, 5, 0x7a])], { waitMs: 3000 });
+  // Idle for more than 1 s is closed at the next sweep: after more than 1 s, and by 1 + 1 + 1 s at the latest.
+  const [partial, idle] = await Promise.all([
+    probe(endpoint.port, [Buffer.from([0, 5, 0x7a])], { waitMs: 5000 }),
+    probe(endpoint.port, [], { waitMs: 5000 }),
+  ]);
   expect(partial).toEqual({ reply: Buffer.alloc(0), ended: 'closed' });
-  expect(Date.now() - t0).toBeGreaterThanOrEqual(250);
-  expect(Date.now() - t0).toBeLessThan(2000);
-  const idle = await probe(endpoint.port, [], { waitMs: 3000 });
   expect(idle.ended).toBe('closed');
-  await new Promise((r) => setTimeout(r, 400));
+  expect(Date.now() - t0).toBeGreaterThanOrEqual(1000);
+  expect(Date.now() - t0).toBeLessThan(3500);
+  // Gaps of 0.8 s: never idle for a whole timeout, so the request is served however long it takes in all.
+  const slow = await probe(endpoint.port, [Buffer.from([0]), Buffer.from([1]), Buffer.from('n')], { gapMs: 800, waitMs: 2000 });
+  expect(slow.ended).toBe('closed');
+  expect(slow.reply.length).toBeGreaterThan(4);
   expect(a.socket.destroyed).toBe(false);
   expect(await registered()).toEqual(['patient']);
-  expect(lines.join('')).toMatch(/refused 127\.0\.0\.1: no complete request within 300 ms/);
+  expect(lines.join('')).toMatch(/refused 127\.0\.0\.1: no complete request, idle for more than 1 s/);
   await a.close();
 });
+
+test('-delay_write: a complete request whose reply is pending is not idle, and NAMES comes in one write per line', async () => {
+  await start({ delayWriteMs: 1200, limits: { packetTimeoutSeconds: 1 } });
+  const a = await register(endpoint, node('one'));
+  const b = await register(endpoint, node('two'));
+  const chunks: { at: number; bytes: Buffer }[] = [];
+  const t0 = Date.now();
+  await new Promise<void>((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port: endpoint.port }, () => socket.write(encodeSimpleRequest(NAMES_REQ)));
+    socket.on('data', (d: Buffer) => chunks.push({ at: Date.now() - t0, bytes: d }));
+    socket.on('error', reject);
+    socket.on('close', () => resolve());
+  });
+  const reply = Buffer.concat(chunks.map((c) => c.bytes));
+  expect(reply.readUInt32BE(0)).toBe(endpoint.port);
+  expect(reply.subarray(4).toString()).toBe('name two at port 6000\nname one at port 6000\n');
+  // Three writes, 1.2 s apart: 3.6 s in all, three times the packet timeout.
+  expect(chunks.map((c) => c.bytes.length)).toEqual([4, 22, 22]);
+  expect(chunks[2]!.at).toBeGreaterThanOrEqual(3500);
+  await Promise.all([a.close(), b.close()]);
+}, 20_000);
 
 test('STOP closes the node connection and unregisters before answering', async () => {
   await start({ relaxed: true });
@@ -106,6 +138,30 @@ test('KILL: refused with nodes registered unless relaxed; accepted when empty', 
   await register(endpoint, node('alive2'));
   expect(await kill(endpoint)).toBe('OK');
   expect(killed).toBe(1);
+});
+
+test('an accepted KILL exits even when its reply cannot be written: -delay_write past the packet timeout, or a reset client', async () => {
+  await start({ delayWriteMs: 1500, limits: { packetTimeoutSeconds: 1 } });
+  // The reply is due 1.5 s after the request, past the 1 s packet timeout: a pending reply is not idle.
+  expect(await kill(endpoint)).toBe('OK');
+  expect(killed).toBe(1);
+  // The client resets the connection while the reply waits.
+  const socket = connect({ host: '127.0.0.1', port: endpoint.port }, () => {
+    socket.write(encodeSimpleRequest(KILL_REQ));
+    setTimeout(() => socket.resetAndDestroy(), 100);
+  });
+  socket.on('error', () => undefined);
+  await until(() => killed === 2, 4000);
+}, 15_000);
+
+test('an accepted KILL exits even when the client reset the connection before the reply', async () => {
+  await start();
+  // The request and a reset in one go: the reply finds the connection gone.
+  const socket = connect({ host: '127.0.0.1', port: endpoint.port }, () => {
+    socket.write(encodeSimpleRequest(KILL_REQ), () => socket.resetAndDestroy());
+  });
+  socket.on('error', () => undefined);
+  await until(() => killed === 1);
 });
 
 test('connection and registration limits are enforced, counted and logged', async () => {
@@ -152,7 +208,7 @@ test('NAMES is cached and refreshed on every change', async () => {
 });
 
 test('a dribbling request is dropped once its total budget is spent, however often it sends', async () => {
-  await start({ limits: { packetTimeoutMs: 400, requestBudgetMs: 600 } });
+  await start({ limits: { packetTimeoutSeconds: 1, requestBudgetMs: 600 } });
   const t0 = Date.now();
   // One byte every 150 ms: never idle for the packet timeout, but slower than the budget allows.
   const bytes = Array.from({ length: 20 }, () => Buffer.from([0]));

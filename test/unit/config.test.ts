@@ -34,7 +34,7 @@ describe('flag parsing (the C epmd dialect)', () => {
   test('DbgExtra flags', () => {
     const a = parse(['-packet_timeout', '5', '-delay_accept', '1', '-delay_write', '2']);
     const c = resolveDaemonConfig(a, {});
-    expect(c).toMatchObject({ ok: true, value: { limits: { packetTimeoutMs: 5000 }, delayAcceptMs: 1000, delayWriteMs: 2000 } });
+    expect(c).toMatchObject({ ok: true, value: { limits: { packetTimeoutSeconds: 5 }, delayAcceptMs: 1000, delayWriteMs: 2000 } });
   });
 
   test('unknown flags, grouped short flags and conflicting verbs get a one-line error and exit 1', async () => {
