@@ -67,6 +67,14 @@ export async function startDaemon(config: DaemonConfig, options: DaemonOptions =
   return daemon.running();
 }
 
+function notifierOrStartupError(env: NodeJS.ProcessEnv, log: Logger): Notifier {
+  try {
+    return openNotifier(env, { onError: (m) => log.warning(m) });
+  } catch (err) {
+    throw new StartupError((err as Error).message);
+  }
+}
+
 /** Where this process's sockets come from (phase 1). */
 type SocketOrigin =
   /** The previous process hands everything over (live upgrade). */
@@ -116,7 +124,7 @@ class Daemon {
     this.#options = options;
     this.#env = options.env ?? process.env;
     this.#log = options.log ?? new Logger({ level: config.logLevel });
-    this.#notifier = openNotifier(this.#env);
+    this.#notifier = notifierOrStartupError(this.#env, this.#log);
     this.#origin = socketOrigin(config, this.#env);
     this.#stopped = new Promise<number>((resolve) => (this.#resolveStopped = resolve));
     this.#persistence = new Persistence({

@@ -3,18 +3,26 @@
  * Loaded lazily, once per path; a missing or broken build is reported as an Error value, never thrown, so that
  * callers can fall back (for example to a no-op fd store) and say why.
  */
+import * as os from 'node:os';
 import * as path from 'node:path';
 
 /** What the addon exports. Each native/sdepmd/*.c file adds its functions here. */
 export interface SdepmdAddon {
   /** sd_pid_notify_with_fds(3): < 0 is -errno, 0 means NOTIFY_SOCKET is unset, > 0 means sent. */
   notifyWithFds(state: string, fds: number[]): number;
+  /** Sets FD_CLOEXEC on `fd`: 0, or -errno (-EBADF when it is not open). */
+  setCloexec(fd: number): number;
+  /**
+   * The pidfs inode id of a pidfd for `pid` (what systemd >= 256 passes as LISTEN_PIDFDID), or -errno:
+   * -EOPNOTSUPP when pidfds are not on pidfs (Linux < 6.9), -ESRCH for no such process.
+   */
+  pidfdInodeId(pid: number): bigint | number;
 }
 
 /** dist/native/addon.js and src/native/addon.ts are both two levels below the repo root. */
 export const DEFAULT_ADDON_PATH = path.join(__dirname, '..', '..', 'native', 'sdepmd', 'build', 'Release', 'sdepmd.node');
 
-const REQUIRED_EXPORTS: readonly (keyof SdepmdAddon)[] = ['notifyWithFds'];
+const REQUIRED_EXPORTS: readonly (keyof SdepmdAddon)[] = ['notifyWithFds', 'setCloexec', 'pidfdInodeId'];
 
 const cache = new Map<string, SdepmdAddon | Error>();
 
@@ -34,4 +42,12 @@ export function loadAddon(addonPath: string = DEFAULT_ADDON_PATH): SdepmdAddon |
     cache.set(addonPath, cached);
   }
   return cached;
+}
+
+/** The symbolic name of a positive errno number (22 -> "EINVAL"), for the addon's negative returns. */
+export function errnoName(errno: number): string {
+  for (const [key, value] of Object.entries(os.constants.errno)) {
+    if (value === errno) return key;
+  }
+  return `errno ${errno}`;
 }

@@ -7,9 +7,8 @@
  * openFdStore() returns a no-op store with available=false.
  */
 import * as net from 'node:net';
-import * as os from 'node:os';
 import { socketFd } from '../engine/socket-fd';
-import { DEFAULT_ADDON_PATH, loadAddon, type SdepmdAddon } from '../native/addon';
+import { DEFAULT_ADDON_PATH, errnoName, loadAddon, type SdepmdAddon } from '../native/addon';
 
 export { DEFAULT_ADDON_PATH };
 
@@ -61,14 +60,6 @@ export function composeStoreMessage(name: string): string {
 
 export function composeRemoveMessage(name: string): string {
   return `FDSTOREREMOVE=1\nFDNAME=${checkedName(name)}`;
-}
-
-/** Map a positive errno number to its symbolic name (e.g. 22 -> "EINVAL"). */
-function errnoName(errno: number): string {
-  for (const [key, value] of Object.entries(os.constants.errno)) {
-    if (value === errno) return key;
-  }
-  return `errno ${errno}`;
 }
 
 function send(addon: SdepmdAddon, state: string, fds: number[]): void {

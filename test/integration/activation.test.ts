@@ -10,6 +10,13 @@ import * as readline from 'node:readline';
 import { names, portPlease, register } from '../../src/cli/client';
 import { SDEPMD_BIN } from '../support/daemons';
 import { startSink, type Sink } from '../support/notify-sink';
+import { loadAddon } from '../../src/native/addon';
+
+function loadAddonOrThrow() {
+  const addon = loadAddon();
+  if (addon instanceof Error) throw addon;
+  return addon;
+}
 
 const ACTIVATE = path.join(__dirname, '..', 'support', 'activate.py');
 
@@ -38,11 +45,21 @@ async function activate(specs: string[], env: NodeJS.ProcessEnv, args: string[] 
 let dir: string;
 let sink: Sink | null = null;
 let daemon: Activated | null = null;
+/** The new process of a live upgrade, if a test started one. */
+let upgraded: number | null = null;
 
 beforeEach(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sdepmd-activation-'));
 });
 afterEach(async () => {
+  if (upgraded !== null) {
+    try {
+      process.kill(upgraded, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  upgraded = null;
   daemon?.child.kill('SIGKILL');
   await daemon?.exited;
   await sink?.close();
@@ -96,6 +113,49 @@ test('pings the watchdog at half of WATCHDOG_USEC', async () => {
   // Three pings at ~200 ms apart, not at the 400 ms deadline.
   expect(elapsed).toBeLessThan(1200);
   expect(daemon.stderr()).toMatch(/watchdog: pinging systemd every 200 ms/);
+});
+
+test('LISTEN_PIDFDID (systemd >= 256): our own pidfd id is served; another process\'s means the fds are not ours', async () => {
+  const own = await activate(['--pidfdid=own', 'epmd.socket=tcp4:127.0.0.1'], {});
+  daemon = own;
+  await waitFor(() => /serving .*\(socket-activated\)/.test(own.stderr()));
+  expect((await names({ host: '127.0.0.1', port: own.ports[0]! })).nodes).toEqual([]);
+  own.child.kill('SIGTERM');
+  await own.exited;
+
+  // A pid can be reused; the pidfd id cannot. With pidfs (Linux >= 6.9) a wrong one means "not for us".
+  const pidfs = typeof loadAddonOrThrow().pidfdInodeId(process.pid) === 'bigint';
+  const other = await activate(['--pidfdid=1', 'epmd.socket=tcp4:127.0.0.1'], {});
+  daemon = other;
+  if (pidfs) {
+    expect(await other.exited).toBe(1);
+    expect(other.stderr()).toBe('sdepmd: -systemd: no sockets were passed (LISTEN_FDS is unset); start sdepmd through epmd.socket\n');
+  } else {
+    await waitFor(() => /serving .*\(socket-activated\)/.test(other.stderr()));
+  }
+});
+
+test('SIGHUP (live upgrade) says RELOADING=1 with MONOTONIC_USEC, then MAINPID= of the new process and READY=1', async () => {
+  sink = await startSink(dir, 50);
+  daemon = await activate(['epmd.socket=tcp4:127.0.0.1'], { NOTIFY_SOCKET: sink.path });
+  await nextMessage(sink, /^READY=1$/);
+  const before = process.hrtime.bigint() / 1000n;
+  daemon.child.kill('SIGHUP');
+  const reloading = await nextMessage(sink, /^RELOADING=1/);
+  const after = process.hrtime.bigint() / 1000n;
+  const usec = BigInt(/^RELOADING=1\nMONOTONIC_USEC=(\d+)$/.exec(reloading)![1]!);
+  // CLOCK_MONOTONIC is one clock for the whole machine: the daemon's reading falls between ours.
+  expect(usec >= before && usec <= after).toBe(true);
+  const main = await nextMessage(sink, /^MAINPID=/);
+  expect(main).toMatch(/^MAINPID=\d+\nREADY=1$/);
+  const newPid = (upgraded = Number(/^MAINPID=(\d+)/.exec(main)![1]));
+  expect(newPid).not.toBe(daemon.child.pid);
+  expect(await daemon.exited).toBe(0);
+  // The new process says STATUS= once it is the main process; its signal handlers come right after.
+  await nextMessage(sink, /^STATUS=/);
+  await new Promise((r) => setTimeout(r, 200));
+  process.kill(newPid, 'SIGTERM');
+  await nextMessage(sink, /^STOPPING=1$/);
 });
 
 test('-systemd without passed sockets fails clearly', async () => {

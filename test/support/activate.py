@@ -1,16 +1,23 @@
 #!/usr/bin/env python3
 """Socket activation without systemd, for tests: what systemd does for a socket unit, then exec.
 
-Usage: activate.py SPEC... -- COMMAND ARGS...
+Usage: activate.py [--pidfdid=own|N] SPEC... -- COMMAND ARGS...
   SPEC is NAME=tcp4:HOST or NAME=tcp6:HOST (port chosen by the kernel).
 Binds and listens on each socket, places them at fds 3, 4, ... (SD_LISTEN_FDS_START), sets LISTEN_FDS,
 LISTEN_PID (this pid, which exec keeps) and LISTEN_FDNAMES, prints {"ports": [...]} on stdout, then execs COMMAND.
+--pidfdid also sets LISTEN_PIDFDID, as systemd >= 256 does: "own" is the inode of a pidfd for this process (which
+exec keeps), N is any other value.
 """
 import json, os, socket, sys
 
 def main():
     sep = sys.argv.index("--")
     specs, command = sys.argv[1:sep], sys.argv[sep + 1:]
+    pidfdid = None
+    if specs and specs[0].startswith("--pidfdid="):
+        pidfdid = specs.pop(0).split("=", 1)[1]
+        if pidfdid == "own":
+            pidfdid = str(os.fstat(os.pidfd_open(os.getpid())).st_ino)
     socks, names, ports = [], [], []
     for spec in specs:
         name, _, rest = spec.partition("=")
@@ -30,6 +37,8 @@ def main():
         os.set_inheritable(target, True)
     env = dict(os.environ)
     env.update(LISTEN_FDS=str(len(socks)), LISTEN_PID=str(os.getpid()), LISTEN_FDNAMES=":".join(names))
+    if pidfdid is not None:
+        env["LISTEN_PIDFDID"] = pidfdid
     print(json.dumps({"ports": ports}), flush=True)
     os.execvpe(command[0], command, env)
 

@@ -1,4 +1,4 @@
-import { composeStatus, openNotifier, watchdogIntervalMs } from '../../src/systemd/notify';
+import { composeReloading, composeStatus, openNotifier, watchdogSetting } from '../../src/systemd/notify';
 import { Logger, hex, printableName } from '../../src/daemon/log';
 
 describe('notify message composition', () => {
@@ -8,12 +8,63 @@ describe('notify message composition', () => {
     expect(composeStatus({ registered: 3, lookups: 1204, refused: 2 })).toBe('3 nodes registered, 1,204 lookups served, 2 refused');
   });
 
-  test('watchdog interval from WATCHDOG_USEC, honouring WATCHDOG_PID', () => {
-    expect(watchdogIntervalMs({}, 1)).toBe(0);
-    expect(watchdogIntervalMs({ WATCHDOG_USEC: '10000000' }, 1)).toBe(10_000);
-    expect(watchdogIntervalMs({ WATCHDOG_USEC: '10000000', WATCHDOG_PID: '1' }, 1)).toBe(10_000);
-    expect(watchdogIntervalMs({ WATCHDOG_USEC: '10000000', WATCHDOG_PID: '2' }, 1)).toBe(0);
-    expect(watchdogIntervalMs({ WATCHDOG_USEC: 'abc' }, 1)).toBe(0);
+  test('the watchdog setting, as sd_watchdog_enabled(3) reads WATCHDOG_USEC and WATCHDOG_PID', () => {
+    expect(watchdogSetting({}, 1)).toEqual({ ok: true, usec: 0 });
+    expect(watchdogSetting({ WATCHDOG_USEC: '10000000' }, 1)).toEqual({ ok: true, usec: 10_000_000 });
+    expect(watchdogSetting({ WATCHDOG_USEC: '10000000', WATCHDOG_PID: '1' }, 1)).toEqual({ ok: true, usec: 10_000_000 });
+    expect(watchdogSetting({ WATCHDOG_USEC: '10000000', WATCHDOG_PID: '2' }, 1)).toEqual({ ok: true, usec: 0 });
+    // Not a number, zero, infinity (UINT64_MAX), or a WATCHDOG_PID that is no pid: errors (-EINVAL), not "off".
+    for (const usec of ['abc', '0', '18446744073709551615', '-5']) {
+      expect(watchdogSetting({ WATCHDOG_USEC: usec }, 1)).toMatchObject({ ok: false, error: expect.stringMatching(/WATCHDOG_USEC/) });
+    }
+    expect(watchdogSetting({ WATCHDOG_USEC: '5', WATCHDOG_PID: 'x' }, 1)).toMatchObject({ ok: false, error: expect.stringMatching(/WATCHDOG_PID/) });
+  });
+
+  test('RELOADING=1 carries MONOTONIC_USEC', () => {
+    expect(composeReloading(12_345_678_901n)).toBe('RELOADING=1\nMONOTONIC_USEC=12345678');
+  });
+
+  test('each notifier call sends its state through notifyWithFds with no fds; failures are told once', () => {
+    const sent: [string, number[]][] = [];
+    let result = 1;
+    const errors: string[] = [];
+    const n = openNotifier(
+      { NOTIFY_SOCKET: '/run/x', WATCHDOG_USEC: '60000000' },
+      { addon: { notifyWithFds: (state, fds) => (sent.push([state, fds]), result) }, onError: (m) => errors.push(m) },
+    );
+    n.ready();
+    n.status('a\nb');
+    n.stopping();
+    n.handOver(42);
+    n.reloading();
+    expect(n.startWatchdog()).toBe(30_000);
+    n.stopWatchdog();
+    expect(sent.map(([state]) => state.replace(/MONOTONIC_USEC=\d+/, 'MONOTONIC_USEC=N'))).toEqual([
+      'READY=1', 'STATUS=a b', 'STOPPING=1', 'MAINPID=42\nREADY=1', 'RELOADING=1\nMONOTONIC_USEC=N', 'WATCHDOG=1',
+    ]);
+    expect(sent.every(([, fds]) => fds.length === 0)).toBe(true);
+    expect(errors).toEqual([]);
+    result = -111; // ECONNREFUSED: systemd has gone
+    n.status('x');
+    n.status('y');
+    result = 1;
+    n.ready();
+    result = -111;
+    n.stopping();
+    expect(errors).toEqual(['sd_notify STATUS=x: ECONNREFUSED', 'sd_notify STOPPING=1: ECONNREFUSED']);
+  });
+
+  test('a bad WATCHDOG_USEC turns the watchdog off, and says why', () => {
+    const errors: string[] = [];
+    const n = openNotifier({ NOTIFY_SOCKET: '/run/x', WATCHDOG_USEC: '0' }, { addon: { notifyWithFds: () => 1 }, onError: (m) => errors.push(m) });
+    expect(n.startWatchdog()).toBe(0);
+    expect(errors).toEqual(['watchdog off: WATCHDOG_USEC is not a time in microseconds: "0"']);
+  });
+
+  test('under systemd without the addon: an error that says how to build it', () => {
+    expect(() => openNotifier({ NOTIFY_SOCKET: '/run/x' }, { addon: new Error('cannot load the native addon x (build it: npm run build)') })).toThrow(
+      'NOTIFY_SOCKET is set, but systemd cannot be told anything: cannot load the native addon x (build it: npm run build)',
+    );
   });
 
   test('outside systemd the notifier is a no-op', () => {
