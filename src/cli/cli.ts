@@ -10,6 +10,7 @@ import type { Argv } from 'yargs';
 import { spawn } from 'node:child_process';
 import { resolveDaemonConfig, resolvePort, type DaemonFlags } from '../daemon/config';
 import { CannotConnectError, exchangeLocal } from './client';
+import { C_EPMD_USAGE, needsCUsage } from './c-usage';
 import { encodeNameRequest, encodeSimpleRequest } from '../protocol/codec';
 import { DUMP_REQ, KILL_REQ, NAMES_REQ, STOP_REQ } from '../protocol/constants';
 import { VERSION } from '../version';
@@ -88,6 +89,11 @@ export async function main(argv: readonly string[], io: CliIo = PROCESS_IO): Pro
   if (argv[0] !== undefined && (SUBCOMMANDS as readonly string[]).includes(argv[0])) {
     const { runSubcommand } = await import('../operator/commands');
     return runSubcommand(argv, io);
+  }
+  // `-stop` with no name: the C client's usage and exit 1, as `epmd -stop` does.
+  if (needsCUsage(argv)) {
+    io.stderr(C_EPMD_USAGE);
+    return 1;
   }
   let parseError: string | null = null;
   let helpOrVersion = false;
@@ -173,8 +179,9 @@ async function clientVerb(args: CliArgs, io: CliIo): Promise<number> {
         io.stdout('epmd: no response from local epmd\n');
         return 1;
       }
-      io.stdout(`epmd: up and running on port ${reply.readInt32BE(0)} with data:\n`);
-      io.stdout(reply.subarray(4).toString('utf8'));
+      // One write, so that a pipe's reader gets the header and the names together, as from the C client (whose
+      // stdout is buffered until it exits).
+      io.stdout(`epmd: up and running on port ${reply.readInt32BE(0)} with data:\n${reply.subarray(4).toString('utf8')}`);
       return 0;
     }
     if (args.kill) {

@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { freePort, SDEPMD_BIN, startDaemon, stopAll, type DaemonKind, type TestDaemon } from '../support/daemons';
 import { cEpmdAvailable, findCEpmd, peerDescribe } from '../support/peers';
 import { alive2, Session, sleep } from './harness';
+import { main, type CliIo } from '../../src/cli/cli';
 
 type ClientKind = 'C client' | 'sdepmd client';
 interface Run {
@@ -15,13 +16,20 @@ interface Run {
   readonly stderr: string;
 }
 
+/** The first chunk a pipe reader got from each client's stdout, in the last runClient() call of each. */
+const firstChunk: Partial<Record<ClientKind, string>> = {};
+
 function runClient(client: ClientKind, args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
   const [cmd, argv] = client === 'C client' ? [findCEpmd()!, args] : [process.execPath, [SDEPMD_BIN, ...args]];
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, argv, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString('latin1')));
+    delete firstChunk[client];
+    child.stdout.on('data', (d: Buffer) => {
+      firstChunk[client] ??= d.toString('latin1');
+      stdout += d.toString('latin1');
+    });
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString('latin1')));
     const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
     child.on('error', reject);
@@ -141,6 +149,44 @@ d('epmd client verbs: C client and sdepmd client, against C epmd and sdepmd', ()
     expect(c).toEqual({ code: 0, stdout: `epmd: up and running on port ${daemon.port} with data:\n`, stderr: '' });
     expect(s).toEqual(c);
     await daemon.stop();
+  });
+
+  test('-stop with no name: the C client\'s usage on stderr, exit 1, from both clients', async () => {
+    for (const args of [['-stop'], ['-port', '1', '-stop'], ['-relaxed_command_check', '-stop']]) {
+      const c = await runClient('C client', args);
+      const s = await runClient('sdepmd client', args);
+      expect(c.code).toBe(1);
+      expect(c.stdout).toBe('');
+      expect(c.stderr).toMatch(/^usage: epmd /);
+      expect({ args, ...s }).toEqual({ args, ...c });
+    }
+  });
+
+  test('-names and -dump: a pipe reader gets the header and the names in its first chunk, as from the C client', async () => {
+    const daemon = await startDaemon('sdepmd');
+    const session = new Session(daemon);
+    try {
+      await session.register('a', alive2('chunk_a', { port: 40011 }));
+      await session.register('b', alive2('chunk_b', { port: 40012 }));
+      for (const verb of ['-names', '-dump']) {
+        const c = await runClient('C client', ['-port', String(daemon.port), verb]);
+        const cFirst = firstChunk['C client'];
+        const s = await runClient('sdepmd client', ['-port', String(daemon.port), verb]);
+        const sFirst = firstChunk['sdepmd client'];
+        expect(c.stdout).toContain('chunk_a');
+        expect(cFirst).toBe(c.stdout);
+        expect(s).toEqual(c);
+        expect(sFirst).toBe(c.stdout);
+        // In process: the verb writes its output in one call (the pipe test above can miss two quick writes).
+        const writes: string[] = [];
+        const io: CliIo = { stdout: (t) => writes.push(t), stderr: (t) => writes.push(`stderr: ${t}`), env: {} };
+        expect(await main(['-port', String(daemon.port), verb], io)).toBe(0);
+        expect(writes).toEqual([c.stdout]);
+      }
+    } finally {
+      session.closeAll();
+      await daemon.stop();
+    }
   });
 
   test.each([[['-bogus']], [['-port', 'abc']], [['-port', 'abc', '-names']], [['-packet_timeout']]])(
