@@ -66,6 +66,15 @@ export interface ServerEvents {
   kill?(): void;
 }
 
+/**
+ * The clock of the timing rules, in milliseconds: the wall clock as it was when the process started, advanced
+ * monotonically since. Its whole seconds fall where the C epmd's time(NULL) seconds fall, so that the same client
+ * sees the same outcome from both; unlike time(NULL), a step of the system clock does not move it.
+ */
+function wallClockMonotonic(): number {
+  return performance.timeOrigin + performance.now();
+}
+
 /** At most this many refusal lines a second reach the log; the rest are counted and summarised. */
 const REFUSALS_LOGGED_PER_SECOND = 20;
 
@@ -116,7 +125,7 @@ export class EpmdServer {
       packetTimeoutSeconds: this.#options.limits.packetTimeoutSeconds,
       requestBudgetMs: this.#options.limits.requestBudgetMs,
       delayWriteMs: this.#options.delayWriteMs,
-      now: () => performance.now(),
+      now: wallClockMonotonic,
       watch: (connection) => void this.#watched.add(connection),
       unwatch: (connection) => void this.#watched.delete(connection),
       get epmdPort() {
@@ -182,7 +191,7 @@ export class EpmdServer {
     if (this.#sweepTimer) return;
     const everyMs = sweepIntervalSeconds(this.#options.limits.packetTimeoutSeconds) * 1000;
     this.#sweepTimer = setInterval(() => {
-      const now = performance.now();
+      const now = wallClockMonotonic();
       for (const connection of this.#watched) connection.sweep(now);
     }, everyMs);
     this.#sweepTimer.unref();

@@ -81,7 +81,7 @@ export interface ConnectionContext {
   readonly packetTimeoutSeconds: number;
   readonly requestBudgetMs: number;
   readonly delayWriteMs: number;
-  /** A monotonic clock in milliseconds, for the timing rules. */
+  /** The clock of the timing rules, in milliseconds (monotonic; see server.ts). */
   now(): number;
   /** Puts a connection under the idle sweep, or takes it off. */
   watch(connection: IdleWatched): void;

@@ -19,6 +19,10 @@
  * - a gap of more than T + 1 seconds fails the test; it is closed at the next sweep, so certainly once the gap
  *   reaches T + 1 + P seconds;
  * - a gap between T and T + 1 seconds is served or not depending on where the second boundaries fall.
+ *
+ * sdepmd's clock for these rules is the wall clock as it was at start-up, advanced monotonically: its seconds
+ * begin where time(NULL)'s do, so a client sees the same outcome as from the C epmd, but a step of the system
+ * clock does not close every connection at once, or keep one open for as long as the clock went back.
  */
 
 /** The C epmd's IDLE_TIMEOUT: the longest its select() loop sleeps, in seconds. */

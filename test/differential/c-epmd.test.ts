@@ -4,19 +4,33 @@
  * the masked parts (creation values, DUMP fd numbers, each daemon's own port in NAMES/DUMP headers) and for the
  * documented, deliberate divergences listed in DIVERGENCES.
  *
- * Reference: /work/scratch/epmd-spec.md (the probe-verified spec of the C epmd). All cases are in the one CASES
- * table below; the summary line at the end gives the counts.
+ * All cases are in the one CASES table below; the summary line at the end gives the counts.
  */
 import { startDaemon, stopAll, type TestDaemon } from '../support/daemons';
 import { cEpmdAvailable, peerDescribe } from '../support/peers';
 import { encodePort2Reply, frame } from '../../src/protocol/codec';
-import { alive2, alive2Raw, nonLoopbackAddress, rawProbe, registerAndClose, Session, show, sleep, type Observation } from './harness';
+import {
+  alignToSecond,
+  alive2,
+  alive2Raw,
+  closeBucket,
+  nonLoopbackAddress,
+  rawProbe,
+  registerAndClose,
+  Session,
+  show,
+  sleep,
+  timedProbe,
+  type Observation,
+} from './harness';
 
-type ConfigName = 'default' | 'relaxed' | 'packet_timeout 1' | 'debug';
+type ConfigName = 'default' | 'relaxed' | 'packet_timeout 1' | 'packet_timeout 5' | 'delay_write 1' | 'debug';
 const CONFIG_ARGS: Record<ConfigName, string[]> = {
   default: [],
   relaxed: ['-relaxed_command_check'],
   'packet_timeout 1': ['-packet_timeout', '1'],
+  'packet_timeout 5': ['-packet_timeout', '5'],
+  'delay_write 1': ['-delay_write', '1', '-packet_timeout', '1'],
   debug: ['-d'],
 };
 /** Every case runs in these configs unless it names its own. */
@@ -784,6 +798,89 @@ const CASES: Case[] = [
       s.record('one byte within 4 s', `${show(partial.reply)} [${partial.ended}]`);
       s.record('failed registration after 4 s', `${show(failed.reply)} [${failed.ended}]`);
       await s.names();
+    },
+  },
+  // The C epmd's rule: closed when last activity + T < now, in whole seconds, checked when its select() loop wakes
+  // (every second for T < 5, else every 5 s). So a gap of at most T s is always served, and an idle connection is
+  // closed after more than T s and by T + 1 + P s (P the sweep period).
+  {
+    name: 'packet timeout 1 s, just inside: PORT_PLEASE2 and NAMES in pieces 0.9 s apart are served',
+    configs: ['packet_timeout 1'],
+    run: async (s) => {
+      await s.register('register', alive2('slowpoke'));
+      const req = z('slowpoke');
+      await s.timed('PORT_PLEASE2 in 3 pieces, 0.9 s apart', [req.subarray(0, 1), req.subarray(1, 4), req.subarray(4)], { gapMs: 900, waitMs: 1500 });
+      await s.timed('NAMES in 3 pieces, 0.9 s apart', [B('00'), B('01'), B('6e')], { gapMs: 900, waitMs: 1500, mask: 'names' });
+    },
+  },
+  {
+    // Both gaps start about 0.1 s into a second of the wall clock and end about 0.6 s into the next one: idle for
+    // 1.5 s, but never for more than 1 whole second. (sdepmd used to close these after exactly 1000 ms.)
+    name: 'packet timeout 1 s, whole seconds: gaps of 1.5 s that start early in a second are served',
+    configs: ['packet_timeout 1'],
+    run: async (s) => {
+      await s.register('register', alive2('slowpoke'));
+      await alignToSecond();
+      const req = z('slowpoke');
+      await s.timed('PORT_PLEASE2 in 2 pieces, 1.5 s apart', [req.subarray(0, 1), req.subarray(1)], { gapMs: 1500, waitMs: 1500 });
+      await alignToSecond();
+      await s.timed('NAMES in 2 pieces, 1.5 s apart', [B('00'), B('016e')], { gapMs: 1500, waitMs: 1500, mask: 'names' });
+    },
+  },
+  {
+    name: 'packet timeout 1 s, well past: a 3.5 s gap, or silence, is closed after more than 1 s and by 3 s',
+    configs: ['packet_timeout 1'],
+    run: async (s) => {
+      const timeout = { seconds: 1, sweep: 1 };
+      await s.timed('PORT_PLEASE2, 3.5 s gap after 1 byte', [B('00'), B('0a7a736c6f77706f6b65')], { gapMs: 3500, waitMs: 1000, timeout });
+      await s.timed('PORT_PLEASE2, 3.5 s gap after the header', [B('000a'), B('7a736c6f77706f6b65')], { gapMs: 3500, waitMs: 1000, timeout });
+      await s.timed('nothing sent', [], { gapMs: 0, waitMs: 5000, timeout });
+    },
+  },
+  {
+    name: 'packet timeout 5 s (checked every 5 s): gaps of 4.5 s, and of 5.5 s early in a second, are served; silence is closed after more than 5 s, by 11 s',
+    configs: ['packet_timeout 5'],
+    run: async (s) => {
+      // All at once, recorded in a fixed order.
+      await alignToSecond();
+      const [served, whole, closed] = await Promise.all([
+        timedProbe(s.port, [B('00'), B('01'), B('6e')], { gapMs: 4500, waitMs: 1500 }),
+        timedProbe(s.port, [B('00'), B('016e')], { gapMs: 5500, waitMs: 1500 }),
+        timedProbe(s.port, [B('00')], { gapMs: 0, waitMs: 13_000 }),
+      ]);
+      s.record('NAMES in 3 pieces, 4.5 s apart', `${s.mask(served.reply, 'names')} [${served.ended}]`);
+      s.record('NAMES in 2 pieces, 5.5 s apart, from early in a second', `${s.mask(whole.reply, 'names')} [${whole.ended}]`);
+      s.record('one byte, then silence', `${show(closed.reply)} [${closed.ended === 'closed' ? closeBucket(closed.endedAtMs, 5, 5) : 'open'}]`);
+    },
+  },
+  // -delay_write S: the C epmd sleeps S before each write (the port header, then each NAMES or DUMP line), and its
+  // loop does not run meanwhile, so a request whose reply is pending is never timed out, however small T.
+  {
+    name: '-delay_write 1 -packet_timeout 1: ALIVE2 answered after 1 s; NAMES and DUMP one write per line, 1 s apart',
+    configs: ['delay_write 1'],
+    run: async (s) => {
+      await s.register('register a', alive2('delayed_a', { port: 40021 }), { replyWaitMs: 3000 });
+      await s.register('register b', alive2('delayed_b', { port: 40022 }), { replyWaitMs: 3000 });
+      await s.timed('NAMES', [NAMES], { gapMs: 0, waitMs: 6000, mask: 'names', chunks: 'sizes' });
+      // DUMP lines carry fd numbers, whose widths differ between the daemons: sizes are not compared.
+      await s.timed('DUMP', [DUMP], { gapMs: 0, waitMs: 6000, mask: 'dump', chunks: 'times' });
+      await s.timed('PORT_PLEASE2', [z('delayed_a')], { gapMs: 0, waitMs: 4000, chunks: 'sizes' });
+    },
+  },
+  {
+    name: '-delay_write 1 -packet_timeout 1: KILL answered OK after 1 s, then the daemon exits 0',
+    configs: ['delay_write 1'],
+    run: async (s) => {
+      await s.timed('KILL', [KILL], { gapMs: 0, waitMs: 4000, chunks: 'sizes' });
+      await s.exited('daemon', 3000);
+    },
+  },
+  {
+    name: '-delay_write 1 -packet_timeout 1: KILL whose client resets before the reply: the daemon still exits 0',
+    configs: ['delay_write 1'],
+    run: async (s) => {
+      await s.timed('KILL, reset after 300 ms', [KILL], { gapMs: 0, waitMs: 4000, reset: 300 });
+      await s.exited('daemon', 4000);
     },
   },
 ];

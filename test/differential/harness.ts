@@ -31,6 +31,85 @@ export function rawProbe(port: number, writes: readonly Buffer[], options: RawOp
   return probe(port, writes, { gapMs: 25, waitMs: 400, ...options });
 }
 
+/** What a timed probe saw: each chunk with its arrival time, and when the connection ended. */
+export interface TimedResult {
+  readonly reply: Buffer;
+  /** Milliseconds from the last write to each chunk's arrival, and the chunk's size. */
+  readonly chunks: readonly { readonly atMs: number; readonly bytes: number }[];
+  readonly ended: 'closed' | 'open';
+  /** Milliseconds from the last write to the close (or to giving up, when still open). */
+  readonly endedAtMs: number;
+}
+
+/**
+ * Sends `writes` with `gapMs` between them, then waits up to `waitMs` for the server to close, recording when
+ * each chunk of the reply arrived. `reset` resets the connection `reset` ms after the last write.
+ */
+export function timedProbe(
+  port: number,
+  writes: readonly Buffer[],
+  o: { gapMs: number; waitMs: number; reset?: number },
+): Promise<TimedResult> {
+  return new Promise((resolve, reject) => {
+    const chunks: { atMs: number; bytes: number }[] = [];
+    const data: Buffer[] = [];
+    let lastWrite = 0;
+    let done = false;
+    const finish = (ended: 'closed' | 'open') => {
+      if (done) return;
+      done = true;
+      const endedAtMs = Date.now() - lastWrite;
+      socket.destroy();
+      resolve({ reply: Buffer.concat(data), chunks, ended, endedAtMs });
+    };
+    const socket: Socket = connect({ host: '127.0.0.1', port, allowHalfOpen: true }, async () => {
+      socket.setNoDelay(true);
+      for (let i = 0; i < writes.length; i++) {
+        if (done) return;
+        socket.write(writes[i]!);
+        lastWrite = Date.now();
+        if (i < writes.length - 1) await sleep(o.gapMs);
+      }
+      if (!writes.length) lastWrite = Date.now();
+      if (o.reset !== undefined) setTimeout(() => done || (socket.resetAndDestroy(), finish('closed')), o.reset).unref();
+      setTimeout(() => finish('open'), o.waitMs).unref();
+    });
+    socket.on('data', (d: Buffer) => {
+      chunks.push({ atMs: Date.now() - lastWrite, bytes: d.length });
+      data.push(d);
+    });
+    socket.on('end', () => finish('closed'));
+    socket.on('close', () => finish('closed'));
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ECONNRESET' || err.code === 'EPIPE') finish('closed');
+      else if (!done) reject(err);
+    });
+  });
+}
+
+/**
+ * When, in whole seconds after the last write, a close came, as a bucket the C epmd's rule allows: for a packet
+ * timeout of T s checked every P s, an idle connection is closed after more than T s and by T + 1 + P s.
+ */
+export function closeBucket(ms: number, timeoutS: number, sweepS: number, slackMs = 700): string {
+  if (ms <= timeoutS * 1000) return `closed within ${timeoutS} s (too early: ${ms} ms)`;
+  if (ms <= (timeoutS + 1 + sweepS) * 1000 + slackMs) return `closed after more than ${timeoutS} s, by ${timeoutS + 1 + sweepS} s`;
+  return `closed after ${timeoutS + 1 + sweepS} s (too late: ${ms} ms)`;
+}
+
+/**
+ * Waits until the wall clock is `fromMs` to `toMs` into a second: both daemons count idleness in whole seconds of
+ * the wall clock, so a gap that starts early in a second and ends early in the next one is never idle for a whole
+ * timeout, however long it is.
+ */
+export async function alignToSecond(fromMs = 50, toMs = 150): Promise<void> {
+  for (;;) {
+    const into = Date.now() % 1000;
+    if (into >= fromMs && into <= toMs) return;
+    await sleep(into < fromMs ? fromMs - into : 1000 - into + fromMs);
+  }
+}
+
 /** A timer that does not keep the process alive (it is often raced against an event). */
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
 
@@ -167,7 +246,11 @@ export class Session {
    * (its properties checked instead: nonzero, 1..3 for 'y', different from the previous creation of that name
    * in this session) and whether the server left the connection open.
    */
-  async register(label: string, request: Buffer, opts: { writes?: Buffer[]; gapMs?: number; host?: string; localAddress?: string } = {}): Promise<Reg> {
+  async register(
+    label: string,
+    request: Buffer,
+    opts: { writes?: Buffer[]; gapMs?: number; host?: string; localAddress?: string; replyWaitMs?: number } = {},
+  ): Promise<Reg> {
     const socket = connect({ host: opts.host ?? '127.0.0.1', port: this.port, localAddress: opts.localAddress });
     socket.setNoDelay(true);
     socket.on('error', () => undefined);
@@ -188,7 +271,7 @@ export class Session {
       const r = Buffer.concat(chunks);
       return (r[0] === 0x76 && r.length >= 6) || (r[0] === 0x79 && r.length >= 4) || (r.length > 0 && r[0] !== 0x76 && r[0] !== 0x79);
     };
-    const deadline = Date.now() + 1000;
+    const deadline = Date.now() + (opts.replyWaitMs ?? 1000);
     while (!closed && !complete() && Date.now() < deadline) await sleep(5);
     let reply = Buffer.concat(chunks);
     const ok = reply.length >= 2 && reply[1] === 0;
@@ -220,6 +303,39 @@ export class Session {
     }
     const prop = problems.length ? `<CREATION BAD: ${problems.join(', ')}>` : `<creation${width * 8} ok>`;
     return show(reply.subarray(0, 2)).slice(0, -1) + prop + show(reply.subarray(2 + width)).slice(1);
+  }
+
+  /**
+   * One request in pieces with `gapMs` between them; records the masked reply and how the connection ended. With
+   * `chunks`, also the reply's chunks: their arrival times rounded to whole seconds, and ('sizes') their sizes.
+   * (Only where the writes are seconds apart: the C epmd writes NAMES and DUMP a line at a time, so without a delay
+   * a reader sees one chunk or several, by chance.) With `timeout`, a close is recorded as the bucket
+   * closeBucket() gives, rather than as a time.
+   */
+  async timed(
+    label: string,
+    writes: readonly Buffer[],
+    o: {
+      gapMs: number;
+      waitMs: number;
+      mask?: Mask;
+      reset?: number;
+      timeout?: { seconds: number; sweep: number };
+      chunks?: 'sizes' | 'times';
+    },
+  ): Promise<TimedResult> {
+    const r = await timedProbe(this.port, writes, o);
+    const chunks = o.chunks
+      ? r.chunks.map((c) => `${o.chunks === 'sizes' ? `${c.bytes} B ` : ''}at ${Math.round(c.atMs / 1000)} s`).join(', ')
+      : '';
+    const ended =
+      r.ended === 'open'
+        ? 'open'
+        : o.timeout && r.reply.length === 0
+          ? closeBucket(r.endedAtMs, o.timeout.seconds, o.timeout.sweep)
+          : 'closed';
+    this.record(label, `${this.mask(r.reply, o.mask ?? 'none')} [${ended}]${chunks ? ` chunks: ${chunks}` : ''}`);
+    return r;
   }
 
   /** Waits for the daemon process to exit (up to `ms`) and records its exit code. */
