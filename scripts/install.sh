@@ -48,6 +48,16 @@ if [ "$uninstall" = 1 ]; then
     if [ -f "$unit_dir/$unit" ] && grep -q "^$marker" "$unit_dir/$unit"; then rm -f "$unit_dir/$unit"; say "removed $unit_dir/$unit"; fi
   done
   rm -rf "$lib" "$share"
+  # operator files (see operator_files below)
+  for unit in sdepmd-metrics.timer sdepmd-metrics.service; do
+    if [ -f "$unit_dir/$unit" ] && grep -q "^$marker" "$unit_dir/$unit"; then
+      systemd_running && systemctl disable --now "$unit" >/dev/null 2>&1 || true
+      rm -f "$unit_dir/$unit"; say "removed $unit_dir/$unit"
+    fi
+  done
+  rm -f "$prefix/share/man/man8/sdepmd.8" "$prefix/share/man/man5/sdepmd-units.5" \
+    "$prefix/share/bash-completion/completions/sdepmd" "$prefix/share/zsh/site-functions/_sdepmd"
+  rm -rf "$prefix/share/doc/sdepmd"
   [ -L "$bin" ] && rm -f "$bin"
   if systemd_running; then
     systemctl daemon-reload
@@ -93,6 +103,35 @@ for unit in epmd.socket epmd.service erlang-app@.service; do
   mv "$unit_dir/$unit.tmp" "$unit_dir/$unit"
 done
 say "units in $unit_dir: epmd.socket epmd.service erlang-app@.service; drop-in template in $share/epmd-dependency.conf"
+
+# --- operator files: man pages, shell completion, docs, the metrics timer ------------------------------------------
+# Paths (packagers: the same files, under /usr instead of PREFIX):
+#   man/sdepmd.8, man/sdepmd-units.5  -> PREFIX/share/man/man8/, man5/
+#   completion/sdepmd.bash            -> PREFIX/share/bash-completion/completions/sdepmd
+#   completion/_sdepmd                -> PREFIX/share/zsh/site-functions/_sdepmd
+#   docs/*.md                         -> PREFIX/share/doc/sdepmd/ (the units' Documentation= names operations.md)
+#   units/sdepmd-metrics.{service,timer} -> /etc/systemd/system/ (not enabled: systemctl enable --now sdepmd-metrics.timer)
+operator_files() {
+  install -D -m 0644 man/sdepmd.8 "$prefix/share/man/man8/sdepmd.8"
+  install -D -m 0644 man/sdepmd-units.5 "$prefix/share/man/man5/sdepmd-units.5"
+  install -D -m 0644 completion/sdepmd.bash "$prefix/share/bash-completion/completions/sdepmd"
+  install -D -m 0644 completion/_sdepmd "$prefix/share/zsh/site-functions/_sdepmd"
+  install -d -m 0755 "$prefix/share/doc/sdepmd"
+  install -m 0644 docs/*.md "$prefix/share/doc/sdepmd/"
+  for unit in sdepmd-metrics.service sdepmd-metrics.timer; do
+    { echo "$marker installed by scripts/install.sh from $repo; remove with scripts/install.sh --uninstall"
+      sed "s#/usr/local/bin/sdepmd#$bin#g" "units/$unit"; } > "$unit_dir/$unit.tmp"
+    mv "$unit_dir/$unit.tmp" "$unit_dir/$unit"
+  done
+  # Documentation= points at the docs under this prefix.
+  for unit in epmd.socket epmd.service erlang-app@.service sdepmd-metrics.service sdepmd-metrics.timer; do
+    sed -i "s#file:/usr/local/share/doc/sdepmd/#file:$prefix/share/doc/sdepmd/#" "$unit_dir/$unit"
+  done
+  command -v mandb >/dev/null && mandb -q "$prefix/share/man" >/dev/null 2>&1 || true
+  say "man pages (man 8 sdepmd), bash and zsh completion, docs in $prefix/share; sdepmd-metrics.timer in $unit_dir (not enabled)"
+}
+operator_files
+# --- end of operator files -------------------------------------------------------------------------------------------
 
 if ! systemd_running; then
   say "systemd is not running as PID 1 here"

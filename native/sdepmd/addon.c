@@ -27,5 +27,6 @@ bool sdepmd_get_int(napi_env env, napi_value value, int64_t min, int64_t max, co
 NAPI_MODULE_INIT() {
   if (sdepmd_init_notify(env, exports) != napi_ok) return NULL;
   if (sdepmd_init_fd(env, exports) != napi_ok) return NULL;
+  if (sdepmd_init_journal(env, exports) != napi_ok) return NULL;
   return exports;
 }

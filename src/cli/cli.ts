@@ -14,9 +14,9 @@ import { C_EPMD_USAGE, needsCUsage } from './c-usage';
 import { encodeNameRequest, encodeSimpleRequest } from '../protocol/codec';
 import { DUMP_REQ, KILL_REQ, NAMES_REQ, STOP_REQ } from '../protocol/constants';
 import { VERSION } from '../version';
+import { SUBCOMMANDS, suggest, unknownFlagMessage, usageMessage, USAGE_EXIT_CODE, VERBS, wrapText } from './verbs';
 
-/** The modern subcommands (src/operator/commands.ts); anything else is the C epmd's dialect. */
-export const SUBCOMMANDS = ['names', 'status', 'doctor', 'attach', 'detach'] as const;
+export { SUBCOMMANDS } from './verbs';
 
 export interface CliIo {
   readonly stdout: (text: string) => void;
@@ -40,37 +40,77 @@ export interface CliArgs extends DaemonFlags {
   readonly daemon?: boolean;
 }
 
+interface FlagSpec {
+  readonly name: string;
+  readonly type: 'string' | 'boolean' | 'count';
+  readonly describe: string;
+  readonly alias?: string;
+  /** What a string flag's value is called in the help. */
+  readonly arg?: string;
+}
+
+/** The daemon's flags and the C client's verbs: one table for the parser, the help, and typo suggestions. */
+export const FLAGS: readonly FlagSpec[] = [
+  { name: 'port', type: 'string', arg: 'N', describe: 'Port to listen on / to ask (default: ERL_EPMD_PORT, else 4369)' },
+  { name: 'address', type: 'string', arg: 'LIST', describe: 'Comma-separated addresses to listen on (loopback is always added; default: ERL_EPMD_ADDRESS, else all). Ignored under socket activation: see sdepmd listen' },
+  { name: 'debug', alias: 'd', type: 'count', describe: 'More log detail; repeat for more (-d: every request, -d -d: packet hex)' },
+  { name: 'relaxed_command_check', type: 'boolean', describe: 'Allow -kill with nodes registered, and -stop (also ERL_EPMD_RELAXED_COMMAND_CHECK)' },
+  { name: 'systemd', type: 'boolean', describe: 'Require sockets passed by systemd (epmd.socket)' },
+  { name: 'daemon', type: 'boolean', describe: 'Detach into the background once listening' },
+  { name: 'packet_timeout', type: 'string', arg: 'SECONDS', describe: 'Seconds a connection may take to send its request (default 60)' },
+  { name: 'delay_accept', type: 'string', arg: 'SECONDS', describe: 'Seconds to wait before serving a new connection (testing)' },
+  { name: 'delay_write', type: 'string', arg: 'SECONDS', describe: 'Seconds to wait before each reply (testing)' },
+  { name: 'request_budget', type: 'string', arg: 'SECONDS', describe: 'Seconds a connection may take to send its whole request, however slowly it dribbles (default 60)' },
+  { name: 'max_connections', type: 'string', arg: 'N', describe: 'Most open connections (0: no limit)' },
+  { name: 'max_connections_per_peer', type: 'string', arg: 'N', describe: 'Most open connections per non-loopback peer (0: no limit)' },
+  { name: 'max_registrations', type: 'string', arg: 'N', describe: 'Most registered nodes (0: no limit)' },
+  { name: 'fdstore_max', type: 'string', arg: 'N', describe: "Keep up to N registrations in systemd's fd store, so that they survive restarts (needs FileDescriptorStoreMax=N and RuntimeDirectory= in the unit; default 0: off)" },
+  { name: 'control_socket', type: 'string', arg: 'PATH', describe: 'Path of the local control socket for sdepmd status and metrics (default: $RUNTIME_DIRECTORY or /run/sdepmd, control-PORT.sock; "none" for none)' },
+  { name: 'names', type: 'boolean', describe: 'List the names registered with the running epmd' },
+  { name: 'kill', type: 'boolean', describe: 'Kill the running epmd (refused while nodes are registered, unless relaxed)' },
+  { name: 'stop', type: 'string', arg: 'NAME', describe: 'Unregister NAME by closing its connection (needs relaxed command check)' },
+  { name: 'dump', type: 'boolean', describe: "Dump the running epmd's table, as the C epmd does (NUL-separated lines)" },
+  { name: 'started', type: 'boolean', describe: 'Exit 0 if an epmd answers, 1 if not; print nothing' },
+];
+
+/** Every spelling the top level accepts, without dashes (for "did you mean"). */
+const FLAG_NAMES: readonly string[] = [...FLAGS.flatMap((f) => (f.alias ? [f.name, f.alias] : [f.name])), 'help', 'h', 'version'];
+
+const HELP_WIDTH = 110;
+
+/** `sdepmd --help`: every way to run sdepmd, every command and every flag. Rendered without yargs (fast). */
+export function topLevelHelp(): string {
+  const verbWidth = Math.max(...VERBS.map((v) => v.name.length));
+  const flag = (f: FlagSpec) => `-${f.name}${f.alias ? `, -${f.alias}` : ''}${f.arg ? ` ${f.arg}` : ''}`;
+  const flagWidth = Math.max(...FLAGS.map((f) => flag(f).length));
+  const row = (left: string, width: number, text: string) => `  ${left.padEnd(width)}  ${wrapText(text, HELP_WIDTH, width + 4)}`;
+  return [
+    'sdepmd: a systemd-native Erlang Port Mapper Daemon (epmd)',
+    '',
+    'Usage:',
+    '  sdepmd [-port N] [-address LIST] [-d ...] [-relaxed_command_check] [-systemd] [-daemon] ...   run the daemon',
+    '  sdepmd [-port N] -names | -kill | -stop NAME | -dump | -started                             ask a running epmd',
+    '  sdepmd COMMAND [OPTIONS]                                                                    operator commands',
+    '',
+    'Commands (sdepmd COMMAND --help for each):',
+    ...VERBS.map((v) => row(v.name, verbWidth, v.summary)),
+    '',
+    'Flags (one dash, as for the C epmd, or two):',
+    ...FLAGS.map((f) => row(flag(f), flagWidth, f.describe)),
+    row('-help, -h', flagWidth, 'Print this help'),
+    row('-version', flagWidth, "Print sdepmd's version"),
+    '',
+    'Exit codes: 0 success; 1 failure, no answer, or a usage error. Manual: man 8 sdepmd.',
+    '',
+  ].join('\n');
+}
+
 export function buildParser(argv: readonly string[]): Argv<CliArgs> {
-  return yargs([...argv])
+  let parser = yargs([...argv])
     .scriptName('sdepmd')
-    .usage(
-      'sdepmd: a systemd-native Erlang Port Mapper Daemon\n\n' +
-        'Usage:\n' +
-        '  sdepmd [-d|-debug] [-address LIST] [-port N] [-daemon] [-relaxed_command_check] [-systemd]\n' +
-        '  sdepmd [-d|-debug] [-port N] [-names | -kill | -stop NAME]\n\n' +
-        'Flags may be written with one dash, as for the C epmd, or two.',
-    )
-    .parserConfiguration({ 'short-option-groups': false, 'camel-case-expansion': false, 'dot-notation': false })
-    .option('port', { type: 'string', describe: 'Port to listen on / to ask (default: ERL_EPMD_PORT, else 4369)' })
-    .option('address', { type: 'string', describe: 'Comma-separated addresses to listen on (loopback is always added; default: ERL_EPMD_ADDRESS, else all)' })
-    .option('debug', { alias: 'd', type: 'count', describe: 'More log detail; repeat for more (-d: every request, -d -d: packet hex)' })
-    .option('relaxed_command_check', { type: 'boolean', describe: 'Allow -kill with nodes registered, and -stop (also ERL_EPMD_RELAXED_COMMAND_CHECK)' })
-    .option('systemd', { type: 'boolean', describe: 'Require sockets passed by systemd (epmd.socket)' })
-    .option('daemon', { type: 'boolean', describe: 'Detach into the background once listening' })
-    .option('packet_timeout', { type: 'string', describe: 'Seconds a connection may take to send its request (default 60)' })
-    .option('delay_accept', { type: 'string', describe: 'Seconds to wait before serving a new connection (testing)' })
-    .option('delay_write', { type: 'string', describe: 'Seconds to wait before each reply (testing)' })
-    .option('request_budget', { type: 'string', describe: 'Seconds a connection may take to send its whole request, however slowly it dribbles (default 60)' })
-    .option('max_connections', { type: 'string', describe: 'Most open connections (0: no limit)' })
-    .option('max_connections_per_peer', { type: 'string', describe: 'Most open connections per non-loopback peer (0: no limit)' })
-    .option('max_registrations', { type: 'string', describe: 'Most registered nodes (0: no limit)' })
-    .option('fdstore_max', { type: 'string', describe: 'Keep up to N registrations in systemd\'s fd store, so that they survive restarts (needs FileDescriptorStoreMax=N and RuntimeDirectory= in the unit; default 0: off)' })
-    .option('control_socket', { type: 'string', describe: 'Path of the local control socket for `sdepmd status` (default: $RUNTIME_DIRECTORY or /run/sdepmd, control-PORT.sock; "none" for none)' })
-    .option('names', { type: 'boolean', describe: 'List the names registered with the running epmd' })
-    .option('kill', { type: 'boolean', describe: 'Kill the running epmd (refused while nodes are registered, unless relaxed)' })
-    .option('stop', { type: 'string', describe: 'Unregister NAME by closing its connection (needs relaxed command check)' })
-    .option('dump', { type: 'boolean', describe: 'Dump the running epmd\'s table, as the C epmd does (NUL-separated lines)' })
-    .option('started', { type: 'boolean', describe: 'Exit 0 if an epmd answers, 1 if not; print nothing' })
+    .parserConfiguration({ 'short-option-groups': false, 'camel-case-expansion': false, 'dot-notation': false });
+  for (const f of FLAGS) parser = parser.option(f.name, { type: f.type, describe: f.describe, ...(f.alias ? { alias: f.alias } : {}) });
+  return parser
     .conflicts('names', ['kill', 'stop', 'dump', 'started'])
     .conflicts('kill', ['stop', 'dump', 'started'])
     .conflicts('stop', ['dump', 'started'])
@@ -82,11 +122,33 @@ export function buildParser(argv: readonly string[]): Argv<CliArgs> {
     .wrap(Math.min(110, process.stdout.columns || 110)) as unknown as Argv<CliArgs>;
 }
 
+/**
+ * The usage error for words the top level does not know: a misspelt command or flag gets a suggestion.
+ * Returns null when every word is known (the parser's own message then stands).
+ */
+export function unknownWordsMessage(argv: readonly string[]): string | null {
+  const first = argv[0];
+  if (first !== undefined && !first.startsWith('-')) {
+    const hint = suggest(first, SUBCOMMANDS);
+    return `unknown command ${JSON.stringify(first)}${hint ? `; did you mean ${JSON.stringify(hint)}?` : ''}`;
+  }
+  for (const word of argv) {
+    if (!/^--?[A-Za-z]/.test(word)) continue;
+    const name = word.replace(/^--?/, '').split('=')[0]!;
+    if (FLAG_NAMES.includes(name)) continue;
+    // A command typed as a flag: point at the command.
+    const verb = suggest(name, SUBCOMMANDS);
+    if (verb !== null && suggest(name, FLAG_NAMES) === null) return `unknown flag ${word}; did you mean the command ${JSON.stringify(verb)}?`;
+    return unknownFlagMessage(word, FLAG_NAMES, '-');
+  }
+  return null;
+}
+
 /** Runs the command line; resolves with the exit code (the daemon resolves only when it stops). */
 export async function main(argv: readonly string[], io: CliIo = PROCESS_IO): Promise<number> {
   // Modern subcommands (`sdepmd status`, `sdepmd doctor`, ...) have their own parser; the rest is the C dialect.
   // Loaded only for them, so that the daemon and the C-dialect verbs do not pay for doctor's modules at start-up.
-  if (argv[0] !== undefined && (SUBCOMMANDS as readonly string[]).includes(argv[0])) {
+  if (argv[0] !== undefined && SUBCOMMANDS.includes(argv[0])) {
     const { runSubcommand } = await import('../operator/commands');
     return runSubcommand(argv, io);
   }
@@ -94,6 +156,15 @@ export async function main(argv: readonly string[], io: CliIo = PROCESS_IO): Pro
   if (needsCUsage(argv)) {
     io.stderr(C_EPMD_USAGE);
     return 1;
+  }
+  // Help and version need no parser: answered before yargs is loaded.
+  if (argv.some((a) => ['--help', '-help', '-h'].includes(a)) || (argv.length === 1 && argv[0] === 'help')) {
+    io.stdout(topLevelHelp());
+    return 0;
+  }
+  if (argv.length === 1 && ['--version', '-version'].includes(argv[0]!)) {
+    io.stdout(`${VERSION}\n`);
+    return 0;
   }
   let parseError: string | null = null;
   let helpOrVersion = false;
@@ -117,8 +188,8 @@ export async function main(argv: readonly string[], io: CliIo = PROCESS_IO): Pro
     io.stdout(output.endsWith('\n') ? output : `${output}\n`);
   }
   if (parseError) {
-    io.stderr(`sdepmd: ${parseError} (see sdepmd --help)\n`);
-    return 1;
+    io.stderr(usageMessage(unknownWordsMessage(argv) ?? parseError));
+    return USAGE_EXIT_CODE;
   }
   if (helpOrVersion) return 0;
 
@@ -126,8 +197,8 @@ export async function main(argv: readonly string[], io: CliIo = PROCESS_IO): Pro
 
   const resolved = resolveDaemonConfig(args, io.env);
   if (!resolved.ok) {
-    io.stderr(`sdepmd: ${resolved.error}\n`);
-    return 1;
+    io.stderr(usageMessage(resolved.error));
+    return USAGE_EXIT_CODE;
   }
   if (args.daemon) return detach(argv, io);
   // Loaded here so that the client verbs do not pay for the daemon's modules.
@@ -164,8 +235,8 @@ const MAX_STOP_NAME_BYTES = 1000;
 async function clientVerb(args: CliArgs, io: CliIo): Promise<number> {
   const port = resolvePort(args.port, io.env);
   if (!port.ok) {
-    io.stderr(`sdepmd: ${port.error}\n`);
-    return 1;
+    io.stderr(usageMessage(port.error));
+    return USAGE_EXIT_CODE;
   }
   const noAnswer = () => {
     io.stdout('epmd: local epmd responded with <>\n');

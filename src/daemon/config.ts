@@ -110,13 +110,13 @@ export function resolveDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEnv):
   if (!delayAccept.ok) return delayAccept;
   const delayWrite = seconds('-delay_write', flags.delay_write, 0);
   if (!delayWrite.ok) return delayWrite;
-  const maxConnections = count('--max-connections', flags.max_connections, DEFAULT_LIMITS.maxConnections);
+  const maxConnections = count('--max_connections', flags.max_connections, DEFAULT_LIMITS.maxConnections);
   if (!maxConnections.ok) return maxConnections;
-  const maxPerPeer = count('--max-connections-per-peer', flags.max_connections_per_peer, DEFAULT_LIMITS.maxConnectionsPerPeer);
+  const maxPerPeer = count('--max_connections_per_peer', flags.max_connections_per_peer, DEFAULT_LIMITS.maxConnectionsPerPeer);
   if (!maxPerPeer.ok) return maxPerPeer;
   const fdStoreMax = count('--fdstore_max', flags.fdstore_max, 0);
   if (!fdStoreMax.ok) return fdStoreMax;
-  const maxRegistrations = count('--max-registrations', flags.max_registrations, DEFAULT_LIMITS.maxRegistrations);
+  const maxRegistrations = count('--max_registrations', flags.max_registrations, DEFAULT_LIMITS.maxRegistrations);
   if (!maxRegistrations.ok) return maxRegistrations;
 
   return {

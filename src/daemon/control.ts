@@ -39,8 +39,11 @@ export interface StatusRecord {
   readonly registered: number;
   readonly openConnections: number;
   readonly counts: Readonly<ServerStats>;
-  /** Present when registrations are kept in systemd's fd store. */
-  readonly fdStore?: { readonly enabled: boolean; readonly stored: number; readonly restored: number; readonly detail?: string };
+  /** Refusals by reason (see refusals.ts); their sum is counts.refused. Absent from daemons before 0.2. */
+  readonly refusals?: Readonly<Record<string, number>>;
+  /** Present when registrations are kept in systemd's fd store. `notRestored`: found in the store at start, but
+   * their node had gone while epmd was down. */
+  readonly fdStore?: { readonly enabled: boolean; readonly stored: number; readonly restored: number; readonly notRestored?: number; readonly detail?: string };
 }
 
 export type ControlCommand = 'status' | 'names';

@@ -4,12 +4,12 @@
  */
 import { Socket, type Server } from 'node:net';
 import { EpmdServer, describeTarget, type ListenTarget, type ServedSocket } from '../engine/server';
-import { DEFAULT_LOG_LEVEL, Logger } from './log';
+import { DEFAULT_LOG_LEVEL, Logger, printableName } from './log';
 import type { DaemonConfig } from './config';
 import { listenFds, type PassedFd } from '../systemd/listen';
 import { composeStatus, openNotifier, type Notifier } from '../systemd/notify';
 import { openFdStore } from '../systemd/fdstore';
-import { isRegistrationFd, Persistence } from '../systemd/persistence';
+import { isRegistrationFd, Persistence, type Recovery, type StoredRecord } from '../systemd/persistence';
 import { recordOf, restoredFrom } from '../registry/registration-record';
 import type { NodeRegistration } from '../policy/connection';
 import { controlSocketPath, describeNodeType, startControlServer, type NodeRecord, type StatusRecord } from './control';
@@ -163,19 +163,48 @@ class Daemon {
       for (const { socket, restored } of inherited.registrations) server.adopt(socket, restored);
       return;
     }
-    const recovery = persistence.recover(this.#origin.passed);
-    server.registry.advanceCreation(persistence.creationCounter);
+    await this.#recoverFromFdStore(persistence.recover(this.#origin.passed));
+  }
+
+  /**
+   * Rebuilds the registrations systemd handed back. A node that went away while epmd was down has left an EOF on
+   * its connection: each connection is watched for a moment first, and those whose node has gone are reported once
+   * as not restored (and counted apart), never as restored and then unregistered at once.
+   */
+  async #recoverFromFdStore(recovery: Recovery): Promise<void> {
     const log = this.#log;
+    const server = this.#server;
+    const persistence = this.#persistence;
+    server.registry.advanceCreation(persistence.creationCounter);
     for (const orphan of recovery.orphans) log.warning(`fd store: dropped ${orphan.name}: no registration record for it`);
-    for (const gone of recovery.missing) {
-      log.notice(`fd store: ${Buffer.from(gone.name, 'hex').toString('utf8')} did not come back from the fd store; forgotten`);
+    const gone = recovery.missing.map((record) => ({ record, why: 'its connection did not come back from the fd store' }));
+    const watched = recovery.adopt.map(({ fd, record }) => watchRestored(new Socket({ fd, readable: true, writable: true }), record));
+    if (watched.length > 0) await new Promise((r) => setTimeout(r, STALE_CHECK_MS));
+    let restored = 0;
+    for (const w of watched) {
+      const why = w.stop();
+      if (why === null) {
+        // Adopted in the same tick as the watch ends: no data can be missed in between.
+        if (server.adopt(w.socket, restoredFrom(w.record))) restored++;
+        continue;
+      }
+      w.socket.destroy();
+      persistence.notRestored(w.record.fdName, this.#keepError);
+      gone.push({ record: w.record, why });
     }
-    for (const { fd, record } of recovery.adopt) {
-      server.adopt(new Socket({ fd, readable: true, writable: true }), restoredFrom(record));
+    for (const { record, why } of gone) {
+      const name = Buffer.from(record.name, 'hex');
+      log.notice(`not restored ${printableName(name)} port ${record.port} (creation ${record.creation}): ${why}; its node went away while epmd was down`, {
+        event: 'not_restored',
+        node: name.toString('utf8'),
+        port: record.port,
+        peer: record.peer,
+        creation: record.creation,
+      });
     }
-    if (recovery.adopt.length > 0) log.notice(`fd store: ${recovery.adopt.length} registration(s) restored`);
-    // Give restored connections whose peer has gone a moment to say so (EOF) before anyone asks for them.
-    if (persistence.stats.restored > 0) await new Promise((r) => setTimeout(r, STALE_CHECK_MS));
+    if (restored > 0 || gone.length > 0) {
+      log.notice(`fd store: ${restored} registration(s) restored${gone.length > 0 ? `, ${gone.length} not restored (their nodes went away while epmd was down)` : ''}`);
+    }
   }
 
   /** Phase 3, listen: the sockets systemd passed, the old process's, or our own. */
@@ -207,6 +236,7 @@ class Daemon {
         `${origin === 'upgrade' ? ' (live upgrade)' : origin === 'activated' ? ' (socket-activated)' : ''}` +
         `${config.relaxedCommandCheck ? ', relaxed command check' : ''}, log level ${this.#log.levelName}; ` +
         `fd store: ${this.#persistence.detail}`,
+      { event: 'started' },
     );
   }
 
@@ -322,7 +352,14 @@ class Daemon {
       registered: server.registry.size,
       openConnections: server.openConnections,
       counts: { ...server.stats },
-      fdStore: { enabled: persistence.enabled, stored: persistence.stats.stored, restored: persistence.stats.restored, detail: persistence.detail },
+      refusals: { ...server.refusals },
+      fdStore: {
+        enabled: persistence.enabled,
+        stored: persistence.stats.stored,
+        restored: persistence.stats.restored,
+        notRestored: persistence.stats.notRestored,
+        detail: persistence.detail,
+      },
     };
   }
 
@@ -352,7 +389,7 @@ class Daemon {
   };
   readonly #onInternalError = (err: unknown): void => {
     const e = err instanceof Error ? err : new Error(String(err));
-    this.#log.error(`internal error, carrying on: ${e.message} (${(e.stack ?? '').split('\n')[1]?.trim() ?? 'no stack'})`);
+    this.#log.error(`internal error, carrying on: ${e.message} (${(e.stack ?? '').split('\n')[1]?.trim() ?? 'no stack'})`, { event: 'internal_error' });
   };
 
   #detachSignals(): void {
@@ -422,7 +459,7 @@ class Daemon {
     this.#notifier.stopping();
     this.#stopTimers();
     const kept = mode === 'preserve' ? ', kept in the fd store for the next start' : '';
-    this.#log.notice(`shutting down: ${reason}; ${this.#server.registry.size} node(s) were registered${kept}`);
+    this.#log.notice(`shutting down: ${reason}; ${this.#server.registry.size} node(s) were registered${kept}`, { event: 'stopping' });
     this.#detachSignals();
     await this.#server.close(mode, drainMs);
     this.#persistence.close();
@@ -455,6 +492,32 @@ async function bindOwnSockets(server: EpmdServer, config: DaemonConfig, log: Log
     }
   }
   return server.served;
+}
+
+/**
+ * Watches a connection handed back by the fd store until stop(): stop() says why its node is gone (EOF, bytes, an
+ * error), or null when it is still there. Bytes count as gone: the node would be unregistered for them anyway.
+ */
+function watchRestored(socket: Socket, record: StoredRecord): { socket: Socket; record: StoredRecord; stop(): string | null } {
+  let gone: string | null = null;
+  const onData = (chunk: Buffer) => (gone ??= `its node sent ${chunk.length} byte(s)`);
+  const onEnd = () => (gone ??= 'its connection was closed');
+  const onError = (err: Error) => (gone ??= `its connection failed: ${err.message}`);
+  socket.on('data', onData);
+  socket.on('end', onEnd);
+  socket.on('close', onEnd);
+  socket.on('error', onError);
+  return {
+    socket,
+    record,
+    stop() {
+      socket.off('data', onData);
+      socket.off('end', onEnd);
+      socket.off('close', onEnd);
+      socket.off('error', onError);
+      return gone;
+    },
+  };
 }
 
 function describeServed(s: ServedSocket): string {

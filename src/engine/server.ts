@@ -4,11 +4,12 @@
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import { encodeNamesLine, encodePortHeader } from '../protocol/codec';
-import { hex, printableName, type Logger } from '../daemon/log';
+import { hex, printableName, type LogFields, type Logger } from '../daemon/log';
 import { DEFAULT_LIMITS, isLoopback, normaliseAddress, type Limits } from '../policy/policy';
 import { Registry } from '../registry/registry';
 import { recordOf, type RegistrationRecord } from '../registry/registration-record';
 import { sweepIntervalSeconds } from '../policy/timeouts';
+import { emptyRefusalCounts, refusalReason } from '../daemon/refusals';
 import {
   serveConnection,
   type ConnectionContext,
@@ -90,6 +91,8 @@ export class EpmdServer {
     refused: 0,
     limitHits: 0,
   };
+  /** stats.refused, by reason. */
+  readonly refusals = emptyRefusalCounts();
   readonly startedAt = Date.now();
   readonly #options: ServerOptions;
   readonly #log: Logger;
@@ -134,7 +137,7 @@ export class EpmdServer {
       namesReply: () => this.#namesReply(),
       registrationChanged: (registration, event, why) => this.#registrationChanged(registration, event, why),
       killRequested: () => this.#events.kill?.(),
-      refused: (peer, why, packet) => this.#refused(peer, why, packet),
+      refused: (peer, why, packet, fields) => this.#refused(peer, why, packet, fields),
     };
   }
 
@@ -164,12 +167,13 @@ export class EpmdServer {
       // No TCP_NODELAY: every reply is one write followed by close, so Nagle never delays it, and it saves a
       // setsockopt() per connection.
       const server = createServer((socket) => this.accept(socket));
-      server.on('error', (err) => this.#log.error(`listening socket ${describeTarget(target)}: ${err.message}`));
       await new Promise<void>((resolve, reject) => {
         const fail = (err: Error) => reject(new Error(`cannot listen on ${describeTarget(target)}: ${err.message}`));
         server.once('error', fail);
         const done = () => {
           server.off('error', fail);
+          // Only once listening: a failure to listen is the caller's to report (another epmd is no error).
+          server.on('error', (err) => this.#log.error(`listening socket ${describeTarget(target)}: ${err.message}`));
           resolve();
         };
         if (target.kind === 'fd') server.listen({ fd: target.fd, backlog: this.#options.backlog }, done);
@@ -345,15 +349,17 @@ export class EpmdServer {
     this.#log.info(
       `${event} ${printableName(r.name)} port ${r.port} (${type}, versions ${r.lowestVersion}-${r.highestVersion}, ` +
         `creation ${r.creation}) ${why}; ${this.registry.size} node(s) registered`,
+      { event, node: r.displayName, port: r.port, peer: r.owner.peer, creation: r.creation },
     );
     this.#events.change?.(registration, event);
   }
 
-  #refused(peer: string, why: string, packet?: Buffer): void {
+  #refused(peer: string, why: string, packet?: Buffer, fields?: LogFields): void {
     this.stats.refused++;
+    this.refusals[refusalReason(why)]++;
     const log = this.#log;
     if (log.debugEnabled) {
-      log.debug(`refused ${peer}: ${why}${packet ? ` [${hex(packet)}]` : ''}`);
+      log.debug(`refused ${peer}: ${why}${packet ? ` [${hex(packet)}]` : ''}`, fields ?? { event: 'refused', peer });
       return;
     }
     const second = Math.floor(Date.now() / 1000);
@@ -362,7 +368,7 @@ export class EpmdServer {
       if (window.suppressed > 0) log.warning(`${window.suppressed} more refusal(s) not logged`);
       this.#refusalWindow = { second, logged: 0, suppressed: 0 };
     }
-    if (this.#refusalWindow.logged++ < REFUSALS_LOGGED_PER_SECOND) log.warning(`refused ${peer}: ${why}`);
+    if (this.#refusalWindow.logged++ < REFUSALS_LOGGED_PER_SECOND) log.warning(`refused ${peer}: ${why}`, fields ?? { event: 'refused', peer });
     else this.#refusalWindow.suppressed++;
   }
 }

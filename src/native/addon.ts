@@ -17,12 +17,14 @@ export interface SdepmdAddon {
    * -EOPNOTSUPP when pidfds are not on pidfs (Linux < 6.9), -ESRCH for no such process.
    */
   pidfdInodeId(pid: number): bigint | number;
+  /** sd_journal_sendv(3) with "KEY=value" fields: 0 once sent, < 0 is -errno. */
+  journalSend(fields: string[]): number;
 }
 
 /** dist/native/addon.js and src/native/addon.ts are both two levels below the repo root. */
 export const DEFAULT_ADDON_PATH = path.join(__dirname, '..', '..', 'native', 'sdepmd', 'build', 'Release', 'sdepmd.node');
 
-const REQUIRED_EXPORTS: readonly (keyof SdepmdAddon)[] = ['notifyWithFds', 'setCloexec', 'pidfdInodeId'];
+const REQUIRED_EXPORTS: readonly (keyof SdepmdAddon)[] = ['notifyWithFds', 'setCloexec', 'pidfdInodeId', 'journalSend'];
 
 const cache = new Map<string, SdepmdAddon | Error>();
 

@@ -27,7 +27,7 @@ import {
   type NodeInfo,
   type Request,
 } from '../protocol/codec';
-import { hex, printableName, type Logger } from '../daemon/log';
+import { hex, printableName, type LogFields, type Logger } from '../daemon/log';
 import { isLocalOnly, isLocalPeer, normaliseAddress } from './policy';
 import type { Registration, Registry } from '../registry/registry';
 import { INBUF_SIZE } from '../protocol/constants';
@@ -95,7 +95,7 @@ export interface ConnectionContext {
   /** Called once the reply to an accepted KILL_REQ has been written, or has failed to be: the daemon must exit. */
   killRequested(): void;
   /** Rate-limited warning for refusals, so that a flood of bad peers cannot flood the journal. */
-  refused(peer: string, why: string, packet?: Buffer): void;
+  refused(peer: string, why: string, packet?: Buffer, fields?: LogFields): void;
 }
 
 /** A registration carried over from an earlier process (fd store, or a live upgrade). */
@@ -205,7 +205,12 @@ export function serveConnection(ctx: ConnectionContext, socket: Socket, restored
         const found = ctx.registry.lookup(request.name);
         if (found) ctx.stats.lookupsFound++;
         if (ctx.log.debugEnabled) {
-          ctx.log.debug(`PORT_PLEASE2 ${printableName(request.name)} from ${peer()}: ${found ? `port ${found.port}` : 'not registered'}`);
+          ctx.log.debug(`PORT_PLEASE2 ${printableName(request.name)} from ${peer()}: ${found ? `port ${found.port}` : 'not registered'}`, {
+            event: 'lookup',
+            node: request.name.toString('utf8'),
+            peer: peer(),
+            ...(found ? { port: found.port, creation: found.creation } : {}),
+          });
         }
         return replyAndClose(found ? found.owner.port2Reply : PORT2_NOT_FOUND);
       }
@@ -221,14 +226,20 @@ export function serveConnection(ctx: ConnectionContext, socket: Socket, restored
         return replyAndClose(dumpParts());
       case 'kill': {
         const allowed = ctx.relaxedCommandCheck || ctx.registry.size === 0;
-        ctx.log.notice(`KILL from ${peer()}: ${allowed ? 'exiting' : `refused, ${ctx.registry.size} node(s) registered`}`);
+        ctx.log.notice(`KILL from ${peer()}: ${allowed ? 'exiting' : `refused, ${ctx.registry.size} node(s) registered`}`, { event: 'kill', peer: peer() });
         return replyAndClose(allowed ? KILL_OK : KILL_REFUSED, allowed ? () => ctx.killRequested() : undefined);
       }
       case 'stop': {
         if (!ctx.relaxedCommandCheck) return dropConnection('STOP_REQ needs -relaxed_command_check');
         const target = ctx.registry.lookup(request.name);
         if (!target) return replyAndClose(STOP_NOT_FOUND);
-        ctx.log.notice(`STOP ${target.displayName} from ${peer()}: closing its registration`);
+        ctx.log.notice(`STOP ${target.displayName} from ${peer()}: closing its registration`, {
+          event: 'node_stopped',
+          node: target.displayName,
+          port: target.port,
+          peer: peer(),
+          creation: target.creation,
+        });
         target.owner.hangUp(`stopped by ${peer()}`);
         return replyAndClose(STOP_OK);
       }
@@ -243,7 +254,12 @@ export function serveConnection(ctx: ConnectionContext, socket: Socket, restored
     if (!result.ok) {
       // Like the C epmd, answer "result 1" and leave the connection open, with no timeout: the node closes it,
       // and any further byte closes it too. (Only local peers get here; --max_connections bounds them.)
-      ctx.refused(peer(), `ALIVE2 ${printableName(request.name)} refused: ${result.reason}`);
+      ctx.refused(peer(), `ALIVE2 ${printableName(request.name)} refused: ${result.reason}`, undefined, {
+        event: 'registration_refused',
+        node: request.name.toString('utf8'),
+        port: request.port,
+        peer: peer(),
+      });
       return write(encodeAlive2Reply(1, 99, request.highestVersion));
     }
     registration = result.registration;

@@ -88,7 +88,11 @@ export interface Recovery {
 
 export interface PersistenceStats {
   stored: number;
+  /** Registrations rebuilt at start from the fd store. */
   restored: number;
+  /** Found at start but not rebuilt: the node went away while epmd was down (its connection had closed, or it
+   * never came back from the store). Counted apart from `restored`. */
+  notRestored: number;
   failures: number;
 }
 
@@ -99,7 +103,7 @@ export interface PersistenceStats {
 export class Persistence {
   readonly enabled: boolean;
   readonly detail: string;
-  readonly stats: PersistenceStats = { stored: 0, restored: 0, failures: 0 };
+  readonly stats: PersistenceStats = { stored: 0, restored: 0, notRestored: 0, failures: 0 };
   readonly #store: FdStore | null;
   readonly #file: string | null;
   readonly #max: number;
@@ -159,6 +163,7 @@ export class Persistence {
     const missing = [...this.#state.records.values()].filter((r) => !seen.has(r.fdName));
     for (const r of missing) this.#state.records.delete(r.fdName);
     this.stats.restored = adopt.length;
+    this.stats.notRestored = missing.length;
     this.stats.stored = adopt.length;
     this.#compact();
     return { adopt, orphans, missing };
@@ -218,6 +223,16 @@ export class Persistence {
       onError(`cannot keep registration ${record.name} across restarts: ${(err as Error).message}`);
       return null;
     }
+  }
+
+  /**
+   * A registration handed back at start whose node had gone while epmd was down: forgotten, and counted as not
+   * restored rather than restored.
+   */
+  notRestored(fdName: string, onError: (message: string) => void): void {
+    this.removed(fdName, onError);
+    this.stats.restored = Math.max(0, this.stats.restored - 1);
+    this.stats.notRestored++;
   }
 
   /** Forgets a registration that ended: out of the store (so that systemd closes its copy) and the journal. */

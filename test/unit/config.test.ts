@@ -1,4 +1,5 @@
-import { buildParser, main, type CliIo } from '../../src/cli/cli';
+import { buildParser } from '../../src/cli/cli';
+import { runCli } from '../support/run-cli';
 import { resolveAddresses, resolveDaemonConfig, resolvePort } from '../../src/daemon/config';
 
 function parse(argv: string[]) {
@@ -7,13 +8,7 @@ function parse(argv: string[]) {
   }).parseSync();
 }
 
-async function run(argv: string[], env: NodeJS.ProcessEnv = {}) {
-  let stdout = '';
-  let stderr = '';
-  const io: CliIo = { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), env };
-  const code = await main(argv, io);
-  return { code, stdout, stderr };
-}
+const run = runCli;
 
 describe('flag parsing (the C epmd dialect)', () => {
   test('single-dash long flags', () => {
