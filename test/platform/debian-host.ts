@@ -14,6 +14,7 @@
  *
  * apt's downloaded archives and npm's cache are kept per release under the cache directory and bound into the
  * guest, so that a second run does not download again; every package is still installed by the guest's own apt.
+ * dpkg runs with force-unsafe-io in the guest (no fsync per file): the overlay is thrown away after the test.
  */
 import * as fs from 'fs';
 import * as os from 'os';
@@ -115,6 +116,8 @@ export class DebianHost {
     fs.copyFileSync('/etc/resolv.conf', path.join(merged, 'etc/resolv.conf'));
     fs.writeFileSync(path.join(merged, 'etc/hostname'), `${machine}\n`);
     fs.writeFileSync(path.join(merged, 'etc/hosts'), `127.0.0.1\tlocalhost\n127.0.1.1\t${machine}\n::1\tlocalhost ip6-localhost ip6-loopback\n`);
+    // The guest is thrown away after the test: dpkg need not fsync every file (as in Debian's container images).
+    fs.writeFileSync(path.join(merged, 'etc/dpkg/dpkg.cfg.d/sdepmd-test-unsafe-io'), 'force-unsafe-io\n');
     const ca = process.env.NODE_EXTRA_CA_CERTS;
     if (ca && fs.existsSync(ca)) {
       fs.mkdirSync(path.join(merged, path.dirname(ca)), { recursive: true });
