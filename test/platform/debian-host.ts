@@ -7,7 +7,7 @@
  * Erlang nodes can neither collide with nor reach anything on this machine. Commands that need the network the way
  * an operator's shell has it (apt-get, npm) run with `hostNet: true`: in the guest's mount, PID, UTS, IPC and cgroup
  * namespaces (its files, its systemd, its apt and dpkg) but on the machine's network. This machine's resolv.conf
- * (and, when NODE_EXTRA_CA_CERTS names one, its CA bundle) are copied in, as on a real server.
+ * (and, when NODE_EXTRA_CA_CERTS names one, that CA bundle, for npm) are copied in, as on a real server.
  *
  * The checkout is copied in as a clean tree (tracked and untracked-but-not-ignored files, no node_modules, no
  * build output) at /root/sdepmd, as a user's clone would be.
@@ -26,6 +26,7 @@ export type Suite = 'bookworm' | 'trixie';
 
 export const REPO = path.resolve(__dirname, '..', '..');
 export const GUEST_REPO = '/root/sdepmd';
+const GUEST_EXTRA_CA = '/etc/ssl/sdepmd-test-extra-ca.pem';
 const CACHE = process.env.SDEPMD_PLATFORM_CACHE ?? '/var/cache/sdepmd-platform';
 
 export interface ExecResult {
@@ -118,11 +119,10 @@ export class DebianHost {
     fs.writeFileSync(path.join(merged, 'etc/hosts'), `127.0.0.1\tlocalhost\n127.0.1.1\t${machine}\n::1\tlocalhost ip6-localhost ip6-loopback\n`);
     // The guest is thrown away after the test: dpkg need not fsync every file (as in Debian's container images).
     fs.writeFileSync(path.join(merged, 'etc/dpkg/dpkg.cfg.d/sdepmd-test-unsafe-io'), 'force-unsafe-io\n');
+    // This machine's extra CAs (NODE_EXTRA_CA_CERTS; e.g. a TLS-inspecting proxy in front of the npm registry), at a
+    // path no Debian package owns: installing ca-certificates inside rewrites /etc/ssl/certs/ca-certificates.crt.
     const ca = process.env.NODE_EXTRA_CA_CERTS;
-    if (ca && fs.existsSync(ca)) {
-      fs.mkdirSync(path.join(merged, path.dirname(ca)), { recursive: true });
-      fs.copyFileSync(ca, path.join(merged, ca));
-    }
+    if (ca && fs.existsSync(ca)) fs.copyFileSync(ca, path.join(merged, GUEST_EXTRA_CA.slice(1)));
     copyCheckout(path.join(merged, GUEST_REPO.slice(1)));
     // Download caches (see the header comment).
     const binds: string[] = [];
@@ -180,7 +180,7 @@ export class DebianHost {
       TERM: 'dumb',
       DEBIAN_FRONTEND: 'noninteractive',
       SYSTEMD_PAGER: '',
-      ...(process.env.NODE_EXTRA_CA_CERTS ? { NODE_EXTRA_CA_CERTS: process.env.NODE_EXTRA_CA_CERTS } : {}),
+      ...(process.env.NODE_EXTRA_CA_CERTS ? { NODE_EXTRA_CA_CERTS: GUEST_EXTRA_CA } : {}),
       ...(opts.env ?? {}),
     };
     const envArgs = Object.entries(env).map(([k, v]) => `${k}=${v}`);
