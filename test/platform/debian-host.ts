@@ -110,7 +110,20 @@ export class DebianHost {
     for (const d of ['upper', 'work', 'merged']) fs.mkdirSync(path.join(dir, d));
     const m = spawnSync('mount', ['-t', 'overlay', 'overlay', '-o',
       `lowerdir=${root},upperdir=${dir}/upper,workdir=${dir}/work`, merged], { encoding: 'utf8' });
-    if (m.status !== 0) throw new Error(`overlay mount failed: ${m.stderr}`);
+    if (m.status !== 0) {
+      fs.rmSync(dir, { recursive: true, force: true });
+      throw new Error(`overlay mount failed: ${m.stderr}`);
+    }
+    try {
+      return await DebianHost.start(suite, dir, merged);
+    } catch (e) {
+      // Whatever failed, leave no mount, no directory and no guest behind.
+      await cleanup(dir, merged, 0, 0).catch(() => undefined);
+      throw e;
+    }
+  }
+
+  private static async start(suite: Suite, dir: string, merged: string): Promise<DebianHost> {
     const machine = `sdepmd-${suite}`;
     // What a real server has: a resolver, its name in /etc/hosts (erl -sname resolves it), the CA bundle.
     fs.rmSync(path.join(merged, 'etc/resolv.conf'), { force: true });
@@ -122,7 +135,10 @@ export class DebianHost {
     // This machine's extra CAs (NODE_EXTRA_CA_CERTS; e.g. a TLS-inspecting proxy in front of the npm registry), at a
     // path no Debian package owns: installing ca-certificates inside rewrites /etc/ssl/certs/ca-certificates.crt.
     const ca = process.env.NODE_EXTRA_CA_CERTS;
-    if (ca && fs.existsSync(ca)) fs.copyFileSync(ca, path.join(merged, GUEST_EXTRA_CA.slice(1)));
+    if (ca && fs.existsSync(ca)) {
+      fs.mkdirSync(path.join(merged, path.dirname(GUEST_EXTRA_CA)), { recursive: true });
+      fs.copyFileSync(ca, path.join(merged, GUEST_EXTRA_CA.slice(1)));
+    }
     copyCheckout(path.join(merged, GUEST_REPO.slice(1)));
     // Download caches (see the header comment).
     const binds: string[] = [];
@@ -150,7 +166,7 @@ export class DebianHost {
     }
     if (!leader) {
       const log = fs.readFileSync(path.join(dir, 'console.log'), 'utf8');
-      await cleanup(dir, merged, nspawnPid, 0);
+      if (isAlive(nspawnPid)) spawnSync('kill', ['-KILL', String(nspawnPid)]);
       throw new Error(`systemd-nspawn did not start ${suite}:\n${log}`);
     }
     const host = new DebianHost(suite, dir, merged, nspawnPid, leader, machine);
