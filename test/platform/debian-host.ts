@@ -158,23 +158,22 @@ export class DebianHost {
     fs.closeSync(console);
     nspawn.unref();
     const nspawnPid = nspawn.pid ?? 0;
+    // nspawn's first child is a short-lived intermediate; the guest's PID 1 is the child that runs systemd.
     let leader = 0;
-    for (let i = 0; i < 300 && !leader; i++) {
+    for (let i = 0; i < 600 && isAlive(nspawnPid); i++) {
+      const c = childOf(nspawnPid);
+      if (c && comm(c) === 'systemd') {
+        leader = c;
+        break;
+      }
       await sleep(100);
-      leader = childOf(nspawnPid);
-      if (!isAlive(nspawnPid)) break;
     }
     if (!leader) {
       const log = fs.readFileSync(path.join(dir, 'console.log'), 'utf8');
-      if (isAlive(nspawnPid)) spawnSync('kill', ['-KILL', String(nspawnPid)]);
-      throw new Error(`systemd-nspawn did not start ${suite}:\n${log}`);
+      await cleanup(dir, merged, nspawnPid, childOf(nspawnPid)).catch(() => undefined);
+      throw new Error(`systemd-nspawn did not boot ${suite} (no systemd as its child):\n${log}`);
     }
     const host = new DebianHost(suite, dir, merged, nspawnPid, leader, machine);
-    // systemd must be PID 1 inside, not nspawn's stub.
-    for (let i = 0; i < 100; i++) {
-      if (fs.readFileSync(`/proc/${leader}/comm`, 'utf8').trim() === 'systemd') break;
-      await sleep(100);
-    }
     // Until systemd answers on its bus at all, systemctl prints nothing (or "offline"): ask again.
     for (let i = 0; i < 600; i++) {
       const st = await host.exec('systemctl is-system-running --wait', { timeoutMs: 120_000 });
@@ -245,6 +244,14 @@ function childOf(pid: number): number {
     /* not yet, or gone */
   }
   return 0;
+}
+
+function comm(pid: number): string {
+  try {
+    return fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '';
+  }
 }
 
 function isAlive(pid: number): boolean {
