@@ -11,7 +11,8 @@
  *  5. the fd store: `systemctl restart epmd.service` keeps a node's registration (same creation, no re-register);
  *  6. `sdepmd doctor` says healthy;
  *  7. the differential suite against this release's C epmd and the real-OTP interop suite, run inside the guest
- *     with jest on the distro's Node, against its own erlang-base;
+ *     with jest on the distro's Node, against its own erlang-base (CI=true: a missing peer fails), and with them the
+ *     unit, integration and native-addon suites on that Node;
  *  8. the README's uninstall gives erlang-base's units back;
  *  9. the .deb: built inside by scripts/build-deb.sh; install, upgrade (a newer version over an older one), remove
  *     and purge with apt, each followed by `systemctl status epmd.socket`, with no dpkg error and nothing left.
@@ -155,7 +156,9 @@ export function platformSuite(suite: Suite, release: string): void {
         await s.ok('systemctl daemon-reload && systemctl start billing_prod.service billing_stage.service');
         await waitFor('both apps registered', () => registered('billing_prod', 'billing_stage'));
         // epmd is its own unit: no epmd in any app's cgroup, the apps depend on epmd.service.
-        expect((await s.exec('pidof epmd')).code).not.toBe(0);
+        // (minbase has no pidof or pgrep: read /proc.)
+        const epmds = await s.exec('grep -lx epmd /proc/[0-9]*/comm');
+        expect(epmds.stdout.trim()).toBe('');
         expect((await s.ok('systemctl show -p Requires billing_prod.service')).stdout).toMatch(/epmd\.service/);
         const epmdPid = (await s.ok('systemctl show -p MainPID --value epmd.service')).stdout.trim();
         expect((await s.ok(`cat /proc/${epmdPid}/cgroup`)).stdout).toMatch(/\/system\.slice\/epmd\.service$/m);
@@ -209,17 +212,20 @@ export function platformSuite(suite: Suite, release: string): void {
       expect(r.code).toBe(0);
     }, 2 * MIN);
 
-    test("the differential suite against this release's C epmd, and the real-OTP interop, inside the host", async () => {
+    test("the differential suite against this release's C epmd, the real-OTP interop, unit/integration/native, inside", async () => {
       expect(installed).toBe(true);
       const s = h();
       // The test peers the README's test command would install (erlang-base is there; iproute2 for `ss`).
       await s.ok(`cd ${GUEST_REPO} && scripts/install-deps.sh --test`, { hostNet: true, timeoutMs: 10 * MIN });
-      const r = await s.exec(`cd ${GUEST_REPO} && CI=true npx jest --runInBand --ci test/differential test/interop 2>&1`, {
+      // Also the suites that need no namespaces of their own (unit, integration, native addon): on this release's
+      // Node, they are what shows that sdepmd runs there, beyond building.
+      const r = await s.exec(`cd ${GUEST_REPO} && npx jest --runInBand --ci test/differential test/interop test/unit test/integration test/native 2>&1`, {
         timeoutMs: 20 * MIN,
         env: { CI: 'true' },
       });
       const summary = (r.stdout.match(/^(Test Suites|Tests):.*$/gm) ?? []).join('; ');
-      say(`differential + interop on ${suite}'s Node and OTP: ${summary} (${(r.ms / 1000).toFixed(0)} s)`);
+      const perSuite = (r.stdout.match(/^(PASS|FAIL) \S+/gm) ?? []).join(', ');
+      say(`differential, interop, unit, integration, native on ${suite}'s Node and OTP: ${summary} (${(r.ms / 1000).toFixed(0)} s): ${perSuite}`);
       if (r.code !== 0) say(r.stdout.slice(-6000));
       expect(r.code).toBe(0);
       expect(summary).toMatch(/Tests:\s+\d+ passed, \d+ total/);
