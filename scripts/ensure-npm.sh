@@ -3,6 +3,7 @@
 # copied or freshly checked-out tree does not trigger a network install it does not need).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/node-env.sh
 want=$(sha256sum package-lock.json | cut -d' ' -f1)
 stamp=node_modules/.sdepmd-lock-sha256
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then exit 0; fi

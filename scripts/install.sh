@@ -71,6 +71,7 @@ fi
 # 1. Build, unless the tree is already built from this checkout.
 "$repo/scripts/install-deps.sh"
 cd "$repo"
+. scripts/node-env.sh
 scripts/ensure-npm.sh
 if [ ! -f dist/cli/cli.js ] || [ ! -f native/sdepmd/build/Release/sdepmd.node ] || [ -n "$(find src -newer dist/cli/cli.js -print -quit)" ]; then
   say "building"

@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --test
+. scripts/node-env.sh
 scripts/ensure-npm.sh
 npm test
 npm run --silent bench -- --short
