@@ -70,6 +70,13 @@ describe('status with no answer names the cause and the next command', () => {
     );
   });
 
+  test('nothing on this port, but epmd.socket listens on another: point at that port', () => {
+    const a = explainNoAnswer(facts({ port: 4999, socketUnit: unit('epmd.socket', 'active', 'listening', { listen: ['[::]:4369 (Stream)'] }) }));
+    expect(a.cause).toBe('nothing-listening');
+    expect(a.evidence[2]).toBe('epmd.socket is active, on [::]:4369, not on port 4999');
+    expect(a.next).toEqual(['sdepmd status --port 4369', 'sudo sdepmd doctor']);
+  });
+
   test('something that is not epmd, and no reply', () => {
     expect(explainNoAnswer(facts({ tcp: { kind: 'garbage', bytes: 3 } })).cause).toBe('not-epmd');
     expect(explainNoAnswer(facts({ tcp: { kind: 'error', message: 'no reply within 3000 ms' } })).cause).toBe('no-reply');
