@@ -4,6 +4,8 @@
  * No I/O here, so that every rule can be tested on captured inputs.
  */
 
+import { SUBCOMMANDS } from '../cli/verbs';
+
 /** What `systemctl show` says about one unit. */
 export interface UnitInfo {
   readonly id: string;
@@ -25,6 +27,9 @@ export interface UnitInfo {
   readonly unitFileState: string;
   /** Listen= of a socket unit, e.g. "[::]:4369 (Stream)". */
   readonly listen: readonly string[];
+  /** IPAddressAllow= / IPAddressDeny= (absent from snapshots taken before doctor read them). */
+  readonly ipAddressAllow?: readonly string[];
+  readonly ipAddressDeny?: readonly string[];
 }
 
 /** One process, from /proc/PID. */
@@ -62,6 +67,13 @@ export interface HostSnapshot {
   readonly registeredError?: string;
   /** The last lines of `journalctl -u epmd.service`. */
   readonly epmdJournal: readonly string[];
+  /**
+   * Where ERL_EPMD_ADDRESS is set outside the units and processes: /etc/default/epmd, /etc/environment and
+   * doctor's own environment, as "where: value" (absent from older snapshots).
+   */
+  readonly epmdAddressSettings?: readonly { readonly where: string; readonly value: string }[];
+  /** This host's own networks (non-loopback interfaces), e.g. "10.1.2.0/24", for the exposure fix. */
+  readonly localNetworks?: readonly string[];
 }
 
 export interface Finding {
@@ -80,7 +92,7 @@ export const EPMD_SOCKET = 'epmd.socket';
 const SDEPMD_CLIENT_WORDS = new Set([
   '-names', '--names', '-kill', '--kill', '-stop', '--stop', '-dump', '--dump', '-started', '--started',
   '-help', '--help', '-h', '-version', '--version',
-  'names', 'status', 'doctor', 'attach', 'detach',
+  ...SUBCOMMANDS,
 ]);
 
 /** An epmd: the C one (comm "epmd"), or an sdepmd daemon (a node process running sdepmd, not one of its client verbs). */
@@ -598,6 +610,87 @@ export const listenersUnknown: Rule = ({ s }) =>
         },
       ];
 
+// ---- Exposure: who can reach epmd, and address settings that socket activation ignores ---------------------------
+
+/** A Listen= entry's address, unbracketed: "[::]:4369 (Stream)" -> "::", "4369 (Stream)" -> "::" (every address). */
+export function listenAddress(listen: string): string | null {
+  const m = /^(?:\[([^\]]+)\]|([^\s\[]*?)):?(\d+) \(Stream\)$/.exec(listen.trim());
+  if (!m) return null;
+  return m[1] ?? (m[2] || '::');
+}
+
+export function isLoopbackAddress(address: string): boolean {
+  return address === '::1' || /^127\./.test(address) || /^::ffff:127\./i.test(address);
+}
+
+/** epmd.socket accepts connections from other hosts, and nothing on the socket says who may connect. */
+export const socketExposed: Rule = (f) => {
+  const socket = installedSocket(f);
+  if (!socket || socket.activeState !== 'active' || socket.ipAddressAllow === undefined) return [];
+  const open = socket.listen.filter((l) => {
+    const address = listenAddress(l);
+    return address !== null && !isLoopbackAddress(address);
+  });
+  const restricted = (socket.ipAddressAllow?.length ?? 0) > 0 || (socket.ipAddressDeny?.length ?? 0) > 0;
+  if (open.length === 0 || restricted) return [];
+  const networks = f.s.localNetworks ?? [];
+  // With no network of its own, no other host reaches this one anyway: loopback alone loses nothing.
+  const allow = networks.length > 0 ? networks.join(' ') : 'localhost';
+  return [
+    {
+      id: 'socket-exposed',
+      severity: 'warning',
+      title: `${EPMD_SOCKET} accepts connections from any address (${open.map((l) => l.replace(/ \(Stream\)$/, '')).join(', ')}), with no IPAddressAllow=/IPAddressDeny=`,
+      evidence: [
+        `systemctl show ${EPMD_SOCKET}: Listen=${socket.listen.join(', ')}; IPAddressAllow=; IPAddressDeny=`,
+        'anyone who can reach this port can list the nodes and their ports (NAMES) and look each one up',
+        `the drop-in that restricts it to loopback${networks.length > 0 ? ` and this host's networks (${networks.join(', ')}; name your nodes' networks instead if they differ)` : ''}, written by the fix:`,
+        `  /etc/systemd/system/${EPMD_SOCKET}.d/50-sdepmd-allow.conf`,
+        '    [Socket]',
+        '    IPAddressDeny=any',
+        '    IPAddressAllow=localhost',
+        ...networks.map((n) => `    IPAddressAllow=${n}`),
+        'it applies at once (daemon-reload), with no restart of epmd or of any app; or listen on fewer addresses: sdepmd listen ADDRESS...',
+      ],
+      fix: [`sdepmd allow ${allow}`],
+    },
+  ];
+};
+
+/** ERL_EPMD_ADDRESS / -address where systemd's socket decides the addresses: it does nothing there. */
+export const epmdAddressIgnored: Rule = (f) => {
+  const socket = installedSocket(f);
+  if (!socket || (socket.activeState !== 'active' && !socketEnabled(socket))) return [];
+  const found: { where: string; value: string }[] = [];
+  for (const u of f.s.units) {
+    if (u.id === EPMD_SOCKET) continue;
+    for (const e of u.environment) if (e.startsWith('ERL_EPMD_ADDRESS=')) found.push({ where: `${u.id} Environment=`, value: e.slice('ERL_EPMD_ADDRESS='.length) });
+    const args = u.execStart.split(/\s+/);
+    const i = args.findIndex((a) => a === '-address' || a === '--address');
+    if (i >= 0 && args[i + 1] !== undefined) found.push({ where: `${u.id} ExecStart= -address`, value: args[i + 1]! });
+  }
+  for (const p of f.s.processes) {
+    const value = p.environ.ERL_EPMD_ADDRESS;
+    if (value !== undefined) found.push({ where: `the environment of pid ${p.pid} (${p.comm})${unitOfCgroup(p.cgroup) ? ` in ${unitOfCgroup(p.cgroup)}` : ''}`, value });
+  }
+  for (const setting of f.s.epmdAddressSettings ?? []) found.push(setting);
+  if (found.length === 0) return [];
+  const addresses = [...new Set(found.flatMap((x) => x.value.split(/[\s,]+/)).filter((a) => a && !isLoopbackAddress(a.replace(/^\[|\]$/g, ''))))];
+  return [
+    {
+      id: 'epmd-address-ignored',
+      severity: 'warning',
+      title: `ERL_EPMD_ADDRESS (or -address) is set, but ${EPMD_SOCKET} decides where epmd listens: it has no effect`,
+      evidence: [
+        ...found.map((x) => `${x.where}: ERL_EPMD_ADDRESS=${x.value}`),
+        `${EPMD_SOCKET} listens on ${socket.listen.map((l) => l.replace(/ \(Stream\)$/, '')).join(', ') || '(nothing)'}: socket activation passes these sockets in, and epmd binds nothing itself`,
+        'remove the setting where it is found, so that nobody relies on it',
+      ],
+      fix: addresses.length > 0 ? [`sdepmd listen ${addresses.join(' ')}`] : [],
+    },
+  ];
+};
+
 /** Every rule, in the order their findings are shown. A new check is a Rule above plus one line here. */
 export const RULES: readonly Rule[] = [
   systemdUnavailable,
@@ -614,6 +707,8 @@ export const RULES: readonly Rule[] = [
   nodeNotRegistered,
   orphanRegistration,
   epmdNotAnswering,
+  socketExposed,
+  epmdAddressIgnored,
   listenersUnknown,
 ];
 

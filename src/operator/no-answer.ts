@@ -57,7 +57,7 @@ export async function gatherNoAnswer(port: number, control: string, controlError
     socketUnit = units.find((u) => u.id === EPMD_SOCKET) ?? null;
     serviceUnit = units.find((u) => u.id === EPMD_SERVICE) ?? null;
   }
-  const idle = socketUnit?.activeState === 'active' && serviceUnit !== null && serviceUnit.activeState !== 'active' && serviceUnit.activeState !== 'activating';
+  const idle = socketUnit?.activeState === 'active' && listensOn(socketUnit, port) && serviceUnit !== null && serviceUnit.activeState !== 'active' && serviceUnit.activeState !== 'activating';
   let tcp: NoAnswerFacts['tcp'] = null;
   if (!idle) {
     try {
@@ -88,6 +88,15 @@ export async function gatherNoAnswer(port: number, control: string, controlError
 
 const describeListen = (u: UnitInfo): string => u.listen.map((l) => l.replace(/ \(Stream\)$/, '')).join(', ') || '?';
 
+/** The ports of a socket unit's Listen= entries ("[::]:4369 (Stream)", "4369 (Stream)"). */
+function listenPorts(u: UnitInfo): number[] {
+  return u.listen.map((l) => Number(/(\d+) \(Stream\)$/.exec(l)?.[1] ?? NaN)).filter((p) => Number.isInteger(p));
+}
+
+function listensOn(u: UnitInfo, port: number): boolean {
+  return listenPorts(u).includes(port);
+}
+
 export function explainNoAnswer(f: NoAnswerFacts): NoAnswer {
   const where = `no sdepmd answers on ${f.control} (${f.controlError})`;
   if (f.controlError === 'EACCES' || f.controlError === 'EPERM') {
@@ -100,7 +109,7 @@ export function explainNoAnswer(f: NoAnswerFacts): NoAnswer {
   }
   const s = f.socketUnit;
   const svc = f.serviceUnit;
-  if (f.tcp === null && s && svc) {
+  if (f.tcp === null && s && svc && listensOn(s, f.port)) {
     return {
       cause: 'idle',
       summary: `epmd.socket is listening, and epmd.service is idle (${svc.activeState}): systemd starts it on the first connection`,
@@ -123,12 +132,22 @@ export function explainNoAnswer(f: NoAnswerFacts): NoAnswer {
     };
   }
   if (tcp?.kind === 'refused') {
-    const unitState = s ? `${EPMD_SOCKET} is ${s.activeState}/${s.subState}${s.unitFileState ? ` (${s.unitFileState})` : ''}` : `${EPMD_SOCKET} is not installed`;
+    // epmd.socket up, but on other ports: the question was about the wrong port.
+    const elsewhere = s && s.activeState === 'active' && !listensOn(s, f.port) ? listenPorts(s) : [];
+    const unitState = !s
+      ? `${EPMD_SOCKET} is not installed`
+      : elsewhere.length > 0
+        ? `${EPMD_SOCKET} is ${s.activeState}, on ${describeListen(s)}, not on port ${f.port}`
+        : `${EPMD_SOCKET} is ${s.activeState}/${s.subState}${s.unitFileState ? ` (${s.unitFileState})` : ''}`;
     return {
       cause: 'nothing-listening',
       summary: `nothing listens on port ${f.port}`,
       evidence: [where, `connecting to [::1]:${f.port} and 127.0.0.1:${f.port}: refused`, unitState],
-      next: s ? [`systemctl enable --now ${EPMD_SOCKET}`, 'sudo sdepmd doctor'] : ['sudo scripts/install.sh --enable   # from the sdepmd checkout', 'sudo sdepmd doctor'],
+      next: !s
+        ? ['sudo scripts/install.sh --enable   # from the sdepmd checkout', 'sudo sdepmd doctor']
+        : elsewhere.length > 0
+          ? [`sdepmd status --port ${elsewhere[0]}`, 'sudo sdepmd doctor']
+          : [`systemctl enable --now ${EPMD_SOCKET}`, 'sudo sdepmd doctor'],
     };
   }
   if (tcp?.kind === 'garbage') {

@@ -5,6 +5,7 @@
  */
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import { exchangeLocal, parseNamesReply } from '../cli/client';
 import { encodeSimpleRequest } from '../protocol/codec';
 import { NAMES_REQ } from '../protocol/constants';
@@ -22,7 +23,7 @@ import {
 
 export const SHOW_PROPERTIES = [
   'Id', 'LoadState', 'ActiveState', 'SubState', 'Result', 'MainPID', 'ControlGroup', 'Requires', 'Wants', 'BindsTo',
-  'After', 'Environment', 'ExecStart', 'NRestarts', 'UnitFileState', 'Listen',
+  'After', 'Environment', 'ExecStart', 'NRestarts', 'UnitFileState', 'Listen', 'IPAddressAllow', 'IPAddressDeny',
 ] as const;
 
 export interface RunResult {
@@ -106,6 +107,7 @@ export function parseSystemctlShow(text: string): UnitInfo[] {
       nRestarts: Number(one('NRestarts')) || 0,
       unitFileState: one('UnitFileState'),
       listen: props.get('Listen')?.filter(Boolean) ?? [],
+      ...(props.has('IPAddressAllow') ? { ipAddressAllow: list('IPAddressAllow'), ipAddressDeny: list('IPAddressDeny') } : {}),
     });
   }
   return units;
@@ -239,6 +241,8 @@ export async function gatherSnapshot(port: number, excludePids: readonly number[
 
   return {
     port,
+    epmdAddressSettings: epmdAddressSettings(),
+    localNetworks: localNetworks(),
     ...(systemdError !== undefined ? { systemdError } : {}),
     units,
     processes: processes.sort((a, b) => a.pid - b.pid),
@@ -247,6 +251,62 @@ export async function gatherSnapshot(port: number, excludePids: readonly number[
     ...names,
     epmdJournal,
   };
+}
+
+/** ERL_EPMD_ADDRESS in /etc/default/epmd, /etc/environment, and doctor's own environment. */
+export function epmdAddressSettings(env: NodeJS.ProcessEnv = process.env, files: readonly string[] = ['/etc/default/epmd', '/etc/environment']): { where: string; value: string }[] {
+  const found: { where: string; value: string }[] = [];
+  for (const file of files) {
+    let text = '';
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n')) {
+      const m = /^\s*(?:export\s+)?ERL_EPMD_ADDRESS\s*=\s*(.*?)\s*$/.exec(line);
+      if (m) found.push({ where: file, value: m[1]!.replace(/^(["'])(.*)\1$/, '$2') });
+    }
+  }
+  if (env.ERL_EPMD_ADDRESS) found.push({ where: "sdepmd doctor's own environment", value: env.ERL_EPMD_ADDRESS });
+  return found;
+}
+
+/** This host's networks, from its non-loopback, non-link-local addresses: "10.1.2.0/24", "fd00:1::/64". */
+export function localNetworks(interfaces: ReturnType<typeof os.networkInterfaces> = os.networkInterfaces()): string[] {
+  const networks = new Set<string>();
+  for (const addresses of Object.values(interfaces)) {
+    for (const a of addresses ?? []) {
+      if (a.internal || !a.cidr || /^fe80:/i.test(a.address)) continue;
+      networks.add(networkOf(a.cidr));
+    }
+  }
+  return [...networks].sort();
+}
+
+/** The network of an address/prefix: 10.1.2.5/24 -> 10.1.2.0/24. */
+export function networkOf(cidr: string): string {
+  const [address, prefixText] = cidr.split('/') as [string, string];
+  const prefix = Number(prefixText);
+  if (address.includes(':')) {
+    const full = expandIpv6(address);
+    let n = BigInt(`0x${full}`);
+    n &= ((1n << 128n) - 1n) ^ ((1n << BigInt(128 - prefix)) - 1n);
+    const hex = n.toString(16).padStart(32, '0');
+    const groups = hex.match(/.{4}/g)!.map((g) => g.replace(/^0+(?=.)/, ''));
+    return `${groups.join(':').replace(/(^|:)0(:0)+(:|$)/, '::')}/${prefix}`;
+  }
+  const n = address.split('.').reduce((acc, o) => (acc << 8n) | BigInt(Number(o)), 0n);
+  const masked = n & (((1n << 32n) - 1n) ^ ((1n << BigInt(32 - prefix)) - 1n));
+  return `${[24n, 16n, 8n, 0n].map((s) => String((masked >> s) & 255n)).join('.')}/${prefix}`;
+}
+
+function expandIpv6(address: string): string {
+  const [head, tail] = address.split('::') as [string, string | undefined];
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const groups = tail === undefined ? h : [...h, ...new Array<string>(8 - h.length - t.length).fill('0'), ...t];
+  return groups.map((g) => g.padStart(4, '0')).join('');
 }
 
 function oneLine(text: string): string {

@@ -131,7 +131,16 @@ d('sdepmd doctor / attach / detach in a real systemd: each fault created, named,
   // Nothing leaks: the namespace's processes, its cgroups and its scratch dir are gone.
   afterAll(() => stopAndCheckClean(sb), 60000);
 
-  test('a freshly installed host is healthy: exit 0, no findings', timed('healthy host', async () => {
+  test('a freshly installed host is healthy: exit 0; its one warning, the open socket, is fixed as printed', timed('healthy host', async () => {
+    // The shipped epmd.socket listens on every address, as the C epmd does: doctor warns, and its fix restricts it.
+    const exposed = await doctor('exposed');
+    expect(exposed.code).toBe(0);
+    expect(exposed.findings.map((f) => f.id)).toEqual(['socket-exposed']);
+    const warning = find(exposed, 'socket-exposed');
+    expect(warning.severity).toBe('warning');
+    expect(warning.evidence).toEqual(expect.arrayContaining(['    IPAddressDeny=any', '    IPAddressAllow=localhost']));
+    expect(warning.fix).toEqual(['sdepmd allow localhost']); // the sandbox has no network but loopback
+    await applyFix(warning);
     const r = await doctor('healthy');
     expect(r.findings).toEqual([]);
     expect(r.healthy).toBe(true);

@@ -375,3 +375,55 @@ describe('doctor: the rules, one at a time', () => {
     expect(ids(epmdServiceFailing(factsOf(failing)))).toEqual(['epmd-service-failing']);
   });
 });
+
+describe('doctor: exposure', () => {
+  const exposedSocket = (more: Partial<UnitInfo> = {}): Partial<UnitInfo> => ({
+    id: 'epmd.socket', listen: ['[::]:4369 (Stream)'], ipAddressAllow: [], ipAddressDeny: [], ...more,
+  });
+
+  test('epmd.socket on every address with no IPAddressAllow=/IPAddressDeny=: a warning, with the drop-in and the allow fix', () => {
+    const s = edit(healthy(), { units: [exposedSocket()], more: { localNetworks: ['10.1.2.0/24', 'fd00:1::/64'] } });
+    const f = only(diagnose(s), 'socket-exposed');
+    expect(f.severity).toBe('warning');
+    expect(f.title).toBe('epmd.socket accepts connections from any address ([::]:4369), with no IPAddressAllow=/IPAddressDeny=');
+    expect(f.evidence).toEqual(expect.arrayContaining(['    [Socket]', '    IPAddressDeny=any', '    IPAddressAllow=localhost', '    IPAddressAllow=10.1.2.0/24', '    IPAddressAllow=fd00:1::/64']));
+    expect(f.fix).toEqual(['sdepmd allow 10.1.2.0/24 fd00:1::/64']);
+    expect(isHealthy(diagnose(s))).toBe(true);
+    // A host with no network of its own: loopback alone.
+    expect(only(diagnose(edit(healthy(), { units: [exposedSocket()], more: { localNetworks: [] } })), 'socket-exposed').fix).toEqual(['sdepmd allow localhost']);
+  });
+
+  test('no warning once restricted, on loopback only, or when the snapshot did not read the properties', () => {
+    for (const socket of [
+      exposedSocket({ ipAddressAllow: ['127.0.0.0/8', '::1/128', '10.0.0.0/8'], ipAddressDeny: ['0.0.0.0/0', '::/0'] }),
+      exposedSocket({ ipAddressDeny: ['0.0.0.0/0'] }),
+      exposedSocket({ listen: ['127.0.0.1:4369 (Stream)', '[::1]:4369 (Stream)'] }),
+      { id: 'epmd.socket', listen: ['[::]:4369 (Stream)'] },
+    ]) {
+      expect(ids(diagnose(edit(healthy(), { units: [socket] })))).not.toContain('socket-exposed');
+    }
+    // A specific non-loopback address is exposed too.
+    expect(ids(diagnose(edit(healthy(), { units: [exposedSocket({ listen: ['127.0.0.1:4369 (Stream)', '10.0.0.5:4369 (Stream)'] })] })))).toContain('socket-exposed');
+  });
+
+  test('ERL_EPMD_ADDRESS in an app unit, a VM environment, /etc/default/epmd, or -address: flagged as having no effect', () => {
+    const s = edit(healthy(), {
+      units: [{ ...attachedApp('chat.service'), environment: ['HOME=/root', 'ERL_EPMD_ADDRESS=10.0.0.5'] }],
+      processes: [beam(702, 'chat.service', ['-sname', 'chat'], { ERL_EPMD_ADDRESS: '10.0.0.5', ERL_AFLAGS: '-start_epmd false' })],
+      more: { registered: [{ name: 'chat', port: 40002 }], epmdAddressSettings: [{ where: '/etc/default/epmd', value: '127.0.0.1,10.0.0.6' }] },
+    });
+    const f = only(diagnose(s), 'epmd-address-ignored');
+    expect(f.severity).toBe('warning');
+    expect(f.evidence.slice(0, 3)).toEqual([
+      'chat.service Environment=: ERL_EPMD_ADDRESS=10.0.0.5',
+      'the environment of pid 702 (beam.smp) in chat.service: ERL_EPMD_ADDRESS=10.0.0.5',
+      '/etc/default/epmd: ERL_EPMD_ADDRESS=127.0.0.1,10.0.0.6',
+    ]);
+    expect(f.fix).toEqual(['sdepmd listen 10.0.0.5 10.0.0.6']);
+    const withFlag = edit(healthy(), { units: [{ id: 'epmd.service', execStart: '/usr/bin/epmd -systemd -address 10.0.0.7' }] });
+    expect(only(diagnose(withFlag), 'epmd-address-ignored').fix).toEqual(['sdepmd listen 10.0.0.7']);
+    // Without socket activation (no epmd.socket), ERL_EPMD_ADDRESS does what it says: nothing to flag.
+    const noSocket = { ...s, units: s.units.filter((u) => u.id !== 'epmd.socket') };
+    expect(ids(diagnose(noSocket))).not.toContain('epmd-address-ignored');
+  });
+});

@@ -70,6 +70,13 @@ describe('status with no answer names the cause and the next command', () => {
     );
   });
 
+  test('nothing on this port, but epmd.socket listens on another: point at that port', () => {
+    const a = explainNoAnswer(facts({ port: 4999, socketUnit: unit('epmd.socket', 'active', 'listening', { listen: ['[::]:4369 (Stream)'] }) }));
+    expect(a.cause).toBe('nothing-listening');
+    expect(a.evidence[2]).toBe('epmd.socket is active, on [::]:4369, not on port 4999');
+    expect(a.next).toEqual(['sdepmd status --port 4369', 'sudo sdepmd doctor']);
+  });
+
   test('something that is not epmd, and no reply', () => {
     expect(explainNoAnswer(facts({ tcp: { kind: 'garbage', bytes: 3 } })).cause).toBe('not-epmd');
     expect(explainNoAnswer(facts({ tcp: { kind: 'error', message: 'no reply within 3000 ms' } })).cause).toBe('no-reply');
@@ -229,5 +236,33 @@ describe('journal fields', () => {
     terminal.info('i', { event: 'lookup' });
     expect(lines[1]).toMatch(/ info i\n$/);
     expect(journalFields(7, 'x')).toEqual(['MESSAGE=x', 'PRIORITY=7', 'SYSLOG_IDENTIFIER=sdepmd']);
+  });
+});
+
+describe('doctor inputs for exposure', () => {
+  test('networkOf masks the host part', async () => {
+    const { networkOf, localNetworks, epmdAddressSettings } = await import('../../src/operator/snapshot');
+    expect(networkOf('10.1.2.5/24')).toBe('10.1.2.0/24');
+    expect(networkOf('192.0.2.77/32')).toBe('192.0.2.77/32');
+    expect(networkOf('fd00:5df::11/64')).toBe('fd00:5df::/64');
+    expect(networkOf('2001:db8:1:2:3:4:5:6/48')).toBe('2001:db8:1::/48');
+    expect(
+      localNetworks({
+        lo: [{ address: '127.0.0.1', netmask: '255.0.0.0', family: 'IPv4', mac: '', internal: true, cidr: '127.0.0.1/8' }],
+        eth0: [
+          { address: '10.1.2.5', netmask: '255.255.255.0', family: 'IPv4', mac: '', internal: false, cidr: '10.1.2.5/24' },
+          { address: 'fe80::1', netmask: 'ffff:ffff:ffff:ffff::', family: 'IPv6', mac: '', internal: false, cidr: 'fe80::1/64', scopeid: 2 },
+        ],
+      }),
+    ).toEqual(['10.1.2.0/24']);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sdepmd-default-'));
+    const file = path.join(dir, 'epmd');
+    fs.writeFileSync(file, '# comment\nERL_EPMD_ADDRESS="10.0.0.5, 127.0.0.1"\nexport ERL_EPMD_ADDRESS=10.0.0.6\nOTHER=1\n');
+    expect(epmdAddressSettings({ ERL_EPMD_ADDRESS: '::1' }, [file, path.join(dir, 'missing')])).toEqual([
+      { where: file, value: '10.0.0.5, 127.0.0.1' },
+      { where: file, value: '10.0.0.6' },
+      { where: "sdepmd doctor's own environment", value: '::1' },
+    ]);
+    fs.rmSync(dir, { recursive: true });
   });
 });
