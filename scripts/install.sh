@@ -2,25 +2,33 @@
 # Installs sdepmd as the host's epmd.
 #
 #   sudo scripts/install.sh [--enable] [--prefix DIR]   build (if needed) and install; with --enable, start it
-#   sudo scripts/install.sh --uninstall [--prefix DIR]  remove everything this script installed
+#   sudo scripts/install.sh --uninstall [--force] [--prefix DIR]
+#                                                       remove everything this script installed, stopping no app
 #
 # It installs the package under PREFIX/lib/sdepmd (default PREFIX=/usr/local) with PREFIX/bin/sdepmd, puts the
 # units in /etc/systemd/system (overriding Debian's epmd.socket and epmd.service of the same names) and runs
-# daemon-reload. With --enable it runs `systemctl enable --now epmd.socket`. On a host where systemd is not PID 1,
-# --enable instead runs the daemon in the foreground on port 4369. Running it again is harmless.
+# daemon-reload. A running sdepmd is then live-upgraded (`systemctl reload`), and a running C epmd is taken over
+# with every registration (`sdepmd adopt`); it never restarts epmd.service (that would restart every app that
+# requires it). With --enable it also enables epmd.socket. On a host where systemd is not PID 1, --enable instead
+# runs the daemon in the foreground on port 4369. Running it again is a live upgrade.
+# --uninstall removes the drop-ins `sdepmd attach` wrote first, so that no app is stopped, hands the port back to
+# Debian's epmd units, and says how long the nodes took to register again; it refuses, unless --force, when some
+# registrations belong to programs that cannot register again by themselves.
 set -euo pipefail
 
 prefix=/usr/local
 enable=0
 uninstall=0
+force=
 unit_dir=/etc/systemd/system
 while [ $# -gt 0 ]; do
   case "$1" in
     --enable) enable=1 ;;
     --uninstall) uninstall=1 ;;
+    --force) force=--force ;;
     --prefix) prefix="${2:?--prefix needs a directory}"; shift ;;
     --prefix=*) prefix="${1#--prefix=}" ;;
-    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "install.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -37,17 +45,19 @@ marker="# sdepmd:"
 systemd_running() { [ -d /run/systemd/system ]; }
 
 if [ "$uninstall" = 1 ]; then
+  lifecycle="$repo/scripts/epmd-lifecycle.sh"
+  # 1. No app may require epmd.service any more; refuse here if registrations would be lost for good.
+  if systemd_running; then "$lifecycle" release $force || exit 1; fi
   if systemd_running; then
-    systemctl stop epmd.socket epmd.service >/dev/null 2>&1 || true
     # Remove only the enablement links that point at our units: Debian's (to /lib/systemd/system) stay.
     for link in "$unit_dir"/*.wants/epmd.socket "$unit_dir"/*.wants/epmd.service; do
       if [ -L "$link" ] && [ "$(readlink "$link")" = "$unit_dir/${link##*/}" ]; then rm -f "$link"; fi
     done
   fi
-  for unit in epmd.socket epmd.service erlang-app@.service; do
+  for unit in epmd.socket epmd.service erlang-app@.service epmd.service.d/sdepmd-systemd-254.conf; do
     if [ -f "$unit_dir/$unit" ] && grep -q "^$marker" "$unit_dir/$unit"; then rm -f "$unit_dir/$unit"; say "removed $unit_dir/$unit"; fi
   done
-  rm -rf "$lib" "$share"
+  rmdir "$unit_dir/epmd.service.d" 2>/dev/null || true
   # operator files (see operator_files below)
   for unit in sdepmd-metrics.timer sdepmd-metrics.service; do
     if [ -f "$unit_dir/$unit" ] && grep -q "^$marker" "$unit_dir/$unit"; then
@@ -58,12 +68,13 @@ if [ "$uninstall" = 1 ]; then
   rm -f "$prefix/share/man/man8/sdepmd.8" "$prefix/share/man/man5/sdepmd-units.5" \
     "$prefix/share/bash-completion/completions/sdepmd" "$prefix/share/zsh/site-functions/_sdepmd"
   rm -rf "$prefix/share/doc/sdepmd"
-  [ -L "$bin" ] && rm -f "$bin"
   if systemd_running; then
     systemctl daemon-reload
-    # Debian's epmd.socket, if still enabled, listens again.
-    if systemctl is-enabled --quiet epmd.socket 2>/dev/null; then systemctl start epmd.socket || true; fi
+    # 2. End sdepmd without a stop job, and let Debian's units serve the port again.
+    "$lifecycle" hand-back
   fi
+  rm -rf "$lib" "$share"
+  [ -L "$bin" ] && rm -f "$bin"
   say "uninstalled (Debian's own epmd units, if any, apply again)"
   exit 0
 fi
@@ -93,7 +104,7 @@ trap - EXIT
 rm -rf "$lib.old"
 mkdir -p "$prefix/bin" "$share"
 ln -sfn "$lib/bin/sdepmd" "$bin"
-cp units/epmd-dependency.conf units/epmd-socket-dependency.conf "$share/"
+cp units/epmd-dependency.conf units/epmd-socket-dependency.conf scripts/epmd-lifecycle.sh "$share/"
 say "installed $lib and $bin ($("$bin" --version))"
 
 # 3. Units: ours carry the marker, and ExecStart points at this prefix.
@@ -103,6 +114,17 @@ for unit in epmd.socket epmd.service erlang-app@.service; do
     sed "s#/usr/local/bin/sdepmd#$bin#g" "units/$unit"; } > "$unit_dir/$unit.tmp"
   mv "$unit_dir/$unit.tmp" "$unit_dir/$unit"
 done
+# The settings systemd 252 does not know, only where systemd has them (older versions would warn).
+systemd_version=$(systemctl --version 2>/dev/null | sed -nE '1s/^systemd ([0-9]+).*/\1/p')
+newer="$unit_dir/epmd.service.d/sdepmd-systemd-254.conf"
+if [ "${systemd_version:-0}" -ge 254 ]; then
+  mkdir -p "$unit_dir/epmd.service.d"
+  { echo "$marker installed by scripts/install.sh for systemd $systemd_version"; cat units/sdepmd-systemd-254.conf; } > "$newer.tmp"
+  mv "$newer.tmp" "$newer"
+  say "systemd $systemd_version: added $newer (RestartMode=direct, FileDescriptorStorePreserve=yes)"
+elif [ -f "$newer" ] && grep -q "^$marker" "$newer"; then
+  rm -f "$newer"
+fi
 say "units in $unit_dir: epmd.socket epmd.service erlang-app@.service; drop-in template in $share/epmd-dependency.conf"
 
 # --- operator files: man pages, shell completion, docs, the metrics timer ------------------------------------------
@@ -144,18 +166,10 @@ if ! systemd_running; then
 fi
 
 systemctl daemon-reload
-if systemctl is-active --quiet epmd.service && systemctl show -p ExecStart epmd.service | grep -q sdepmd; then
-  # sdepmd is running: hand over to the new code without a restart job (apps are not restarted).
-  say "live-upgrading the running sdepmd (systemctl reload epmd.service)"
-  systemctl reload epmd.service
-fi
+# A running sdepmd: live upgrade. A running C epmd: adopted with its registrations. Never a restart.
+"$repo/scripts/epmd-lifecycle.sh" take-over "$bin" $([ "$enable" = 1 ] && echo --start) || exit 1
 if [ "$enable" = 1 ]; then
-  # A running epmd.service (Debian's C epmd under the same name) must hand over to ours.
-  if systemctl is-active --quiet epmd.service && ! systemctl show -p ExecStart epmd.service | grep -q sdepmd; then
-    say "restarting epmd.service to replace the running epmd (apps with Requires=epmd.service restart with it)"
-    systemctl restart epmd.service
-  fi
-  systemctl enable --now epmd.socket
+  systemctl enable epmd.socket
   if systemctl is-active --quiet epmd.socket; then
     say "epmd.socket is listening on port 4369; epmd.service starts on the first connection"
   else

@@ -23,5 +23,6 @@ bool sdepmd_get_int(napi_env env, napi_value value, int64_t min, int64_t max, co
 napi_status sdepmd_init_notify(napi_env env, napi_value exports);
 napi_status sdepmd_init_fd(napi_env env, napi_value exports);
 napi_status sdepmd_init_journal(napi_env env, napi_value exports);
+napi_status sdepmd_init_fdpass(napi_env env, napi_value exports);
 
 #endif

@@ -8,7 +8,7 @@
 import yargs from 'yargs/yargs';
 import type { Argv } from 'yargs';
 import { spawn } from 'node:child_process';
-import { resolveDaemonConfig, resolvePort, type DaemonFlags } from '../daemon/config';
+import { resolveDaemonConfig, resolvePort, type DaemonFlags, UPGRADE_CHECK_ENV } from '../daemon/config';
 import { CannotConnectError, exchangeLocal } from './client';
 import { C_EPMD_USAGE, needsCUsage } from './c-usage';
 import { encodeNameRequest, encodeSimpleRequest } from '../protocol/codec';
@@ -201,6 +201,7 @@ export async function main(argv: readonly string[], io: CliIo = PROCESS_IO): Pro
     return USAGE_EXIT_CODE;
   }
   if (args.daemon) return detach(argv, io);
+  if (io.env[UPGRADE_CHECK_ENV] === '1') return upgradeCheck(io);
   // Loaded here so that the client verbs do not pay for the daemon's modules.
   const { startDaemon, StartupError, AlreadyRunningError } = await import('../daemon/daemon');
   try {
@@ -217,6 +218,22 @@ export async function main(argv: readonly string[], io: CliIo = PROCESS_IO): Pro
     }
     throw err;
   }
+}
+
+/**
+ * Check mode, run by a live upgrade before it execs this code: load everything the daemon needs (its modules and
+ * the native addon), then say which version this is.
+ */
+async function upgradeCheck(io: CliIo): Promise<number> {
+  await import('../daemon/daemon');
+  const { loadAddon } = await import('../native/addon');
+  const addon = loadAddon();
+  if (addon instanceof Error) {
+    io.stderr(`sdepmd: ${addon.message}\n`);
+    return 1;
+  }
+  io.stdout(`sdepmd ${VERSION}\n`);
+  return 0;
 }
 
 type DetachMessage = { type: 'ready' } | { type: 'error'; message: string };

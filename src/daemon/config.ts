@@ -146,3 +146,9 @@ export function resolveDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEnv):
 function mapOk<A, B>(r: Resolved<A>, f: (a: A) => B): Resolved<B> {
   return r.ok ? { ok: true, value: f(r.value) } : r;
 }
+
+/**
+ * Set when a live upgrade runs the new code in check mode (upgrade.ts): it loads everything, prints
+ * "sdepmd VERSION" and exits 0, instead of serving.
+ */
+export const UPGRADE_CHECK_ENV = 'SDEPMD_UPGRADE_CHECK';

@@ -4,13 +4,20 @@
  *
  * It is a unix stream socket, by default `$RUNTIME_DIRECTORY/control-PORT.sock` (under systemd, RuntimeDirectory=
  * makes that /run/sdepmd), mode 0600: only the daemon's user and root can reach it, and it leaves the
- * C-epmd-compatible TCP protocol untouched. A client writes one command line ("status" or "names") and reads one
- * JSON document; the daemon then closes the connection.
+ * C-epmd-compatible TCP protocol untouched. A client writes one command line and reads one JSON document; the
+ * daemon then closes the connection:
+ *   status, names   the daemon's state (`sdepmd status`, `sdepmd names --json`)
+ *   upgrade         a live upgrade (`sdepmd reload`, the unit's ExecReload=): the answer says whether the new code
+ *                   passed its check; on success the daemon then execs it, and the connection closes
+ *   adopt           registrations taken over from another epmd (`sdepmd adopt`, as root): the daemon answers
+ *                   "ready", then reads AdoptFrames with their fds (SCM_RIGHTS, handover.ts), and answers an AdoptReply
  */
-import { createConnection, createServer, type Server } from 'node:net';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { ServerStats } from '../policy/connection';
+import { socketFd } from '../engine/socket-fd';
+import { receiveAdoptFrames, type NodeInfoRecord } from './handover';
 
 /** One registered node, as `sdepmd names --json` prints it. */
 export interface NodeRecord {
@@ -36,6 +43,8 @@ export interface StatusRecord {
   readonly underSystemd: boolean;
   readonly logLevel: string;
   readonly sockets: readonly { readonly address: string; readonly port: number; readonly source: string }[];
+  /** Live upgrades since the daemon started (the pid stays the same across them). */
+  readonly upgrades?: number;
   readonly registered: number;
   readonly openConnections: number;
   readonly counts: Readonly<ServerStats>;
@@ -48,10 +57,25 @@ export interface StatusRecord {
 
 export type ControlCommand = 'status' | 'names';
 
+export type UpgradeReply =
+  | { readonly ok: true; readonly fromVersion: string; readonly toVersion: string; readonly pid: number }
+  | { readonly ok: false; readonly error: string };
+
+export interface AdoptReply {
+  readonly adopted: readonly string[];
+  readonly refused: readonly { readonly name: string; readonly reason: string }[];
+}
+
 export interface ControlProvider {
   status(): StatusRecord;
   names(): NodeRecord[];
+  /** Starts a live upgrade; `tell` sends the answer (and resolves once it is written). */
+  upgrade?(tell: (reply: UpgradeReply) => Promise<void>): Promise<void>;
+  adopt?(nodes: readonly { info: NodeInfoRecord; fd: number }[]): AdoptReply;
 }
+
+/** How long `adopt` waits for the sender's frames. */
+const ADOPT_TIMEOUT_MS = 10_000;
 
 /** Where the control socket for an epmd port lives. */
 export function controlSocketPath(port: number, env: NodeJS.ProcessEnv = process.env): string {
@@ -86,7 +110,16 @@ export async function startControlServer(
       let reply: unknown;
       if (command === 'status') reply = provider.status();
       else if (command === 'names') reply = provider.names();
-      else reply = { error: `unknown command ${JSON.stringify(command)}; try "status" or "names"` };
+      else if (command === 'upgrade' && provider.upgrade) {
+        socket.removeAllListeners('data');
+        socket.setTimeout(0);
+        const tell = (r: UpgradeReply) => new Promise<void>((resolve) => socket.end(`${JSON.stringify(r)}\n`, () => resolve()));
+        void provider.upgrade(tell);
+        return;
+      } else if (command === 'adopt' && provider.adopt) {
+        if (newline !== input.length - 1) return void socket.destroy();
+        return void adopt(socket, provider.adopt);
+      } else reply = { error: `unknown command ${JSON.stringify(command)}; try "status" or "names"` };
       socket.end(`${JSON.stringify(reply)}\n`);
     });
   });
@@ -102,6 +135,24 @@ export async function startControlServer(
       resolve(server);
     });
   });
+}
+
+/**
+ * `adopt`: from here on the fds travel with the bytes (SCM_RIGHTS), which Node's stream would drop: stop Node
+ * reading this connection before saying "ready", and read the frames natively.
+ */
+async function adopt(socket: Socket, accept: NonNullable<ControlProvider['adopt']>): Promise<void> {
+  socket.removeAllListeners('data');
+  socket.pause();
+  const handle = (socket as unknown as { _handle?: { readStop?: () => number } })._handle;
+  const fd = socketFd(socket);
+  if (!handle?.readStop || fd < 0) return void socket.destroy();
+  handle.readStop();
+  socket.setTimeout(ADOPT_TIMEOUT_MS + 5000);
+  socket.write('ready\n');
+  const frames = await receiveAdoptFrames(fd, ADOPT_TIMEOUT_MS);
+  const reply = frames.ok ? accept(frames.value) : { error: `adopt: ${frames.error}` };
+  socket.end(`${JSON.stringify(reply)}\n`);
 }
 
 /** Asks the daemon behind a control socket; rejects when there is none. */

@@ -2,6 +2,7 @@
  * The daemon's life: choose sockets (systemd's, the previous process's, or our own), rebuild registrations kept
  * across a restart, serve, tell systemd, log, and stop or hand over to new code.
  */
+import { closeSync } from 'node:fs';
 import { Socket, type Server } from 'node:net';
 import { EpmdServer, describeTarget, type ListenTarget, type ServedSocket } from '../engine/server';
 import { DEFAULT_LOG_LEVEL, Logger, printableName } from './log';
@@ -9,12 +10,23 @@ import type { DaemonConfig } from './config';
 import { listenFds, type PassedFd } from '../systemd/listen';
 import { composeStatus, openNotifier, type Notifier } from '../systemd/notify';
 import { openFdStore } from '../systemd/fdstore';
+import { requiringUnits } from '../systemd/dependents';
 import { isRegistrationFd, Persistence, type Recovery, type StoredRecord } from '../systemd/persistence';
 import { recordOf, restoredFrom } from '../registry/registration-record';
 import type { NodeRegistration } from '../policy/connection';
-import { controlSocketPath, describeNodeType, startControlServer, type NodeRecord, type StatusRecord } from './control';
-import { handOver, receiveHandOver, UPGRADE_ENV, type Inherited } from './upgrade';
+import {
+  controlSocketPath,
+  describeNodeType,
+  startControlServer,
+  type AdoptReply,
+  type NodeRecord,
+  type StatusRecord,
+  type UpgradeReply,
+} from './control';
+import { checkNewCode, execNewCode, readUpgradeState, upgradeStateDirectory, UPGRADE_STATE_ENV } from './upgrade';
+import type { NodeInfoRecord, UpgradeState } from './handover';
 import { socketFd } from '../engine/socket-fd';
+import { normaliseAddress } from '../policy/policy';
 import { VERSION } from '../version';
 
 export interface RunningDaemon {
@@ -50,11 +62,12 @@ export interface DaemonOptions {
 /**
  * Starts the daemon, one phase after the other:
  *
- *   1. config   where the sockets come from (LISTEN_FDS, a live upgrade, or our own), the server, the fd store
- *   2. restore  registrations from before: handed over by the old process, or handed back by the fd store
- *   3. listen   the listening sockets: passed by systemd, inherited, or bound here
+ *   1. config   where the sockets come from (LISTEN_FDS, the previous code of this process, or our own), the
+ *               server, the fd store
+ *   2. restore  registrations from before: left by the previous code (a live upgrade), or handed back by the fd store
+ *   3. listen   the listening sockets: passed by systemd, inherited across execve, or bound here
  *   4. serve    the control socket, and the line that says what is served
- *   5. notify   READY (or the end of a hand-over), the watchdog, STATUS= refreshes
+ *   5. notify   READY (after a live upgrade, this ends the reload), the watchdog, STATUS= refreshes
  *   6. signals  SIGTERM/SIGINT stop, SIGUSR1/2 change the log level, SIGHUP upgrades
  */
 export async function startDaemon(config: DaemonConfig, options: DaemonOptions = {}): Promise<RunningDaemon> {
@@ -77,8 +90,8 @@ function notifierOrStartupError(env: NodeJS.ProcessEnv, log: Logger): Notifier {
 
 /** Where this process's sockets come from (phase 1). */
 type SocketOrigin =
-  /** The previous process hands everything over (live upgrade). */
-  | { readonly kind: 'upgrade'; readonly passed: readonly PassedFd[] }
+  /** The previous code of this process left everything (live upgrade, across execve). */
+  | { readonly kind: 'upgrade'; readonly state: UpgradeState }
   /** systemd passed listening sockets (socket activation), and maybe registrations from its fd store. */
   | { readonly kind: 'activated'; readonly passed: readonly PassedFd[]; readonly listening: readonly PassedFd[] }
   /** We bind our own (registrations may still come back from the fd store). */
@@ -86,12 +99,18 @@ type SocketOrigin =
 
 /** Phase 1: reads (and clears) the environment that says where the sockets come from. */
 function socketOrigin(config: DaemonConfig, env: NodeJS.ProcessEnv): SocketOrigin {
-  const upgrading = env[UPGRADE_ENV] === '1' && typeof process.send === 'function';
-  delete env[UPGRADE_ENV];
+  const stateFile = env[UPGRADE_STATE_ENV];
+  delete env[UPGRADE_STATE_ENV];
+  if (stateFile) {
+    try {
+      return { kind: 'upgrade', state: readUpgradeState(stateFile) };
+    } catch (err) {
+      throw new StartupError((err as Error).message);
+    }
+  }
   const passed = listenFds(env);
   if (!passed.ok) throw new StartupError(`socket activation: ${passed.error}`);
   const listening = passed.fds.filter((p) => !isRegistrationFd(p.name));
-  if (upgrading) return { kind: 'upgrade', passed: passed.fds };
   if (listening.length > 0) return { kind: 'activated', passed: passed.fds, listening };
   if (config.systemd) {
     throw new StartupError('-systemd: no sockets were passed (LISTEN_FDS is unset); start sdepmd through epmd.socket');
@@ -112,7 +131,9 @@ class Daemon {
   readonly #stopped: Promise<number>;
   #resolveStopped!: (code: number) => void;
   #stopping = false;
-  #inherited: Inherited | null = null;
+  #inherited: UpgradeState | null = null;
+  /** Listening sockets systemd passed in, by fd (kept for the next live upgrade). */
+  readonly #fromSystemd = new Set<number>();
   #served: readonly ServedSocket[] = [];
   #controlPath: string | null = null;
   #control: Server | null = null;
@@ -155,12 +176,14 @@ class Daemon {
     const persistence = this.#persistence;
     const server = this.#server;
     if (this.#origin.kind === 'upgrade') {
-      const inherited = (this.#inherited = await receiveHandOver());
+      // The same process, so the same fd store and journal: carry on with them.
+      const inherited = (this.#inherited = this.#origin.state);
       persistence.load();
-      persistence.hold();
       server.registry.advanceCreation(Math.max(inherited.creationCounter, persistence.creationCounter));
       Object.assign(server.stats, inherited.stats);
-      for (const { socket, restored } of inherited.registrations) server.adopt(socket, restored);
+      for (const { fd, record } of inherited.registrations) {
+        server.adopt(new Socket({ fd, readable: true, writable: true }), restoredFrom(record));
+      }
       return;
     }
     await this.#recoverFromFdStore(persistence.recover(this.#origin.passed));
@@ -213,12 +236,10 @@ class Daemon {
     const origin = this.#origin;
     if (this.#inherited) {
       const inherited = this.#inherited;
-      this.#served = await server.listen(inherited.listeners.map((l): ListenTarget => ({ kind: 'inherited', ...l })));
-      for (const socket of inherited.queued) {
-        server.accept(socket);
-        socket.resume();
-      }
+      for (const l of inherited.listeners) if (l.fromSystemd) this.#fromSystemd.add(l.fd);
+      this.#served = await server.listen(inherited.listeners.map((l): ListenTarget => ({ kind: 'fd', fd: l.fd, name: l.name })));
     } else if (origin.kind === 'activated') {
+      for (const p of origin.listening) this.#fromSystemd.add(p.fd);
       this.#served = await server.listen(origin.listening.map((p): ListenTarget => ({ kind: 'fd', fd: p.fd, name: p.name })));
     } else {
       this.#served = await bindOwnSockets(server, this.#config, this.#log);
@@ -238,27 +259,23 @@ class Daemon {
         `fd store: ${this.#persistence.detail}`,
       { event: 'started' },
     );
-  }
-
-  /**
-   * Phase 5, notify: READY=1, or, in a live upgrade, "serving" to the old process, which tells systemd MAINPID=;
-   * then the watchdog, and STATUS= refreshes.
-   */
-  async notify(): Promise<void> {
-    const notifier = this.#notifier;
     const inherited = this.#inherited;
     if (inherited) {
-      inherited.serving();
-      await inherited.becameMain.catch(() => undefined);
-      // systemd takes fd-store messages from its main process only: they were held until now.
-      this.#persistence.release(this.#keepError);
-    } else {
-      notifier.status(this.#statusText());
-      notifier.ready();
+      this.#log.notice(
+        `live upgrade: ${inherited.fromVersion} (pid ${inherited.pid}) → ${VERSION} (pid ${process.pid}): ` +
+          `${this.#server.registry.size} registration(s) and ${this.#served.length} socket(s) kept; ` +
+          `${Date.now() - inherited.handOverAt} ms without accepting`,
+      );
     }
+  }
+
+  /** Phase 5, notify: READY=1 (after a live upgrade, this ends the reload), the watchdog, STATUS= refreshes. */
+  async notify(): Promise<void> {
+    const notifier = this.#notifier;
+    notifier.status(this.#statusText());
+    notifier.ready();
     const watchdogEvery = notifier.startWatchdog();
     if (watchdogEvery > 0) this.#log.info(`watchdog: pinging systemd every ${watchdogEvery} ms`);
-    if (inherited) notifier.status(this.#statusText());
     // STATUS= is refreshed at most once a second, when the counts moved.
     let statusShown = '';
     if (notifier.active) {
@@ -323,7 +340,13 @@ class Daemon {
 
   async #openControl(onError: (message: string) => void): Promise<void> {
     const path = this.#controlPath;
-    this.#control = path ? await startControlServer(path, { status: () => this.#statusRecord(), names: () => this.#nodeRecords() }, onError) : null;
+    const provider = {
+      status: () => this.#statusRecord(),
+      names: () => this.#nodeRecords(),
+      upgrade: (tell: (reply: UpgradeReply) => Promise<void>) => this.#upgrade(tell),
+      adopt: (nodes: readonly { info: NodeInfoRecord; fd: number }[]) => this.#adopt(nodes),
+    };
+    this.#control = path ? await startControlServer(path, provider, onError) : null;
   }
 
   async #closeControl(): Promise<void> {
@@ -349,6 +372,7 @@ class Daemon {
       underSystemd: this.#underSystemd,
       logLevel: this.#log.levelName,
       sockets: this.#served.map((s) => ({ address: s.address, port: s.port, source: describeTarget(s.target) })),
+      upgrades: this.#inherited?.upgrades ?? 0,
       registered: server.registry.size,
       openConnections: server.openConnections,
       counts: { ...server.stats },
@@ -378,8 +402,14 @@ class Daemon {
     }));
   }
 
-  readonly #onTerm = (signal: NodeJS.Signals): void =>
-    void this.#stop(`${signal} received`, 0, this.#persistence.enabled ? 'preserve' : 'hang-up');
+  /**
+   * SIGTERM (systemd's stop, or a restart): registrations stay in the fd store for the next start. SIGINT (the
+   * uninstaller, or Ctrl-C): stop for good, hanging up on every node so that it registers elsewhere.
+   */
+  readonly #onTerm = (signal: NodeJS.Signals): void => {
+    if (signal === 'SIGTERM' && this.#notifier.active) this.#sayWhoRestarts();
+    void this.#stop(`${signal} received`, 0, this.#persistence.enabled && signal === 'SIGTERM' ? 'preserve' : 'hang-up');
+  };
   readonly #onUsr1 = (): void => this.#changeLevel(+1);
   readonly #onUsr2 = (): void => this.#changeLevel(-1);
   readonly #onHup = (): void => void this.#upgrade();
@@ -404,6 +434,16 @@ class Daemon {
     process.off('unhandledRejection', this.#onInternalError);
   }
 
+  /** At a stop: if it is `systemctl restart epmd`, systemd restarts these units too. */
+  #sayWhoRestarts(): void {
+    const units = requiringUnits();
+    if (units.length === 0) return;
+    this.#log.notice(
+      `if this is a restart, systemd restarts with epmd.service the units that require it: ${units.join(', ')}; ` +
+        '`systemctl reload epmd` upgrades sdepmd without restarting them',
+    );
+  }
+
   #changeLevel(delta: number): void {
     const log = this.#log;
     const before = log.levelName;
@@ -419,38 +459,94 @@ class Daemon {
 
   // ---- The end: a live upgrade (SIGHUP), or a stop ----------------------------------------------------------------
 
-  async #upgrade(): Promise<void> {
-    if (this.#stopping) return;
+  /**
+   * A live upgrade (SIGHUP, or `sdepmd reload` over the control socket, which `tell` answers): check the new code,
+   * then exec it in this process. On success this never returns (execve).
+   */
+  async #upgrade(tell?: (reply: UpgradeReply) => Promise<void>): Promise<void> {
+    const answer = (reply: UpgradeReply): Promise<void> => tell?.(reply).catch(() => undefined) ?? Promise.resolve();
     const log = this.#log;
     const command = this.#options.command;
+    if (this.#stopping) return answer({ ok: false, error: 'the daemon is stopping or already upgrading' });
     if (!command) {
-      log.warning('SIGHUP: live upgrade is not available in this process');
-      return;
+      log.warning('live upgrade is not available in this process');
+      return answer({ ok: false, error: 'live upgrade is not available in this process' });
     }
     this.#stopping = true;
-    log.notice('SIGHUP: live upgrade: starting the new code');
     this.#notifier.reloading();
-    // The new process opens the control socket under the same name.
+    log.notice(`live upgrade: checking the new code (${VERSION} is running)`);
+    const check = await checkNewCode(command, this.#env);
+    if (!check.ok) {
+      log.error(`live upgrade failed, still serving ${VERSION}: ${check.error}`);
+      this.#stopping = false;
+      this.#notifier.ready();
+      return answer({ ok: false, error: check.error });
+    }
+    await answer({ ok: true, fromVersion: VERSION, toVersion: check.version, pid: process.pid });
+    const server = this.#server;
+    log.notice(`live upgrade: ${VERSION} → ${check.version}: handing over ${server.registry.size} registration(s)`);
+    if (this.#statusPoll) clearInterval(this.#statusPoll);
     await this.#closeControl();
-    const result = await handOver({ server: this.#server, log, notifier: this.#notifier, command, env: this.#env });
-    if (result.ok) {
-      this.#stopTimers();
-      this.#persistence.close();
-      this.#detachSignals();
-      this.#resolveStopped(0);
-      return;
+    this.#persistence.close();
+    const error = await execNewCode({
+      server,
+      listeners: server.listeners.map((l, i) => {
+        const target = this.#served[i]?.target;
+        const fd = target?.kind === 'fd' ? target.fd : -1;
+        return { server: l, name: target ? describeName(target) : `socket ${i}`, fromSystemd: this.#fromSystemd.has(fd) };
+      }),
+      command,
+      env: this.#env,
+      stateDirectory: upgradeStateDirectory(this.#env),
+      startedAt: this.#inherited?.startedAt ?? server.startedAt,
+      upgrades: this.#inherited?.upgrades ?? 0,
+      drainMs: 1000,
+    });
+    // Only when execve failed: the sockets are no longer served here; systemd restarts us, and the fd store keeps
+    // the registrations.
+    log.error(`live upgrade failed after the hand-over began: ${error}; exiting so that systemd restarts epmd`);
+    this.#notifier.stopWatchdog();
+    this.#detachSignals();
+    this.#resolveStopped(1);
+  }
+
+  /** Adopts registrations taken over from another epmd (`sdepmd adopt`): new creations, kept in the fd store. */
+  #adopt(nodes: readonly { info: NodeInfoRecord; fd: number }[]): AdoptReply {
+    const server = this.#server;
+    const persistence = this.#persistence;
+    const adopted: string[] = [];
+    const refused: { name: string; reason: string }[] = [];
+    for (const { info, fd } of nodes) {
+      const name = Buffer.from(info.name, 'hex');
+      const display = name.toString('utf8');
+      if (this.#stopping || server.registry.lookup(name)) {
+        refused.push({ name: display, reason: this.#stopping ? 'the daemon is stopping' : 'already registered here' });
+        closeFdQuietly(fd);
+        continue;
+      }
+      const socket = new Socket({ fd, readable: true, writable: true });
+      const restored = {
+        info: { ...info, name, extra: Buffer.from(info.extra, 'hex') },
+        creation: server.registry.issueCreation(info.highestVersion),
+        registeredAt: Date.now(),
+        fdName: null,
+        peer: normaliseAddress(socket.remoteAddress),
+      };
+      if (!server.adopt(socket, restored)) {
+        refused.push({ name: display, reason: 'could not be adopted' });
+        continue;
+      }
+      const registration = server.registry.lookup(name);
+      if (registration && persistence.enabled) {
+        registration.owner.fdName = persistence.added(recordOf(registration), socketFd(socket), server.registry.creationCounter, this.#keepError);
+      }
+      adopted.push(display);
     }
-    log.error(`live upgrade failed: ${result.error}`);
-    if (!result.recoverable) {
-      // Sockets may already be with the dead child: let systemd restart us; the fd store keeps registrations.
-      this.#notifier.stopWatchdog();
-      this.#detachSignals();
-      this.#resolveStopped(1);
-      return;
-    }
-    this.#stopping = false;
-    await this.#openControl((m) => log.info(m));
-    this.#notifier.ready();
+    this.#log.notice(
+      `adopted ${adopted.length} registration(s) from another epmd${adopted.length ? `: ${adopted.join(', ')}` : ''}` +
+        `${refused.length ? `; refused ${refused.map((r) => `${r.name} (${r.reason})`).join(', ')}` : ''}`,
+    );
+    return { adopted, refused };
   }
 
   async #stop(reason: string, code: number, mode: 'hang-up' | 'preserve', drainMs = 1000): Promise<void> {
@@ -518,6 +614,19 @@ function watchRestored(socket: Socket, record: StoredRecord): { socket: Socket; 
       return gone;
     },
   };
+}
+
+/** A listening socket's name for the next code: systemd's FDNAME, else where it was bound. */
+function describeName(target: ListenTarget): string {
+  return target.kind === 'fd' ? target.name || `fd ${target.fd}` : describeTarget(target);
+}
+
+function closeFdQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // already closed
+  }
 }
 
 function describeServed(s: ServedSocket): string {

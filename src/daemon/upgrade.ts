@@ -1,198 +1,166 @@
 /**
- * Live upgrade: the running daemon starts the new code as a child and hands it the listening sockets and every
- * registration's connection, then the child becomes systemd's main process and the old one exits. No systemd
- * restart job runs, so no unit with Requires=epmd.service is restarted, no node sees its connection close, and
- * no connection is refused: while the sockets change hands, new connections wait in the kernel's backlog.
+ * Live upgrade: the running daemon replaces its own program with the new code (execve), in the same process.
  *
- * Handles travel over Node's IPC channel (SCM_RIGHTS underneath), the same mechanism as the cluster module.
+ * Why execve and not a child: systemd supervises its own child only. A child that becomes the main process
+ * (MAINPID=) is "not our child": systemd logs so at every reload, and a later stop could not see it exit
+ * cleanly. With execve the pid never changes, so no MAINPID= is needed, the fd store and the watchdog stay with
+ * the same process, and a later `systemctl stop` is an ordinary stop.
  *
- *   old process                                   new process (SDEPMD_UPGRADE=1)
- *   SIGHUP ─► RELOADING=1, spawn ───────────────► loads its code ─► "loaded"
- *   each listening socket ──────────────────────► holds new connections in a queue
- *   stops accepting; lets in-flight requests end
- *   each registration's socket + record ────────► adopts it into its registry
- *   "done" (counters, creation counter) ────────► serves every socket, drains the queue ─► "serving"
- *   MAINPID=<new>, READY=1; "main"; exits ──────► starts its watchdog; now systemd's main process
+ *   systemctl reload epmd ─► ExecReload: `sdepmd reload` asks over the control socket, and waits
+ *   daemon: RELOADING=1 + MONOTONIC_USEC ─► runs the new code once in check mode (it loads, and exits 0)
+ *     check failed ─► READY=1; answers the error; keeps serving; `sdepmd reload` exits 1: the reload fails
+ *     check passed ─► answers "exec"; stops accepting (the listening sockets stay open: connections queue in
+ *       the backlog); lets requests in flight finish; writes the UpgradeState; clears close-on-exec on the
+ *       listening sockets and every registration's connection; execve(node, same command line)
+ *   new code: reads the state, serves the same fds, READY=1 ─► `sdepmd reload` sees the new version: exit 0
+ *
+ * No systemd restart job runs, so no unit with Requires=epmd.service is restarted and no node sees its
+ * connection close. The hand-over carries raw fds only (handover.ts).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import type { Server, Socket } from 'node:net';
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { Server } from 'node:net';
 import type { EpmdServer } from '../engine/server';
-import type { RestoredRegistration, ServerStats } from '../policy/connection';
-import type { Logger } from './log';
-import type { Notifier } from '../systemd/notify';
-import { restoredFrom, type RegistrationRecord } from '../registry/registration-record';
+import { recordOf } from '../registry/registration-record';
+import { serverFd, socketFd } from '../engine/socket-fd';
+import { closeFd, dupFd, execve, setInheritable } from '../native/fdpass';
+import { parseUpgradeState, type HandedListener, type HandedRegistration, type UpgradeState } from './handover';
+import { VERSION } from '../version';
+import { UPGRADE_CHECK_ENV } from './config';
 
-export type UpgradeMessage =
-  | { readonly type: 'loaded' }
-  | { readonly type: 'listener'; readonly source: string }
-  | { readonly type: 'registration'; readonly registration: RegistrationRecord }
-  | { readonly type: 'done'; readonly creationCounter: number; readonly stats: ServerStats; readonly startedAt: number }
-  | { readonly type: 'serving' }
-  | { readonly type: 'main' };
+/** Names the file that holds the UpgradeState, in the new code's environment. */
+export const UPGRADE_STATE_ENV = 'SDEPMD_UPGRADE_STATE';
+/** How long the new code may take to load in check mode. */
+const CHECK_TIMEOUT_MS = 30_000;
 
-/** Set in the new process's environment. */
-export const UPGRADE_ENV = 'SDEPMD_UPGRADE';
+export type CheckResult = { readonly ok: true; readonly version: string } | { readonly ok: false; readonly error: string };
 
-export interface HandOverOptions {
+/** Runs the new code in check mode; it must exit 0 and print its version. */
+export function checkNewCode(command: readonly string[], env: NodeJS.ProcessEnv): Promise<CheckResult> {
+  return new Promise((resolve) => {
+    const childEnv: NodeJS.ProcessEnv = { ...env, [UPGRADE_CHECK_ENV]: '1' };
+    for (const name of ['LISTEN_PID', 'LISTEN_FDS', 'LISTEN_FDNAMES', 'NOTIFY_SOCKET', 'WATCHDOG_PID', 'WATCHDOG_USEC', UPGRADE_STATE_ENV]) {
+      delete childEnv[name];
+    }
+    let out = '';
+    let err = '';
+    const child = spawn(process.execPath, [...process.execArgv, ...command], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+    const timer = setTimeout(() => child.kill('SIGKILL'), CHECK_TIMEOUT_MS);
+    child.stdout.on('data', (d: Buffer) => (out = (out + d.toString('utf8')).slice(-4096)));
+    child.stderr.on('data', (d: Buffer) => (err = (err + d.toString('utf8')).slice(-4096)));
+    child.once('error', (e) => {
+      clearTimeout(timer);
+      resolve({ ok: false, error: `cannot run the new code: ${e.message}` });
+    });
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      const version = /^sdepmd (\S+)$/m.exec(out)?.[1];
+      if (code === 0 && version) return resolve({ ok: true, version });
+      const why = signal ? `was killed by ${signal}` : `exited with ${code}`;
+      const said = err.trim().split('\n').slice(-3).join(' / ');
+      resolve({ ok: false, error: `the new code ${why} in check mode${said ? `: ${said}` : ''}` });
+    });
+  });
+}
+
+export interface ExecOptions {
   readonly server: EpmdServer;
-  readonly log: Logger;
-  readonly notifier: Notifier;
-  /** The command that runs the (new) daemon: the Node binary's arguments, e.g. [entry script, ...flags]. */
+  /** The listening sockets as served: the names to keep for each. */
+  readonly listeners: readonly { readonly server: Server; readonly name: string; readonly fromSystemd: boolean }[];
+  /** The command line to run again: [entry script, ...arguments]. */
   readonly command: readonly string[];
   readonly env: NodeJS.ProcessEnv;
-  /** How long in-flight requests may take to finish once accepting has stopped. */
-  readonly drainMs?: number;
+  /** Where to leave the UpgradeState (RUNTIME_DIRECTORY under systemd). */
+  readonly stateDirectory: string;
+  readonly startedAt: number;
+  readonly upgrades: number;
+  /** How long requests in flight may take once accepting has stopped. */
+  readonly drainMs: number;
 }
 
-export type HandOverResult =
-  | { readonly ok: true; readonly pid: number; readonly registrations: number; readonly ms: number }
-  /** `recoverable`: nothing was handed over yet, and this process still serves. */
-  | { readonly ok: false; readonly recoverable: boolean; readonly error: string };
-
-/** The old process's side. On success the caller exits; the child is systemd's main process. */
-export async function handOver(options: HandOverOptions): Promise<HandOverResult> {
-  const { server, log, notifier } = options;
-  const started = Date.now();
-  const env: NodeJS.ProcessEnv = { ...options.env, [UPGRADE_ENV]: '1' };
-  for (const name of ['LISTEN_PID', 'LISTEN_FDS', 'LISTEN_FDNAMES', 'WATCHDOG_PID']) delete env[name];
-  const child = spawn(process.execPath, [...options.command], { env, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  const messages = messageQueue(child);
-
-  const loaded = await messages.next(30_000);
-  if (loaded?.type !== 'loaded') {
-    child.kill('SIGKILL');
-    return { ok: false, recoverable: true, error: `the new process did not start: ${messages.failure()}` };
+/**
+ * The old code's side, past the check. Returns only if execve failed, with the reason: the listening sockets are
+ * then no longer served by this process, and the caller must exit (systemd restarts it; the fd store keeps the
+ * registrations).
+ */
+export async function execNewCode(options: ExecOptions): Promise<string> {
+  const { server } = options;
+  const handOverAt = Date.now();
+  // Copies that outlive Node's handles: closing a listening server would otherwise close the socket itself.
+  const listeners: HandedListener[] = [];
+  try {
+    for (const l of options.listeners) {
+      const fd = serverFd(l.server);
+      if (fd < 0) throw new Error(`listening socket ${l.name} has no fd`);
+      listeners.push({ fd: dupFd(fd), name: l.name, fromSystemd: l.fromSystemd });
+    }
+  } catch (err) {
+    for (const l of listeners) closeFd(l.fd);
+    return `cannot keep the listening sockets: ${(err as Error).message}`;
   }
-
-  // From here on, the sockets are the child's.
-  for (const listener of server.listeners) {
-    const address = listener.address();
-    const source = address && typeof address === 'object' ? `${address.address}:${address.port}` : String(address);
-    await send(child, { type: 'listener', source }, listener);
+  // New connections wait in the kernel's backlog from here on.
+  await server.stopAccepting(options.drainMs);
+  const registrations: HandedRegistration[] = [];
+  for (const r of server.registry.newestFirst()) {
+    const fd = socketFd(r.owner.socket);
+    if (fd >= 0) registrations.push({ fd, record: recordOf(r) });
   }
-  await server.stopAccepting(options.drainMs ?? 1000);
-  const handed = server.releaseRegistrations();
-  for (const { socket, registration } of handed) {
-    await send(child, { type: 'registration', registration }, socket);
-  }
-  await send(child, {
-    type: 'done',
+  const state: UpgradeState = {
+    format: 1,
+    fromVersion: VERSION,
+    pid: process.pid,
+    startedAt: options.startedAt,
+    handOverAt,
+    upgrades: options.upgrades + 1,
     creationCounter: server.registry.creationCounter,
     stats: { ...server.stats },
-    startedAt: server.startedAt,
-  });
-  const serving = await messages.next(60_000);
-  if (serving?.type !== 'serving') {
-    child.kill('SIGKILL');
-    return { ok: false, recoverable: false, error: `the new process failed during the hand-over: ${messages.failure()}` };
-  }
-  notifier.handOver(child.pid!);
-  await send(child, { type: 'main' });
-  child.disconnect();
-  child.unref();
-  log.notice(`live upgrade: handed ${handed.length} registration(s) and ${server.listeners.length} socket(s) to pid ${child.pid} in ${Date.now() - started} ms`);
-  return { ok: true, pid: child.pid!, registrations: handed.length, ms: Date.now() - started };
-}
-
-export interface Inherited {
-  readonly listeners: readonly { readonly server: Server; readonly source: string }[];
-  readonly registrations: readonly { readonly socket: Socket; readonly restored: RestoredRegistration }[];
-  readonly creationCounter: number;
-  readonly stats: ServerStats;
-  readonly startedAt: number;
-  /** Connections accepted on the inherited sockets before this process was ready: serve them next. */
-  readonly queued: Socket[];
-  /** Resolves when the old process has told systemd that this one is the main process. */
-  readonly becameMain: Promise<void>;
-  /** Tells the old process that everything is served. */
-  serving(): void;
-}
-
-/** The new process's side: receives everything, queueing the connections that arrive meanwhile. */
-export function receiveHandOver(): Promise<Inherited> {
-  return new Promise((resolve, reject) => {
-    const listeners: { server: Server; source: string }[] = [];
-    const registrations: { socket: Socket; restored: RestoredRegistration }[] = [];
-    const queued: Socket[] = [];
-    let becameMain!: () => void;
-    const main = new Promise<void>((r) => (becameMain = r));
-    const onMessage = (message: UpgradeMessage, handle: unknown) => {
-      switch (message.type) {
-        case 'listener': {
-          const server = handle as Server;
-          server.on('connection', (socket: Socket) => {
-            socket.pause();
-            queued.push(socket);
-          });
-          listeners.push({ server, source: message.source });
-          return;
-        }
-        case 'registration':
-          registrations.push({ socket: handle as Socket, restored: restoredFrom(message.registration) });
-          return;
-        case 'done':
-          return resolve({
-            listeners,
-            registrations,
-            creationCounter: message.creationCounter,
-            stats: message.stats,
-            startedAt: message.startedAt,
-            queued,
-            becameMain: main,
-            serving: () => process.send?.({ type: 'serving' } satisfies UpgradeMessage),
-          });
-        case 'main':
-          process.off('message', onMessage);
-          becameMain();
-          return;
-      }
-    };
-    process.on('message', onMessage);
-    process.once('disconnect', () => {
-      becameMain();
-      reject(new Error('the old process went away during the hand-over'));
-    });
-    process.send?.({ type: 'loaded' } satisfies UpgradeMessage);
-  });
-}
-
-function send(child: ChildProcess, message: UpgradeMessage, handle?: Server | Socket): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const done = (err: Error | null) => (err ? reject(err) : resolve());
-    if (handle) child.send(message, handle as Socket, {}, done);
-    else child.send(message, done);
-  });
-}
-
-function messageQueue(child: ChildProcess) {
-  const inbox: UpgradeMessage[] = [];
-  const waiting: ((m: UpgradeMessage | null) => void)[] = [];
-  let exit: string | null = null;
-  child.on('message', (m: UpgradeMessage) => {
-    const w = waiting.shift();
-    if (w) w(m);
-    else inbox.push(m);
-  });
-  child.once('exit', (code, signal) => {
-    exit = `exited with ${signal ?? code}`;
-    for (const w of waiting.splice(0)) w(null);
-  });
-  return {
-    next(timeoutMs: number): Promise<UpgradeMessage | null> {
-      const queued = inbox.shift();
-      if (queued) return Promise.resolve(queued);
-      if (exit) return Promise.resolve(null);
-      return new Promise((resolve) => {
-        const timer = setTimeout(() => {
-          exit ??= `no answer within ${timeoutMs} ms`;
-          resolve(null);
-        }, timeoutMs);
-        waiting.push((m) => {
-          clearTimeout(timer);
-          resolve(m);
-        });
-      });
-    },
-    failure: () => exit ?? 'unexpected message',
+    listeners,
+    registrations,
   };
+  const file = path.join(options.stateDirectory, `upgrade-${process.pid}.json`);
+  try {
+    fs.writeFileSync(file, JSON.stringify(state), { mode: 0o600 });
+    // Node marks stdin, stdout and stderr close-on-exec at start (libuv's uv_disable_stdio_inheritance): without
+    // clearing that too, the new code would log to /dev/null instead of the journal.
+    for (const fd of [0, 1, 2, ...listeners.map((l) => l.fd), ...registrations.map((r) => r.fd)]) setInheritable(fd, true);
+    execve(process.execPath, [process.execPath, ...process.execArgv, ...options.command], { ...options.env, [UPGRADE_STATE_ENV]: file });
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
+/** The directory for the UpgradeState: the unit's RuntimeDirectory=, else the temporary directory. */
+export function upgradeStateDirectory(env: NodeJS.ProcessEnv): string {
+  return env.RUNTIME_DIRECTORY?.split(':')[0] || os.tmpdir();
+}
+
+/**
+ * The new code's side: reads (and removes) the state the old code left, and makes its fds close-on-exec again.
+ * Fds it names that turn out not to be open are dropped from it.
+ */
+export function readUpgradeState(file: string): UpgradeState {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } finally {
+    try {
+      fs.unlinkSync(file);
+    } catch {
+      // gone already
+    }
+  }
+  const parsed = parseUpgradeState(text);
+  if (!parsed.ok) throw new Error(`live upgrade: the state ${file} is invalid: ${parsed.error}`);
+  const state = parsed.value;
+  const open = (fd: number) => {
+    try {
+      setInheritable(fd, false);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  return { ...state, listeners: state.listeners.filter((l) => open(l.fd)), registrations: state.registrations.filter((r) => open(r.fd)) };
 }

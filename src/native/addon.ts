@@ -19,12 +19,38 @@ export interface SdepmdAddon {
   pidfdInodeId(pid: number): bigint | number;
   /** sd_journal_sendv(3) with "KEY=value" fields: 0 once sent, < 0 is -errno. */
   journalSend(fields: string[]): number;
+  /** pidfd_open(2): a pidfd, or -errno. */
+  pidfdOpen(pid: number): number;
+  /** pidfd_getfd(2): a close-on-exec copy of another process's fd, or -errno. */
+  pidfdGetfd(pidfd: number, fd: number): number;
+  /** Sends all of `data` on a unix stream socket, `fds` (at most 253) with its first byte: bytes sent, or -errno. */
+  sendFds(sock: number, data: Buffer, fds: number[]): number;
+  /** One non-blocking recvmsg(2): the bytes (empty at end of stream) and fds received, or -errno (-EAGAIN: none yet). */
+  recvFds(sock: number, maxBytes: number, maxFds: number): { data: Buffer; fds: number[] } | number;
+  /** Clears FD_CLOEXEC (inheritable: kept across execve) or sets it: 0, or -errno. */
+  setInheritable(fd: number, inheritable: boolean): number;
+  /** A close-on-exec duplicate (>= 3), or -errno. */
+  dupFd(fd: number): number;
+  /** execve(2): returns only on failure, with -errno. */
+  execve(path: string, argv: string[], env: string[]): number;
 }
 
 /** dist/native/addon.js and src/native/addon.ts are both two levels below the repo root. */
 export const DEFAULT_ADDON_PATH = path.join(__dirname, '..', '..', 'native', 'sdepmd', 'build', 'Release', 'sdepmd.node');
 
-const REQUIRED_EXPORTS: readonly (keyof SdepmdAddon)[] = ['notifyWithFds', 'setCloexec', 'pidfdInodeId', 'journalSend'];
+const REQUIRED_EXPORTS: readonly (keyof SdepmdAddon)[] = [
+  'notifyWithFds',
+  'setCloexec',
+  'pidfdInodeId',
+  'journalSend',
+  'pidfdOpen',
+  'pidfdGetfd',
+  'sendFds',
+  'recvFds',
+  'setInheritable',
+  'dupFd',
+  'execve',
+];
 
 const cache = new Map<string, SdepmdAddon | Error>();
 

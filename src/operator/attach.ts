@@ -1,10 +1,20 @@
 /**
  * `sdepmd attach UNIT...` / `sdepmd detach UNIT...`: write or remove the drop-in
- * /etc/systemd/system/UNIT.d/epmd-dependency.conf (Requires=/After=epmd.service, ERL_AFLAGS=-start_epmd false),
- * then `systemctl daemon-reload`. Idempotent; --dry-run changes nothing; units systemd does not know are refused.
+ * /etc/systemd/system/UNIT.d/epmd-dependency.conf (Requires=/After=epmd.service, -start_epmd false), then
+ * `systemctl daemon-reload`. Idempotent; --dry-run changes nothing.
+ *
+ * Refused: units systemd does not know; epmd's own units, and units epmd.service or epmd.socket is ordered after
+ * (the drop-in would make an ordering cycle); unless --force, units that do not run an Erlang VM, and units whose
+ * EnvironmentFile= sets ERL_ZFLAGS (it would override the drop-in's).
+ *
+ * -start_epmd false goes in ERL_ZFLAGS, merged with the unit's own ERL_ZFLAGS: erlexec reads ERL_AFLAGS, the
+ * command line (and its -args_file, e.g. a release's vm.args), ERL_FLAGS, then ERL_ZFLAGS, and the last
+ * -start_epmd wins, so the unit's ERL_AFLAGS (a -setcookie, say) is left as it is, and a -start_epmd true anywhere
+ * before cannot undo it.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { splitQuoted } from './snapshot';
 
 export const DROP_IN_NAME = 'epmd-dependency.conf';
 /** What the drop-in makes the unit depend on: epmd.service (the default) or only epmd.socket (--wants). */
@@ -38,6 +48,40 @@ export interface AttachOptions {
   readonly askSystemd?: boolean;
   /** The drop-in's content (default: the installed copy, else the repository's units/epmd-dependency.conf). */
   readonly content?: string;
+  /** Attach units that do not look like an Erlang VM, or whose EnvironmentFile= sets ERL_ZFLAGS. */
+  readonly force?: boolean;
+}
+
+/** epmd's own units: attaching them would make the dependency point at itself. */
+const EPMD_UNITS = ['epmd.service', 'epmd.socket'];
+/** What runs an Erlang VM: erl, erlexec, beam.smp, Elixir's tools, rebar3, or a release script (bin/NAME foreground). */
+const ERLANG_EXEC = /(^|[\s/])(erl|erlexec|beam(\.smp)?|elixir|iex|mix|rebar3?)(\s|;|$)|\bbin\/\S+ (foreground|console|start|daemon)\b|\/erts-[\d.]+\//;
+
+/** -start_epmd false added to (or set in) a flags value, keeping every other flag. */
+export function mergeStartEpmd(flags: string): string {
+  const words = splitQuoted(flags);
+  const kept: string[] = [];
+  for (let i = 0; i < words.length; i++) {
+    if (words[i] === '-start_epmd') {
+      i++;
+      continue;
+    }
+    kept.push(/[\s"\\]/.test(words[i]!) ? JSON.stringify(words[i]) : words[i]!);
+  }
+  return [...kept, '-start_epmd', 'false'].join(' ');
+}
+
+/** The value of VAR in a systemd Environment= list (the last assignment wins), or ''. */
+export function environmentValue(assignments: readonly string[], name: string): string {
+  let value = '';
+  for (const a of assignments) if (a.startsWith(`${name}=`)) value = a.slice(name.length + 1);
+  return value;
+}
+
+/** The drop-in for one unit: the template with its flags line carrying the unit's merged ERL_ZFLAGS. */
+export function contentFor(template: string, zflags: string): string {
+  const line = `Environment=${JSON.stringify(`ERL_ZFLAGS=${mergeStartEpmd(zflags)}`)}`;
+  return /^Environment="?ERL_[AZ]?FLAGS=.*$/m.test(template) ? template.replace(/^Environment="?ERL_[AZ]?FLAGS=.*$/m, line) : `${template.trimEnd()}\n${line}\n`;
 }
 
 export function dropInContent(variant: DropInVariant = 'requires'): string {
@@ -64,21 +108,82 @@ function readOrNull(file: string): string | null {
   }
 }
 
-/** Refuses units systemd does not know. Returns the messages for the refused ones. */
-async function checkUnits(units: readonly string[], opts: AttachOptions, deps: AttachDeps): Promise<string[]> {
+interface Checked {
+  readonly refused: string[];
+  /** Each accepted unit's own ERL_ZFLAGS (to merge with). */
+  readonly zflags: Map<string, string>;
+}
+
+/** Refuses units systemd does not know, epmd's own, cycles, and (unless --force) non-Erlang units. */
+async function checkUnits(units: readonly string[], opts: AttachOptions, deps: AttachDeps, verb: 'attach' | 'detach'): Promise<Checked> {
   const refused: string[] = [];
+  const zflags = new Map<string, string>();
+  const askSystemd = opts.root === undefined || opts.askSystemd === true;
+  let orderedBefore: Set<string> | null = null;
   for (const unit of units) {
-    if (opts.root !== undefined && !opts.askSystemd) {
+    if (verb === 'attach' && EPMD_UNITS.includes(unit)) {
+      refused.push(`${unit}: it is epmd's own unit (the drop-in would make epmd depend on itself)`);
+      continue;
+    }
+    if (!askSystemd) {
       const dirs = ['etc', 'run', 'lib', 'usr/lib'].map((d) => path.join(opts.root!, d, 'systemd', 'system', unit));
       if (!dirs.some((f) => fs.existsSync(f))) refused.push(`${unit}: no such unit (no unit file under ${opts.root})`);
       continue;
     }
-    const r = await deps.systemctl(['show', '-p', 'LoadState', '--value', '--', unit]);
-    const state = r.stdout.trim();
-    if (r.code !== 0) refused.push(`${unit}: systemctl show failed (exit ${r.code}): ${r.stderr.trim()}`);
-    else if (state === 'not-found' || state === '') refused.push(`${unit}: no such unit (systemctl show -p LoadState: ${state || 'nothing'})`);
+    const r = await deps.systemctl(['show', '-p', 'LoadState,ExecStart,Environment,EnvironmentFiles', '--', unit]);
+    const info = showProperties(r.stdout);
+    const state = info.LoadState ?? '';
+    if (r.code !== 0) {
+      refused.push(`${unit}: systemctl show failed (exit ${r.code}): ${r.stderr.trim()}`);
+      continue;
+    }
+    if (state === 'not-found' || state === '') {
+      refused.push(`${unit}: no such unit (systemctl show -p LoadState: ${state || 'nothing'})`);
+      continue;
+    }
+    if (verb === 'detach') continue;
+    orderedBefore ??= await unitsBeforeEpmd(deps);
+    if (orderedBefore.has(unit)) {
+      refused.push(`${unit}: epmd.service or epmd.socket is ordered after it, so the drop-in would make an ordering cycle`);
+      continue;
+    }
+    if (!opts.force && !ERLANG_EXEC.test(info.ExecStart ?? '')) {
+      refused.push(`${unit}: it does not run an Erlang VM (ExecStart: ${(info.ExecStart ?? '').slice(0, 120) || 'none'}); --force attaches it anyway`);
+      continue;
+    }
+    const fromFiles = environmentFilesSetting(info.EnvironmentFiles ?? '', 'ERL_ZFLAGS');
+    if (!opts.force && fromFiles) {
+      refused.push(`${unit}: its EnvironmentFile ${fromFiles} sets ERL_ZFLAGS, which would override the drop-in: add -start_epmd false there, or --force`);
+      continue;
+    }
+    zflags.set(unit, environmentValue(splitQuoted(info.Environment ?? ''), 'ERL_ZFLAGS'));
   }
-  return refused;
+  return { refused, zflags };
+}
+
+/** `systemctl show -p ... UNIT` of one unit: KEY=VALUE lines (the first of each key). */
+function showProperties(text: string): Partial<Record<string, string>> {
+  const props: Partial<Record<string, string>> = {};
+  for (const line of text.split('\n')) {
+    const eq = line.indexOf('=');
+    if (eq > 0) props[line.slice(0, eq)] ??= line.slice(eq + 1);
+  }
+  return props;
+}
+
+/** Every unit epmd.service and epmd.socket are ordered after, transitively (After=). */
+async function unitsBeforeEpmd(deps: AttachDeps): Promise<Set<string>> {
+  const r = await deps.systemctl(['list-dependencies', '--after', '--plain', '--all', '--no-legend', '--no-pager', ...EPMD_UNITS]);
+  return new Set(r.code === 0 ? r.stdout.split('\n').map((l) => l.trim().replace(/^[●○*\s]+/, '')).filter(Boolean) : []);
+}
+
+/** The first EnvironmentFile (of `systemctl show -p EnvironmentFiles`) that sets `name`, or null. */
+function environmentFilesSetting(files: string, name: string): string | null {
+  for (const m of files.matchAll(/(\S+) \(ignore_errors=(yes|no)\)/g)) {
+    const text = readOrNull(m[1]!);
+    if (text && new RegExp(`^\\s*(export\\s+)?${name}=`, 'm').test(text)) return m[1]!;
+  }
+  return null;
 }
 
 async function reload(opts: AttachOptions, deps: AttachDeps, verb: string): Promise<boolean> {
@@ -98,21 +203,22 @@ async function reload(opts: AttachOptions, deps: AttachDeps, verb: string): Prom
 /** Exit codes: 0 done (or nothing to do), 1 refused or failed. */
 export async function attachUnits(names: readonly string[], opts: AttachOptions, deps: AttachDeps): Promise<number> {
   const units = [...new Set(names.map(normalizeUnit))];
-  const refused = await checkUnits(units, opts, deps);
+  const { refused, zflags } = await checkUnits(units, opts, deps, 'attach');
   if (refused.length > 0) {
     for (const r of refused) deps.stderr(`sdepmd attach: refusing ${r}\n`);
     deps.stderr('sdepmd attach: nothing changed\n');
     return 1;
   }
-  let content: string;
+  let template: string;
   try {
-    content = opts.content ?? dropInContent();
+    template = opts.content ?? dropInContent();
   } catch (err) {
     deps.stderr(`sdepmd attach: ${(err as Error).message}\n`);
     return 1;
   }
   const changed: string[] = [];
   for (const unit of units) {
+    const content = contentFor(template, zflags.get(unit) ?? '');
     const file = dropInPath(unit, opts.root);
     const current = readOrNull(file);
     if (current === content) {
@@ -141,7 +247,7 @@ export async function attachUnits(names: readonly string[], opts: AttachOptions,
 
 export async function detachUnits(names: readonly string[], opts: AttachOptions, deps: AttachDeps): Promise<number> {
   const units = [...new Set(names.map(normalizeUnit))];
-  const refused = await checkUnits(units, opts, deps);
+  const { refused } = await checkUnits(units, opts, deps, 'detach');
   if (refused.length > 0) {
     for (const r of refused) deps.stderr(`sdepmd detach: refusing ${r}\n`);
     deps.stderr('sdepmd detach: nothing changed\n');

@@ -60,11 +60,23 @@ const SPECS: Readonly<Record<string, VerbSpec>> = {
       'dry-run': DRY_RUN,
       root: ROOT,
       wants: { type: 'boolean', default: false, describe: 'Depend on epmd.socket only (Wants=/After=epmd.socket): epmd restarts are never passed on to the app' },
+      force: { type: 'boolean', default: false, describe: 'Attach a unit that does not look like an Erlang VM, or whose EnvironmentFile= sets ERL_ZFLAGS' },
     },
     positionals: { min: 1, label: 'UNIT' },
     run: (a, io) => attachCommand('attach', a, io),
   },
   detach: { options: { 'dry-run': DRY_RUN, root: ROOT }, positionals: { min: 1, label: 'UNIT' }, run: (a, io) => attachCommand('detach', a, io) },
+  reload: { options: { port: PORT, control_socket: CONTROL }, run: reloadVerb },
+  adopt: {
+    options: {
+      port: PORT,
+      control_socket: CONTROL,
+      pid: { type: 'number', describe: "The old epmd's pid (default: the C epmd that holds the port)" },
+      'dry-run': DRY_RUN,
+      start: { type: 'boolean', default: true, describe: 'Start epmd.socket and epmd.service once the old epmd is gone (--no-start: sdepmd is started another way)' },
+    },
+    run: adoptVerb,
+  },
   listen: {
     options: {
       port: PORT,
@@ -174,6 +186,7 @@ async function attachCommand(verb: 'attach' | 'detach', args: VerbArgs, io: CliI
     dryRun: args['dry-run'] === true,
     ...(root !== undefined ? { root } : {}),
     ...(args.wants === true ? { content: dropInContent('wants') } : {}),
+    force: args.force === true,
   };
   const units = args._.map(String);
   return verb === 'attach' ? attachUnits(units, opts, deps) : detachUnits(units, opts, deps);
@@ -191,6 +204,24 @@ async function exposureCommand(verb: ExposureVerb, args: VerbArgs, io: CliIo): P
     { words, reset: args.reset === true, dryRun: args['dry-run'] === true, later: args.later === true, port: port.value, ...(root !== undefined ? { root } : {}) },
     { systemctl: (a) => run('systemctl', ['--no-pager', ...a], 120_000), stdout: io.stdout, stderr: io.stderr },
   );
+}
+
+/** `sdepmd reload` (the unit's ExecReload=): exit 0 once the new code serves, 1 when the upgrade failed. */
+async function reloadVerb(args: VerbArgs, io: CliIo): Promise<number> {
+  const t = target(args, io);
+  if (typeof t === 'string') return usageError(io, t, 'reload');
+  const { reloadCommand } = await import('./reload');
+  return reloadCommand(t.control, io);
+}
+
+/** `sdepmd adopt`: exit 0 when every registration of the old epmd was adopted (or there was none). */
+async function adoptVerb(args: VerbArgs, io: CliIo): Promise<number> {
+  const t = target(args, io);
+  if (typeof t === 'string') return usageError(io, t, 'adopt');
+  const pid = typeof args.pid === 'number' && Number.isInteger(args.pid) && args.pid > 0 ? args.pid : undefined;
+  if (args.pid !== undefined && pid === undefined) return usageError(io, '--pid must be a process id', 'adopt');
+  const { adoptCommand } = await import('./adopt');
+  return adoptCommand({ port: t.port, controlPath: t.control, pid, dryRun: args['dry-run'] === true, startUnits: args.start !== false }, io);
 }
 
 /** Exit codes: 0 healthy (warnings allowed), 1 at least one error finding. */

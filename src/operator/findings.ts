@@ -179,15 +179,16 @@ function isAppService(unit: string | null): unit is string {
   return unit !== null && unit.endsWith('.service') && unit !== EPMD_SERVICE;
 }
 
-/** The commands that remove a stray epmd for good. */
-function strayFix(p: ProcessInfo): string[] {
+/**
+ * The commands that remove a stray epmd for good. `sdepmd adopt` first: it copies every registration the stray
+ * holds into sdepmd (pidfd_getfd), ends the stray and starts epmd.socket and epmd.service, so that no node on the
+ * host drops out; then the app gets the drop-in, which applies at its next restart (no restart is needed now).
+ */
+function strayFix(f: Facts, p: ProcessInfo): string[] {
   const unit = unitOfCgroup(p.cgroup);
-  if (isAppService(unit)) {
-    // Stopping the app kills its epmd with it; with the drop-in, it starts again after epmd.service. Not
-    // `systemctl restart`: its transaction starts epmd.socket while the app's epmd still holds the port.
-    return [`sdepmd attach ${unit}`, `systemctl stop ${unit}`, `systemctl start ${unit}`];
-  }
-  return [`kill ${p.pid}`, `systemctl restart ${EPMD_SOCKET}`];
+  // adopt asks the epmd on this port for its registrations: an epmd on another port is only ended.
+  const end = f.portHolders.has(p.pid) ? [`sdepmd adopt --pid ${p.pid}`] : [`kill ${p.pid}`, `systemctl start ${EPMD_SOCKET}`];
+  return isAppService(unit) ? [`sdepmd attach ${unit}`, ...end] : end;
 }
 
 function journalEvidence(s: HostSnapshot): string[] {
@@ -269,7 +270,7 @@ export function factsOf(s: HostSnapshot): Facts {
 /** The commands that free the port from a holder that is not systemd's epmd. */
 function holderFix(f: Facts, h: Holder): string[] {
   const p = f.byPid.get(h.pid);
-  if (p && isEpmdProcess(p)) return strayFix(p);
+  if (p && isEpmdProcess(p)) return strayFix(f, p);
   const unit = p ? unitOfCgroup(p.cgroup) : null;
   if (unit && unit.endsWith('.service')) {
     const enabled = f.units.get(unit)?.unitFileState === 'enabled';
@@ -280,7 +281,7 @@ function holderFix(f: Facts, h: Holder): string[] {
 
 /** Everything that must go before epmd.socket can listen: stray epmds, then foreign holders of the port. */
 function clearPortFix(f: Facts): string[] {
-  return [...f.stray.flatMap(strayFix), ...f.foreignNonEpmd.flatMap((h) => holderFix(f, h))];
+  return [...f.stray.flatMap((p) => strayFix(f, p)), ...f.foreignNonEpmd.flatMap((h) => holderFix(f, h))];
 }
 
 /** epmd.socket is installed (systemctl answered and knows it). */
@@ -321,10 +322,13 @@ function serviceTrouble(f: Facts): { failing: boolean; restarting: boolean } | n
   return failing || restarting || service.nRestarts > 0 ? { failing, restarting } : null;
 }
 
-/** How to restart an app: stop and start when it holds a stray epmd (see strayFix), else restart. */
+/**
+ * How to apply an app's settings: restart it; but when it holds a stray epmd, adopt that epmd's registrations
+ * instead (see strayFix): the app keeps running, and its drop-in applies at its next start.
+ */
 function restartFix(f: Facts, unit: string): string[] {
-  const holdsStray = f.stray.some((p) => unitOfCgroup(p.cgroup) === unit);
-  return holdsStray ? [`systemctl stop ${unit}`, `systemctl start ${unit}`] : [`systemctl restart ${unit}`];
+  const stray = f.stray.find((p) => unitOfCgroup(p.cgroup) === unit);
+  return stray ? strayFix(f, stray).filter((c) => !c.startsWith('sdepmd attach')) : [`systemctl restart ${unit}`];
 }
 
 /** What an app unit lacks to be attached: dependency lines, and -start_epmd false on VMs that would spawn epmd. */
@@ -397,7 +401,7 @@ export const socketNotListening: Rule = (f) => {
         `systemctl show ${EPMD_SOCKET}: ActiveState=${socket.activeState}, SubState=${socket.subState}, Result=${socket.result}`,
         ...portEvidence(f),
       ],
-      fix: [...clearPortFix(f), `systemctl restart ${EPMD_SOCKET}`],
+      fix: [...clearPortFix(f), `systemctl start ${EPMD_SOCKET}`],
     },
   ];
 };
@@ -411,7 +415,7 @@ export const portHeld: Rule = (f) =>
       `ss -Hltnp 'sport = :${f.s.port}': ${describeHolder(h, f.byPid)}`,
       ...f.portListeners.filter((l) => l.holders.some((x) => x.pid === h.pid)).map((l) => `listening on ${l.address}`),
     ],
-    fix: [...holderFix(f, h), `systemctl restart ${EPMD_SOCKET}`],
+    fix: [...holderFix(f, h), `systemctl start ${EPMD_SOCKET}`],
   }));
 
 function strayEvidence(f: Facts, p: ProcessInfo): string[] {
@@ -433,7 +437,7 @@ export const epmdInAppCgroup: Rule = (f) =>
           ...strayEvidence(f, p),
           `stopping or restarting ${unit} kills this epmd, and every other node on the host drops out of epmd`,
         ],
-        fix: strayFix(p),
+        fix: strayFix(f, p),
       },
     ];
   });
@@ -448,7 +452,7 @@ export const epmdOutsideService: Rule = (f) =>
         severity: 'error',
         title: `an epmd runs outside ${EPMD_SERVICE}${unit ? ` (in ${unit})` : ''}`,
         evidence: strayEvidence(f, p),
-        fix: strayFix(p),
+        fix: strayFix(f, p),
       },
     ];
   });
@@ -462,7 +466,8 @@ export const multipleEpmd: Rule = (f) =>
           severity: 'error',
           title: `${f.epmds.length} epmd processes are running; there must be one, in ${EPMD_SERVICE}`,
           evidence: f.epmds.map((p) => `${describeProcess(p)} [${unitOfCgroup(p.cgroup) ?? p.cgroup}]`),
-          fix: f.stray.length > 0 ? f.stray.flatMap(strayFix) : [`systemctl restart ${EPMD_SERVICE}`],
+          // Never a restart of epmd.service (it restarts every app that requires it): end the extra processes.
+          fix: f.stray.length > 0 ? f.stray.flatMap((p) => strayFix(f, p)) : f.epmds.filter((p) => p.pid !== f.service?.mainPid).map((p) => `kill ${p.pid}`),
         },
       ];
 
@@ -498,7 +503,7 @@ export const epmdServiceFailing: Rule = (f) => {
         ...(journal.length > 0 ? journal : ['journalctl -u epmd: no lines']),
       ],
       fix: failing
-        ? [`journalctl -u ${EPMD_SERVICE} -n 50 --no-pager`, `systemctl reset-failed ${EPMD_SERVICE}`, `systemctl restart ${EPMD_SOCKET}`]
+        ? [`journalctl -u ${EPMD_SERVICE} -n 50 --no-pager`, `systemctl reset-failed ${EPMD_SERVICE}`, `systemctl start ${EPMD_SOCKET} ${EPMD_SERVICE}`]
         : [`journalctl -u ${EPMD_SERVICE} -n 50 --no-pager`],
     },
   ];
@@ -512,12 +517,14 @@ export const appNotAttached: Rule = (f) =>
     if (missing.length === 0) return [];
     const unitHasFlag = (unit?.environment ?? []).some((e) => /^ERL_[AZ]?FLAGS=.*-start_epmd\s+false/.test(e));
     const attached = gaps.length === 0 && unitHasFlag;
+    // Attached but not restarted yet: its registration is fine; only its next start needs the settings.
+    const holdsStray = f.stray.some((p) => unitOfCgroup(p.cgroup) === unitId);
     return [
       {
         id: 'app-not-attached',
-        severity: 'error',
+        severity: attached && !holdsStray ? 'warning' : 'error',
         title: attached
-          ? `${unitId} was attached to epmd.service but still runs with its old settings (restart it)`
+          ? `${unitId} was attached to epmd.service but still runs with its old settings (they apply at its next restart)`
           : `${unitId} runs an Erlang VM without ${missing.join(', ')}`,
         evidence: [
           ...vms.map(describeProcess),
@@ -593,9 +600,29 @@ export const epmdNotAnswering: Rule = (f) =>
           severity: 'error',
           title: `no epmd answers on port ${f.s.port}`,
           evidence: [f.s.registeredError ?? 'no answer', ...journalEvidence(f.s)],
-          fix: [`journalctl -u ${EPMD_SERVICE} -n 50 --no-pager`, `systemctl restart ${EPMD_SOCKET}`],
+          fix: [`journalctl -u ${EPMD_SERVICE} -n 50 --no-pager`, `systemctl start ${EPMD_SOCKET} ${EPMD_SERVICE}`],
         },
       ];
+
+/**
+ * A unit ordered after epmd (After=epmd.service or epmd.socket, as attach makes it) that epmd is itself ordered
+ * after: an ordering cycle. systemd then drops a job to break it, and a restart can hang with jobs waiting, leaving
+ * the apps down (attaching epmd.socket itself did this).
+ */
+export const dependencyCycle: Rule = (f) =>
+  // epmd.service is ordered after epmd.socket by design: the cycle is on the other side.
+  [...f.units.values()].filter((u) => u.id !== EPMD_SERVICE).flatMap((u) =>
+    [EPMD_SERVICE, EPMD_SOCKET]
+      .filter((epmd) => epmd !== u.id && u.after.includes(epmd) && (f.units.get(epmd)?.after ?? []).includes(u.id))
+      .slice(0, 1)
+      .map((epmd): Finding => ({
+        id: 'dependency-cycle',
+        severity: 'error',
+        title: `${u.id} and ${epmd} are each ordered after the other: an ordering cycle`,
+        evidence: [`systemctl show ${u.id}: After=${u.after.join(' ')}`, `systemctl show ${epmd}: After=${f.units.get(epmd)?.after.join(' ') ?? ''}`],
+        fix: [`sdepmd detach ${u.id}`],
+      })),
+  );
 
 export const listenersUnknown: Rule = ({ s }) =>
   s.listeners !== null
@@ -709,6 +736,7 @@ export const RULES: readonly Rule[] = [
   epmdNotAnswering,
   socketExposed,
   epmdAddressIgnored,
+  dependencyCycle,
   listenersUnknown,
 ];
 

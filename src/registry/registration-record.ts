@@ -4,7 +4,8 @@
  */
 import type { NodeRegistration, RestoredRegistration } from '../policy/connection';
 
-export interface RegistrationRecord {
+/** A node's data as it gave it in ALIVE2 (name and extra hex): what an adoption from another epmd carries. */
+export interface NodeInfoRecord {
   readonly name: string;
   readonly port: number;
   readonly nodeType: number;
@@ -12,6 +13,9 @@ export interface RegistrationRecord {
   readonly highestVersion: number;
   readonly lowestVersion: number;
   readonly extra: string;
+}
+
+export interface RegistrationRecord extends NodeInfoRecord {
   readonly creation: number;
   readonly registeredAt: number;
   readonly peer: string;

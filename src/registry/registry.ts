@@ -124,6 +124,11 @@ export class Registry<Owner = unknown> {
     return { ok: true, registration };
   }
 
+  /** A new creation number, as a registration would get: for a registration adopted from another epmd. */
+  issueCreation(highestVersion: number): number {
+    return this.#nextCreation(highestVersion);
+  }
+
   /** Moves the creation counter forward to at least `value` (it never moves back). */
   advanceCreation(value: number): void {
     if (value >>> 0 > this.#creation) this.#creation = value >>> 0;

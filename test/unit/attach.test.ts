@@ -15,7 +15,8 @@ function harness(known: string[] = ['billing.service', 'other.service']) {
       calls.push([...args]);
       if (args[0] === 'show') {
         const unit = args[args.length - 1]!;
-        return { code: 0, stdout: known.includes(unit) ? 'loaded\n' : 'not-found\n', stderr: '' };
+        const erl = 'ExecStart={ path=/usr/bin/erl ; argv[]=/usr/bin/erl -sname x -noshell ; ignore_errors=no }\n';
+        return { code: 0, stdout: known.includes(unit) ? `LoadState=loaded\n${erl}` : 'LoadState=not-found\n', stderr: '' };
       }
       return { code: 0, stdout: '', stderr: '' };
     },
@@ -102,7 +103,7 @@ describe('against systemd (fake systemctl)', () => {
   test('refuses units that systemctl show reports as not-found, before touching anything', async () => {
     const h = harness();
     expect(await attachUnits(['nope'], { dryRun: false, content: REPO_DROP_IN }, h.deps)).toBe(1);
-    expect(h.calls).toEqual([['show', '-p', 'LoadState', '--value', '--', 'nope.service']]);
+    expect(h.calls).toEqual([['show', '-p', 'LoadState,ExecStart,Environment,EnvironmentFiles', '--', 'nope.service']]);
     expect(h.err()).toContain('refusing nope.service: no such unit (systemctl show -p LoadState: not-found)');
     const d = harness();
     expect(await detachUnits(['nope'], { dryRun: false }, d.deps)).toBe(1);
@@ -114,7 +115,7 @@ describe('against systemd (fake systemctl)', () => {
     expect(h.out()).toContain('billing.service: would write /etc/systemd/system/billing.service.d/epmd-dependency.conf:\n');
     expect(h.out()).toContain('    Requires=epmd.service\n');
     expect(h.out()).toContain('would run: systemctl daemon-reload\n');
-    expect(h.calls.every((c) => c[0] === 'show')).toBe(true);
+    expect(h.calls.every((c) => c[0] === 'show' || c[0] === 'list-dependencies')).toBe(true);
   });
 });
 
@@ -123,8 +124,9 @@ describe('with a root and the fake systemctl (askSystemd)', () => {
     const h = harness();
     expect(await attachUnits(['billing', 'other'], { dryRun: false, root: tmp, askSystemd: true, content: REPO_DROP_IN }, h.deps)).toBe(0);
     expect(h.calls).toEqual([
-      ['show', '-p', 'LoadState', '--value', '--', 'billing.service'],
-      ['show', '-p', 'LoadState', '--value', '--', 'other.service'],
+      ['show', '-p', 'LoadState,ExecStart,Environment,EnvironmentFiles', '--', 'billing.service'],
+      ['list-dependencies', '--after', '--plain', '--all', '--no-legend', '--no-pager', 'epmd.service', 'epmd.socket'],
+      ['show', '-p', 'LoadState,ExecStart,Environment,EnvironmentFiles', '--', 'other.service'],
       ['daemon-reload'],
     ]);
     expect(h.out()).toContain('sdepmd attach: ran systemctl daemon-reload');
@@ -132,7 +134,7 @@ describe('with a root and the fake systemctl (askSystemd)', () => {
     // Idempotent: nothing to do, no reload.
     const again = harness();
     expect(await attachUnits(['billing', 'other'], { dryRun: false, root: tmp, askSystemd: true, content: REPO_DROP_IN }, again.deps)).toBe(0);
-    expect(again.calls.map((c) => c[0])).toEqual(['show', 'show']);
+    expect(again.calls.map((c) => c[0])).toEqual(['show', 'list-dependencies', 'show']);
     const det = harness();
     expect(await detachUnits(['billing'], { dryRun: false, root: tmp, askSystemd: true }, det.deps)).toBe(0);
     expect(det.calls.map((c) => c[0])).toEqual(['show', 'daemon-reload']);
@@ -141,11 +143,93 @@ describe('with a root and the fake systemctl (askSystemd)', () => {
   test('a failing daemon-reload is exit 1', async () => {
     const errors: string[] = [];
     const failing: AttachDeps = {
-      systemctl: async (args) => (args[0] === 'show' ? { code: 0, stdout: 'loaded\n', stderr: '' } : { code: 1, stdout: '', stderr: 'Access denied' }),
+      systemctl: async (args) =>
+        args[0] === 'show'
+          ? { code: 0, stdout: 'LoadState=loaded\nExecStart={ path=/usr/bin/erl ; argv[]=/usr/bin/erl ; }\n', stderr: '' }
+          : args[0] === 'list-dependencies'
+            ? { code: 0, stdout: '', stderr: '' }
+            : { code: 1, stdout: '', stderr: 'Access denied' },
       stdout: () => undefined,
       stderr: (t) => errors.push(t),
     };
     expect(await attachUnits(['billing'], { dryRun: false, root: tmp, askSystemd: true, content: REPO_DROP_IN }, failing)).toBe(1);
     expect(errors.join('')).toContain('daemon-reload failed (exit 1): Access denied');
+  });
+});
+
+describe('what attach refuses, and what it keeps of the unit', () => {
+  /** A fake systemctl with per-unit show output and a list of units epmd is ordered after. */
+  function fake(units: Record<string, string>, before: string[] = []) {
+    const calls: string[][] = [];
+    const out: string[] = [];
+    const err: string[] = [];
+    const deps: AttachDeps = {
+      systemctl: async (args) => {
+        calls.push([...args]);
+        if (args[0] === 'show') {
+          const text = units[args[args.length - 1]!];
+          return { code: 0, stdout: text === undefined ? 'LoadState=not-found\n' : `LoadState=loaded\n${text}`, stderr: '' };
+        }
+        if (args[0] === 'list-dependencies') return { code: 0, stdout: before.map((u) => `${u}\n`).join(''), stderr: '' };
+        return { code: 0, stdout: '', stderr: '' };
+      },
+      stdout: (t) => out.push(t),
+      stderr: (t) => err.push(t),
+    };
+    return { deps, calls, out: () => out.join(''), err: () => err.join('') };
+  }
+  const erl = (env = '', files = '') =>
+    `ExecStart={ path=/usr/bin/erl ; argv[]=/usr/bin/erl -sname billing -noshell ; ignore_errors=no }\nEnvironment=${env}\nEnvironmentFiles=${files}\n`;
+  const opts = () => ({ dryRun: false, root: tmp, askSystemd: true, content: REPO_DROP_IN });
+
+  test("epmd's own units are refused, even with --force", async () => {
+    const h = fake({ 'epmd.socket': erl(), 'epmd.service': erl() });
+    expect(await attachUnits(['epmd.socket', 'epmd'], { ...opts(), force: true }, h.deps)).toBe(1);
+    expect(h.err()).toContain("refusing epmd.socket: it is epmd's own unit");
+    expect(h.err()).toContain("refusing epmd.service: it is epmd's own unit");
+    expect(fs.existsSync(realPathUnder('epmd.socket'))).toBe(false);
+  });
+
+  test('a unit epmd is ordered after is refused: the drop-in would make an ordering cycle', async () => {
+    const h = fake({ 'early.service': erl() }, ['network.target', 'early.service']);
+    expect(await attachUnits(['early'], { ...opts(), force: true }, h.deps)).toBe(1);
+    expect(h.err()).toContain('refusing early.service: epmd.service or epmd.socket is ordered after it');
+  });
+
+  test('a unit that does not run an Erlang VM is refused unless --force', async () => {
+    const pg = 'ExecStart={ path=/usr/lib/postgresql/15/bin/postgres ; argv[]=/usr/lib/postgresql/15/bin/postgres -D /var/lib/x ; }\n';
+    const h = fake({ 'postgresql.service': pg });
+    expect(await attachUnits(['postgresql'], opts(), h.deps)).toBe(1);
+    expect(h.err()).toContain('refusing postgresql.service: it does not run an Erlang VM');
+    const forced = fake({ 'postgresql.service': pg });
+    expect(await attachUnits(['postgresql'], { ...opts(), force: true }, forced.deps)).toBe(0);
+  });
+
+  test('release scripts and elixir count as Erlang VMs', async () => {
+    const rel = 'ExecStart={ path=/bin/sh ; argv[]=/bin/sh -c exec "$RELEASE_ROOT/bin/billing" foreground ; }\n';
+    const ex = 'ExecStart={ path=/usr/bin/elixir ; argv[]=/usr/bin/elixir --sname a app.exs ; }\n';
+    const h = fake({ 'rel.service': rel, 'ex.service': ex });
+    expect(await attachUnits(['rel', 'ex'], opts(), h.deps)).toBe(0);
+  });
+
+  test("the unit's ERL_AFLAGS is left alone, and its ERL_ZFLAGS is merged with -start_epmd false", async () => {
+    const h = fake({ 'billing.service': erl('HOME=/root "ERL_AFLAGS=-setcookie s3cret" "ERL_ZFLAGS=+K true -start_epmd true"') });
+    expect(await attachUnits(['billing'], opts(), h.deps)).toBe(0);
+    const written = fs.readFileSync(realPathUnder('billing.service'), 'utf8');
+    expect(written).toContain('Environment="ERL_ZFLAGS=+K true -start_epmd false"\n');
+    expect(written).not.toMatch(/^Environment="?ERL_AFLAGS/m);
+    expect(written).toContain('Requires=epmd.service');
+    // Again, with the drop-in's own value now in the effective environment: the same file.
+    const again = fake({ 'billing.service': erl('"ERL_ZFLAGS=+K true -start_epmd false"') });
+    expect(await attachUnits(['billing'], opts(), again.deps)).toBe(0);
+    expect(again.out()).toContain('already attached');
+  });
+
+  test('an EnvironmentFile that sets ERL_ZFLAGS (it would override the drop-in) is refused unless --force', async () => {
+    const envFile = path.join(tmp, 'billing.env');
+    fs.writeFileSync(envFile, 'RELEASE_ROOT=/opt/billing\nERL_ZFLAGS=-start_epmd true\n');
+    const h = fake({ 'billing.service': erl('', `${envFile} (ignore_errors=no)`) });
+    expect(await attachUnits(['billing'], opts(), h.deps)).toBe(1);
+    expect(h.err()).toContain(`its EnvironmentFile ${envFile} sets ERL_ZFLAGS`);
   });
 });

@@ -121,7 +121,7 @@ describe('doctor: each finding', () => {
     });
     const f = only(diagnose(s), 'socket-not-listening');
     expect(f.evidence).toContain('nothing listens on port 4369');
-    expect(f.fix).toEqual(['systemctl restart epmd.socket']);
+    expect(f.fix).toEqual(['systemctl start epmd.socket']);
   });
 
   test('epmd.socket not installed', () => {
@@ -137,7 +137,7 @@ describe('doctor: each finding', () => {
     const squatter = s.processes.find((p) => unitOfCgroup(p.cgroup) === 'squatter.service')!;
     expect(held.title).toBe(`port 4369 is held by node (pid ${squatter.pid}), which is not epmd`);
     expect(held.evidence[0]).toContain(`pid ${squatter.pid} (node) in squatter.service`);
-    expect(held.fix).toEqual(['systemctl stop squatter.service', 'systemctl restart epmd.socket']);
+    expect(held.fix).toEqual(['systemctl stop squatter.service', 'systemctl start epmd.socket']);
   });
 
   test('a foreign process outside any unit: kill it', () => {
@@ -155,8 +155,8 @@ describe('doctor: each finding', () => {
     expect(e.title).toBe("an epmd runs inside billing_prod.service's cgroup: stopping billing_prod.service would kill it");
     expect(e.evidence.join('\n')).toMatch(/\(epmd\): \/usr\/lib\/erlang\/erts-[\d.]+\/bin\/epmd -daemon/);
     expect(e.evidence.join('\n')).toContain('it holds port 4369, so epmd.socket cannot listen');
-    // Not `systemctl restart`: its transaction would start epmd.socket while the app's epmd still holds the port.
-    expect(e.fix).toEqual(['sdepmd attach billing_prod.service', 'systemctl stop billing_prod.service', 'systemctl start billing_prod.service']);
+    // No restart of anything: adopt keeps every registration the stray holds, and the app keeps running.
+    expect(e.fix).toEqual(['sdepmd attach billing_prod.service', `sdepmd adopt --pid ${/pid (\d+) \(epmd\)/.exec(e.evidence.join('\n'))![1]}`]);
     expect(only(f, 'app-not-attached').fix).toEqual(e.fix);
   });
 
@@ -167,7 +167,7 @@ describe('doctor: each finding', () => {
     const f = diagnose(s);
     expect(ids(f)).toEqual(['epmd-outside-service', 'multiple-epmd']);
     expect(only(f, 'epmd-outside-service').title).toBe('an epmd runs outside epmd.service (in session-3.scope)');
-    expect(only(f, 'epmd-outside-service').fix).toEqual(['kill 900', 'systemctl restart epmd.socket']);
+    expect(only(f, 'epmd-outside-service').fix).toEqual(['kill 900', 'systemctl start epmd.socket']);
     expect(only(f, 'multiple-epmd').evidence).toHaveLength(2);
   });
 
@@ -308,7 +308,7 @@ describe('doctor: each finding', () => {
     const text = formatFindings(diagnose(s), s);
     expect(text.split('\n')[0]).toBe('sdepmd doctor: 3 error(s)');
     expect(text).toMatch(/\nerror: an epmd runs inside billing_prod\.service's cgroup: stopping billing_prod\.service would kill it \[epmd-in-app-cgroup\]\n {2}pid \d+ \(epmd\)/);
-    expect(text).toMatch(/\n {2}fix:\n {4}sdepmd attach billing_prod\.service\n {4}systemctl stop billing_prod\.service\n/);
+    expect(text).toMatch(/\n {2}fix:\n {4}sdepmd attach billing_prod\.service\n {4}sdepmd adopt --pid \d+\n/);
   });
 });
 
@@ -426,4 +426,17 @@ describe('doctor: exposure', () => {
     const noSocket = { ...s, units: s.units.filter((u) => u.id !== 'epmd.socket') };
     expect(ids(diagnose(noSocket))).not.toContain('epmd-address-ignored');
   });
+});
+
+test('an ordering cycle between an attached unit and epmd (e.g. epmd.socket attached to itself) is an error', () => {
+  const base = healthy();
+  const units = base.units.map((u) =>
+    u.id === 'epmd.socket' ? { ...u, after: [...u.after, 'epmd.service'], requires: [...u.requires, 'epmd.service'] } : u,
+  );
+  const f = diagnose(edit(base, { units }));
+  const cycle = f.filter((x) => x.id === 'dependency-cycle');
+  expect(cycle).toHaveLength(1);
+  expect(cycle[0]!.title).toBe('epmd.socket and epmd.service are each ordered after the other: an ordering cycle');
+  expect(cycle[0]!.fix).toEqual(['sdepmd detach epmd.socket']);
+  expect(diagnose(base).some((x) => x.id === 'dependency-cycle')).toBe(false);
 });
