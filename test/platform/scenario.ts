@@ -266,6 +266,8 @@ export function platformSuite(suite: Suite, release: string): void {
         say(`.deb built in ${((Date.now() - t0) / 1000).toFixed(0)} s (two versions); Depends: ${control}`);
         expect(control).toMatch(/nodejs \(>= 18\.20\)/);
         expect(control).toMatch(/libsystemd0/);
+        // Every addon in it is N-API: the same package serves Node 18 and Node 20 (no libnode<ABI> pin).
+        expect(control).not.toMatch(/libnode/);
 
         /** apt with its full output; dpkg errors and warnings fail the test. */
         const apt = async (args: string, what: string) => {
