@@ -7,6 +7,7 @@
 # the local Node headers) and packs the built code, the production node_modules and the native addon under
 # /usr/lib/sdepmd, /usr/bin/sdepmd, and the units as /usr/lib/systemd/system/epmd.{socket,service}, which take over
 # erlang-base's units of the same names through dpkg diversions (packaging/deb/: preinst, postinst, prerm, postrm).
+# Also the man pages, the bash and zsh completions, the docs and the (not enabled) metrics timer.
 # Depends: nodejs (>= 18.20), libsystemd0. sdepmd's addon is N-API, so one package runs on Debian 12's Node 18 and
 # Debian 13's Node 20. If a dependency ships a Node-ABI-specific addon, the package also depends on the libnode<ABI>
 # it was built against (Debian names libnode after the ABI: libnode108 is Node 18, libnode115 Node 20).
@@ -40,10 +41,17 @@ trap 'rm -rf "$stage"' EXIT
 lib="$stage/usr/lib/sdepmd"
 mkdir -p "$lib" "$stage/usr/bin" "$stage/usr/lib/systemd/system" "$stage/usr/share/sdepmd" "$stage/usr/share/doc/sdepmd" "$stage/DEBIAN"
 cp -a package.json package-lock.json bin dist node_modules "$lib/"
-for addon in native/*/build/Release/*.node; do
-  [ -e "$addon" ] || { say "no native addon was built (native/*/build/Release/*.node)"; exit 1; }
-  mkdir -p "$lib/$(dirname "$addon")"
-  cp -a "$addon" "$lib/$addon"
+# The addons this checkout builds (a native/NAME/ with a binding.gyp; a stale build/ of a removed addon is skipped).
+for gyp in native/*/binding.gyp; do
+  dir=$(dirname "$gyp")
+  found=0
+  for addon in "$dir"/build/Release/*.node; do
+    [ -e "$addon" ] || continue
+    mkdir -p "$lib/$(dirname "$addon")"
+    cp -a "$addon" "$lib/$addon"
+    found=1
+  done
+  [ "$found" = 1 ] || { say "$dir was not built ($dir/build/Release/*.node)"; exit 1; }
 done
 (cd "$lib" && npm prune --omit=dev --no-audit --no-fund --loglevel=error >/dev/null)
 rm -f "$lib/node_modules/.sdepmd-lock-sha256" "$lib/node_modules/.package-lock.json"
@@ -51,28 +59,28 @@ rm -f "$lib/node_modules/.sdepmd-lock-sha256" "$lib/node_modules/.package-lock.j
 find "$lib/node_modules" -type d \( -name obj.target -o -name .deps \) -path '*/build/*' -prune -exec rm -rf {} +
 find "$lib/node_modules" -path '*/build/*' -type f \( -name '*.mk' -o -name Makefile -o -name '*.gypi' -o -name '*.o' \) -delete
 ln -s ../lib/sdepmd/bin/sdepmd "$stage/usr/bin/sdepmd"
-for unit in epmd.socket epmd.service erlang-app@.service; do
-  sed -e 's#/usr/local/bin/sdepmd#/usr/bin/sdepmd#g; s#/usr/local/share/sdepmd#/usr/share/sdepmd#g' \
+# The units (the metrics timer is shipped, not enabled: systemctl enable --now sdepmd-metrics.timer).
+for unit in epmd.socket epmd.service erlang-app@.service sdepmd-metrics.service sdepmd-metrics.timer; do
+  [ -f "units/$unit" ] || continue
+  sed -e 's#/usr/local/bin/sdepmd#/usr/bin/sdepmd#g; s#/usr/local/share/#/usr/share/#g' \
     -e "s|^# Installed to /etc/systemd/system, where it overrides .*|# Installed by the sdepmd package, which diverts erlang-base's unit of the same name (dpkg-divert --list).|" \
     "units/$unit" > "$stage/usr/lib/systemd/system/$unit"
 done
 cp units/epmd-dependency.conf units/epmd-socket-dependency.conf "$stage/usr/share/sdepmd/"
-cp README.md "$stage/usr/share/doc/sdepmd/"
+cp README.md docs/*.md "$stage/usr/share/doc/sdepmd/"
 printf 'sdepmd\nLicense: %s\n' "$(node -p 'require("./package.json").license')" > "$stage/usr/share/doc/sdepmd/copyright"
-# The man page and shell completions, where the checkout has them.
-for page in man/*.[1-8] docs/man/*.[1-8]; do
+# The man pages and shell completions, where the checkout has them (the same paths scripts/install.sh uses, under /usr).
+for page in man/*.[1-8]; do
   [ -f "$page" ] || continue
   sec="${page##*.}"; mkdir -p "$stage/usr/share/man/man$sec"
   gzip -9n < "$page" > "$stage/usr/share/man/man$sec/$(basename "$page").gz"
 done
-for comp in completions/*; do
-  [ -f "$comp" ] || continue
-  case "$comp" in
-    *.bash|*/sdepmd) mkdir -p "$stage/usr/share/bash-completion/completions"; cp "$comp" "$stage/usr/share/bash-completion/completions/sdepmd" ;;
-    *.zsh|*/_sdepmd) mkdir -p "$stage/usr/share/zsh/vendor-completions"; cp "$comp" "$stage/usr/share/zsh/vendor-completions/_sdepmd" ;;
-    *.fish) mkdir -p "$stage/usr/share/fish/vendor_completions.d"; cp "$comp" "$stage/usr/share/fish/vendor_completions.d/sdepmd.fish" ;;
-  esac
-done
+if [ -f completion/sdepmd.bash ]; then
+  install -D -m 0644 completion/sdepmd.bash "$stage/usr/share/bash-completion/completions/sdepmd"
+fi
+if [ -f completion/_sdepmd ]; then
+  install -D -m 0644 completion/_sdepmd "$stage/usr/share/zsh/vendor-completions/_sdepmd"
+fi
 chmod -R u=rwX,go=rX "$stage/usr"
 
 # N-API addons load on any Node >= the N-API version they use; anything else is tied to this Node's ABI.
