@@ -10,7 +10,7 @@ _sdepmd() {
         words=("${COMP_WORDS[@]}")
         cword=$COMP_CWORD
     }
-    local commands="names status metrics doctor attach detach listen allow"
+    local commands="names status metrics doctor attach detach reload adopt listen allow"
     local daemon_flags="-port -address -d -debug -relaxed_command_check -systemd -daemon -packet_timeout -delay_accept
         -delay_write -request_budget -max_connections -max_connections_per_peer -max_registrations -fdstore_max
         -control_socket -names -kill -stop -dump -started -help -version"
@@ -40,12 +40,14 @@ _sdepmd() {
         attach|detach)
             if [[ $cur == -* ]]; then
                 local opts="--dry-run --root --help"
-                [[ $command == attach ]] && opts="$opts --wants"
+                [[ $command == attach ]] && opts="$opts --wants --force"
                 COMPREPLY=($(compgen -W "$opts" -- "$cur"))
             else
                 # Running services: the Erlang apps are among them.
                 COMPREPLY=($(compgen -W "$(systemctl list-units --type=service --state=running --plain --no-legend 2>/dev/null | awk '{print $1}')" -- "$cur"))
             fi ;;
+        reload) COMPREPLY=($(compgen -W "--port --control_socket --help" -- "$cur")) ;;
+        adopt) COMPREPLY=($(compgen -W "--port --control_socket --pid --dry-run --no-start --help" -- "$cur")) ;;
         listen) COMPREPLY=($(compgen -W "--port --dry-run --later --reset --root --help" -- "$cur")) ;;
         allow) COMPREPLY=($(compgen -W "--dry-run --reset --root --help localhost" -- "$cur")) ;;
     esac

@@ -18,7 +18,7 @@ export const VERBS: readonly VerbSummary[] = [
   { name: 'doctor', args: '[--json | --snapshot]', summary: 'Inspect this host and print each problem with its evidence and the commands that fix it' },
   { name: 'attach', args: '[--dry-run] [--wants] [--force] UNIT...', summary: "Make Erlang units depend on epmd.service (a drop-in with Requires=, After=, -start_epmd false merged into the unit's ERL_ZFLAGS)" },
   { name: 'detach', args: '[--dry-run] UNIT...', summary: 'Remove the drop-in that attach wrote' },
-  { name: 'reload', args: '', summary: 'Live-upgrade the running daemon to the installed code and wait: exit 1 when the new code fails its check (the old code then still serves)' },
+  { name: 'reload', args: '[--port N]', summary: 'Live-upgrade the running daemon to the installed code and wait: exit 1 when the new code fails its check (the old code then still serves)' },
   { name: 'adopt', args: '[--pid N] [--dry-run] [--no-start]', summary: "As root: take over a running C epmd's registrations (pidfd_getfd), end it, start sdepmd, and hand them over" },
   { name: 'listen', args: '[--dry-run] ADDRESS...', summary: 'Make epmd.socket listen only on these addresses (plus loopback), without restarting any app' },
   { name: 'allow', args: '[--dry-run] CIDR...', summary: 'Let only these networks (plus loopback) reach epmd.socket (IPAddressAllow=/IPAddressDeny=)' },

@@ -173,7 +173,7 @@ d('sdepmd doctor / attach / detach in a real systemd: each fault created, named,
     // daemon-reload ran: systemd sees the dependency without anyone reloading by hand.
     expect((await show('billing_prod.service', 'Requires')).split(' ')).toContain('epmd.service');
     expect((await show('billing_prod.service', 'After')).split(' ')).toContain('epmd.service');
-    expect(await show('billing_prod.service', 'Environment')).toContain('ERL_AFLAGS=-start_epmd false');
+    expect(await show('billing_prod.service', 'Environment')).toContain('ERL_ZFLAGS=-start_epmd false');
     expect(await show('billing_prod.service', 'DropInPaths')).toContain(file);
 
     const again = await sh([SDEPMD, 'attach', 'billing_prod.service']);

@@ -163,7 +163,10 @@ export class Lifecycle {
     }
     for (const r of this.raws) {
       const events = (await this.rawEvents(r)).slice(rawBefore.get(r.name) ?? 0);
-      if (events.some((e) => e.ev === 'CLOSED')) lost.add(`${r.name} (connection closed)`);
+      if (events.some((e) => e.ev === 'CLOSED')) {
+        lost.delete(r.name);
+        lost.add(`${r.name} (connection closed)`);
+      }
     }
     const bounced = APPS.filter((a) => beforePids[a] !== afterPids[a]);
     this.log(`${this.host.label} | ${name}: ${ms} ms; lost [${[...lost].join(', ')}]; bounced [${bounced.join(', ')}]; ${notes}`);

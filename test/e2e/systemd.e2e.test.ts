@@ -247,7 +247,7 @@ d('sdepmd under a real systemd: install, activation, seed scenario fixed, journa
           const running = (await show(path.basename(cg), 'ActiveState')) === 'active';
           if (running) expect(inApp.some((p) => p.comm === 'beam.smp')).toBe(true);
           expect(inApp.filter(looksLikeEpmd)).toEqual([]);
-          // The drop-in's ERL_AFLAGS reached the VM.
+          // The drop-in's -start_epmd false (in ERL_ZFLAGS) reached the VM.
           for (const beam of inApp.filter((p) => p.comm === 'beam.smp')) expect(beam.argv.join(' ')).toMatch(/-start_epmd false/);
         }
       };

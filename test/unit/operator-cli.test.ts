@@ -25,7 +25,7 @@ describe('sdepmd --help', () => {
     const help = topLevelHelp();
     for (const verb of SUBCOMMANDS) expect(help).toMatch(new RegExp(`^  ${verb} +\\S`, 'm'));
     for (const f of FLAGS) expect(help).toMatch(new RegExp(`^  -${f.name}\\b`, 'm'));
-    expect(SUBCOMMANDS).toEqual(['names', 'status', 'metrics', 'doctor', 'attach', 'detach', 'listen', 'allow']);
+    expect(SUBCOMMANDS).toEqual(['names', 'status', 'metrics', 'doctor', 'attach', 'detach', 'reload', 'adopt', 'listen', 'allow']);
     // No line wider than the terminal width it was laid out for.
     for (const line of help.split('\n')) expect(line.length).toBeLessThanOrEqual(112);
   });
@@ -80,7 +80,7 @@ describe('each verb lists only its own options', () => {
   });
 
   test('the options each verb has', () => {
-    expect(verbOptions('attach').sort()).toEqual(['dry-run', 'root', 'wants']);
+    expect(verbOptions('attach').sort()).toEqual(['dry-run', 'force', 'root', 'wants']);
     expect(verbOptions('detach').sort()).toEqual(['dry-run', 'root']);
     for (const v of ['attach', 'detach']) for (const o of ['port', 'json', 'control_socket']) expect(verbOptions(v)).not.toContain(o);
   });
