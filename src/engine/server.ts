@@ -10,6 +10,8 @@ import { Registry } from '../registry/registry';
 import { recordOf, type RegistrationRecord } from '../registry/registration-record';
 import { sweepIntervalSeconds } from '../policy/timeouts';
 import { emptyRefusalCounts, refusalReason } from '../daemon/refusals';
+import { loadAddon } from '../native/addon';
+import { socketFd } from './socket-fd';
 import {
   serveConnection,
   type ConnectionContext,
@@ -32,6 +34,8 @@ export interface ServedSocket {
   readonly target: ListenTarget;
   readonly address: string;
   readonly port: number;
+  /** The socket's listen backlog as the kernel reports it, or null when it cannot be read. */
+  readonly backlog: number | null;
 }
 
 export interface ServerOptions {
@@ -41,7 +45,10 @@ export interface ServerOptions {
   readonly limits: Limits;
   /** The port NAMES and DUMP replies report; 0 means "the first socket's port". */
   readonly epmdPort: number;
-  /** listen() backlog. Node would otherwise reset a passed socket's Backlog= to 511. */
+  /**
+   * listen() backlog for the sockets sdepmd binds itself, and for passed sockets whose own backlog cannot be read
+   * (a passed socket keeps the backlog it has: systemd's Backlog=).
+   */
   readonly backlog: number;
   readonly creationSeed?: number;
   /** Unregistered names DUMP remembers (the C epmd: 1,000, or 5 with -d). */
@@ -176,7 +183,9 @@ export class EpmdServer {
           server.on('error', (err) => this.#log.error(`listening socket ${describeTarget(target)}: ${err.message}`));
           resolve();
         };
-        if (target.kind === 'fd') server.listen({ fd: target.fd, backlog: this.#options.backlog }, done);
+        // Node listens again on a passed socket, and ignores `backlog` in the options for an fd: given as the second
+        // argument, the socket's own backlog (systemd's Backlog=) is what it listens with, so nothing changes.
+        if (target.kind === 'fd') server.listen({ fd: target.fd }, listenBacklogOf(target.fd) ?? this.#options.backlog, done);
         else {
           const ipv6Only = target.host.includes(':');
           server.listen({ host: target.host, port: target.port, backlog: this.#options.backlog, ipv6Only }, done);
@@ -203,10 +212,11 @@ export class EpmdServer {
 
   #addServed(server: Server, target: ListenTarget): void {
     const address = server.address();
+    const backlog = listenBacklogOf(socketFd(server));
     const served: ServedSocket =
       address && typeof address === 'object'
-        ? { target, address: address.address, port: address.port }
-        : { target, address: String(address), port: 0 };
+        ? { target, address: address.address, port: address.port, backlog }
+        : { target, address: String(address), port: 0, backlog };
     this.#servers.push(server);
     this.#served.push(served);
   }
@@ -371,6 +381,15 @@ export class EpmdServer {
     if (this.#refusalWindow.logged++ < REFUSALS_LOGGED_PER_SECOND) log.warning(`refused ${peer}: ${why}`, fields ?? { event: 'refused', peer });
     else this.#refusalWindow.suppressed++;
   }
+}
+
+/** The backlog a listening socket has, or null when it cannot be read (no addon, not a listening TCP socket). */
+export function listenBacklogOf(fd: number): number | null {
+  if (fd < 0) return null;
+  const addon = loadAddon();
+  if (addon instanceof Error) return null;
+  const backlog = addon.listenBacklog(fd);
+  return backlog > 0 ? backlog : null;
 }
 
 export function describeTarget(target: ListenTarget): string {

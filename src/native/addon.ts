@@ -33,6 +33,11 @@ export interface SdepmdAddon {
   dupFd(fd: number): number;
   /** execve(2): returns only on failure, with -errno. */
   execve(path: string, argv: string[], env: string[]): number;
+  /**
+   * The backlog of a listening TCP socket (what `ss -ltn` shows as Send-Q), or -errno: -EINVAL when it is not
+   * listening, -EOPNOTSUPP or -ENOTSOCK when it is not TCP.
+   */
+  listenBacklog(fd: number): number;
 }
 
 /** dist/native/addon.js and src/native/addon.ts are both two levels below the repo root. */
@@ -50,6 +55,7 @@ const REQUIRED_EXPORTS: readonly (keyof SdepmdAddon)[] = [
   'setInheritable',
   'dupFd',
   'execve',
+  'listenBacklog',
 ];
 
 const cache = new Map<string, SdepmdAddon | Error>();

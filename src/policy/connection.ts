@@ -328,6 +328,10 @@ export function serveConnection(ctx: ConnectionContext, socket: Socket, restored
   function replyAndClose(reply: Buffer | readonly Buffer[], then?: () => void): void {
     if (ctx.delayWriteMs <= 0) return finish(Buffer.isBuffer(reply) ? reply : Buffer.concat(reply), then);
     phase = 'replying';
+    // Read nothing more meanwhile, as the C epmd (asleep in its write) reads nothing: a client that half-closes
+    // or sends more while it waits still gets its reply (Node would otherwise end the socket on the client's EOF).
+    socket.pause();
+    socket.allowHalfOpen = true;
     const parts = Buffer.isBuffer(reply) ? [reply] : reply;
     const next = (i: number) => {
       setTimeout(() => {

@@ -868,6 +868,15 @@ const CASES: Case[] = [
     },
   },
   {
+    name: '-delay_write 1 -packet_timeout 1: a client that half-closes, or sends more, while its reply waits still gets it',
+    configs: ['delay_write 1'],
+    run: async (s) => {
+      await s.register('register', alive2('patient', { port: 40023 }), { replyWaitMs: 3000 });
+      await s.timed('NAMES, then EOF', [NAMES], { gapMs: 0, waitMs: 4000, mask: 'names', halfClose: true, chunks: 'sizes' });
+      await s.timed('PORT_PLEASE2, then more bytes 0.3 s later', [z('patient'), Buffer.from('more')], { gapMs: 300, waitMs: 4000, chunks: 'sizes' });
+    },
+  },
+  {
     name: '-delay_write 1 -packet_timeout 1: KILL answered OK after 1 s, then the daemon exits 0',
     configs: ['delay_write 1'],
     run: async (s) => {

@@ -43,12 +43,13 @@ export interface TimedResult {
 
 /**
  * Sends `writes` with `gapMs` between them, then waits up to `waitMs` for the server to close, recording when
- * each chunk of the reply arrived. `reset` resets the connection `reset` ms after the last write.
+ * each chunk of the reply arrived. `reset` resets the connection `reset` ms after the last write; `halfClose` sends
+ * EOF right after it.
  */
 export function timedProbe(
   port: number,
   writes: readonly Buffer[],
-  o: { gapMs: number; waitMs: number; reset?: number },
+  o: { gapMs: number; waitMs: number; reset?: number; halfClose?: boolean },
 ): Promise<TimedResult> {
   return new Promise((resolve, reject) => {
     const chunks: { atMs: number; bytes: number }[] = [];
@@ -71,6 +72,7 @@ export function timedProbe(
         if (i < writes.length - 1) await sleep(o.gapMs);
       }
       if (!writes.length) lastWrite = Date.now();
+      if (o.halfClose) socket.end();
       if (o.reset !== undefined) setTimeout(() => done || (socket.resetAndDestroy(), finish('closed')), o.reset).unref();
       setTimeout(() => finish('open'), o.waitMs).unref();
     });
@@ -320,6 +322,7 @@ export class Session {
       waitMs: number;
       mask?: Mask;
       reset?: number;
+      halfClose?: boolean;
       timeout?: { seconds: number; sweep: number };
       chunks?: 'sizes' | 'times';
     },

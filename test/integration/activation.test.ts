@@ -11,6 +11,7 @@ import { names, portPlease, register } from '../../src/cli/client';
 import { SDEPMD_BIN } from '../support/daemons';
 import { startSink, type Sink } from '../support/notify-sink';
 import { loadAddon } from '../../src/native/addon';
+import { ssBacklog } from '../support/ss';
 
 function loadAddonOrThrow() {
   const addon = loadAddon();
@@ -183,3 +184,17 @@ async function waitFor(predicate: () => boolean, ms = 5000): Promise<void> {
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+test('the passed socket keeps its backlog (Backlog=), also across a live upgrade, where Node alone would set 511', async () => {
+  sink = await startSink(dir, 50);
+  daemon = await activate(['--backlog=1234', 'epmd.socket=tcp4:127.0.0.1'], { NOTIFY_SOCKET: sink.path });
+  await nextMessage(sink, /^READY=1$/);
+  const port = daemon.ports[0]!;
+  expect(ssBacklog(port)).toBe(1234);
+  daemon.child.kill('SIGHUP');
+  await nextMessage(sink, /^RELOADING=1/);
+  await nextMessage(sink, /^READY=1$/);
+  await waitFor(() => /live upgrade: /.test(daemon!.stderr()));
+  expect((await names({ host: '127.0.0.1', port })).epmdPort).toBe(port);
+  expect(ssBacklog(port)).toBe(1234);
+});
