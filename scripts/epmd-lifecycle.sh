@@ -32,7 +32,12 @@ main_is_sdepmd() {
     && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q sdepmd
 }
 
-c_epmd_running() { pgrep -x epmd >/dev/null 2>&1; }
+# A process named epmd (the C epmd; sdepmd runs as node). From /proc: minimal hosts have no pgrep.
+c_epmd_running() {
+  local comm
+  for comm in /proc/[0-9]*/comm; do [ "$(cat "$comm" 2>/dev/null)" = epmd ] && return 0; done
+  return 1
+}
 
 take_over() {
   local bin="${1:?take-over needs the sdepmd binary}" start="${2:-}"
@@ -87,6 +92,9 @@ release() {
   done
   [ "$changed" = 1 ] && systemctl daemon-reload
   main_is_sdepmd || return 0
+  if ! command -v ss >/dev/null 2>&1; then
+    lost+=("(cannot tell which programs hold registrations: ss is missing; apt-get install iproute2)")
+  fi
   while read -r comm pid erts; do
     [ -z "$comm" ] && continue
     if reregisters "$erts"; then otp=$((otp + 1)); else lost+=("$comm (pid $pid${erts:+, erts $erts})"); fi

@@ -273,7 +273,7 @@ d('sdepmd doctor / attach / detach in a real systemd: each fault created, named,
     expect(f.title).toBe(`port 4369 is held by node (pid ${squatterPid}), which is not epmd`);
     expect(f.evidence.join('\n')).toContain('in squatter.service');
     expect(find(r, 'socket-not-listening').evidence.join('\n')).toContain(`port 4369 is held by pid ${squatterPid} (node) in squatter.service`);
-    expect(f.fix).toEqual(['systemctl stop squatter.service', 'systemctl restart epmd.socket']);
+    expect(f.fix).toEqual(['systemctl stop squatter.service', 'systemctl start epmd.socket']);
     await applyFix(f);
     await waitGreen('doctor green after the squatter is gone');
   }), TEST_TIMEOUT);

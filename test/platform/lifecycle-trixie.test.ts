@@ -1,0 +1,68 @@
+/**
+ * The lifecycle matrix (test/e2e/lifecycle-scenarios.ts) on stock Debian 13 (systemd 257, OTP 27, its own nodejs),
+ * booted for real by debian-host.ts. The same scenarios as on systemd 252, with what systemd >= 254 adds: the
+ * installer writes RestartMode=direct and FileDescriptorStorePreserve=yes, so a crash bounces no app and a stop then
+ * start keeps the registrations. Measured rows are printed with the prefix "[lifecycle-257]".
+ */
+import { DebianHost, GUEST_REPO, debianHostAvailable } from './debian-host';
+import { peerDescribe } from '../support/peers';
+import { reporter } from '../support/wait';
+import { Lifecycle, matrixTable, type MatrixRow } from '../e2e/lifecycle-scenarios';
+
+const STEP = 30 * 60_000;
+const report = reporter('lifecycle-257');
+const d = peerDescribe('stock Debian 13 host (debootstrap + systemd-nspawn)', debianHostAvailable('trixie'));
+
+/** One shell word. */
+const quote = (w: string): string => (/^[\w./:=@%+,-]+$/.test(w) ? w : `'${w.replace(/'/g, `'\\''`)}'`);
+
+d('every transition of epmd itself, on systemd 257 (Debian 13)', () => {
+  let host: DebianHost | undefined;
+  let lc: Lifecycle;
+  const expectAsked = (row: MatrixRow) => expect(row.problems).toEqual([]);
+
+  beforeAll(async () => {
+    host = await DebianHost.boot('trixie');
+    const h = host;
+    // The operator's Erlang and Node (the installer would apt-get nodejs itself; the raw clients need it first), and
+    // what a standard Debian install has beyond minbase: ss (iproute2), pgrep (procps).
+    await h.ok('apt-get update -qq && apt-get install -y -qq --no-install-recommends erlang-base nodejs iproute2 procps >/dev/null', { hostNet: true, timeoutMs: STEP });
+    const version = (await h.exec('systemctl --version')).stdout.split('\n')[0] ?? '';
+    lc = new Lifecycle(
+      {
+        label: `${version.split(' ').slice(0, 2).join(' ')} (Debian 13, nspawn)`,
+        repo: GUEST_REPO,
+        // The installer needs the network (apt-get, npm); nothing else does.
+        exec: (cmd, timeoutMs) => {
+          const line = Array.isArray(cmd) ? cmd.map(quote).join(' ') : cmd;
+          return h.exec(line, { timeoutMs: timeoutMs ?? 120_000, hostNet: line.includes('install.sh') });
+        },
+        writeFile: async (file, content) => h.writeFile(file, content),
+      },
+      report,
+    );
+    await lc.setup();
+  }, STEP);
+
+  afterAll(async () => {
+    if (lc?.rows.length) report(`\n${matrixTable(lc.host.label, lc.rows)}`);
+    if (host && lc?.rows.some((r) => r.problems.length)) report(`journal:\n${await host.journal('epmd.service', 120)}`);
+    await host?.shutdown();
+  }, 120_000);
+
+  test("install over Debian's running C epmd", async () => expectAsked(await lc.installOverCEpmd()), STEP);
+  test('systemctl reload to a new version', async () => expectAsked(await lc.reload('systemctl reload', '0.1.1-lc')), STEP);
+  test('the installer run again', async () => expectAsked(await lc.reload('installer again')), STEP);
+  test('a failed upgrade', async () => expectAsked(await lc.failedUpgrade()), STEP);
+  test('attach / detach', async () => expectAsked(await lc.attachDetach()), STEP);
+  test('crash and auto-restart: RestartMode=direct, no app bounced', async () => expectAsked(await lc.crash(true)), STEP);
+  test('explicit restart', async () => expectAsked(await lc.restart()), STEP);
+  test('stop, then start: FileDescriptorStorePreserve=yes keeps the registrations', async () => {
+    expectAsked(await lc.stopThenStart(true));
+    await lc.restartClosedRaws();
+  }, STEP);
+  test('uninstall', async () => {
+    for (const row of await lc.uninstall()) expectAsked(row);
+  }, STEP);
+  test("install over a stray epmd -daemon in an app's cgroup", async () => expectAsked(await lc.installOverStray()), STEP);
+});
