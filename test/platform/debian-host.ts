@@ -182,6 +182,9 @@ export class DebianHost {
       await sleep(100);
     }
     host.bootMs = Date.now() - t0;
+    // apt-daily and apt-daily-upgrade would run apt in the guest at random times and hold apt's locks while a test
+    // runs apt itself (seen: "Could not get lock /var/cache/apt/archives/lock").
+    await host.exec('systemctl mask --now apt-daily.timer apt-daily-upgrade.timer apt-daily.service apt-daily-upgrade.service');
     return host;
   }
 
