@@ -92,6 +92,8 @@ export class DebianHost {
   /** Milliseconds from starting systemd-nspawn to `systemctl is-system-running --wait` answering. */
   bootMs = 0;
   bootState = '';
+  /** The lock file on this release's download caches, when this guest uses them. */
+  cacheClaim: string | undefined;
   private constructor(
     readonly suite: Suite,
     readonly dir: string,
@@ -141,7 +143,11 @@ export class DebianHost {
     }
     copyCheckout(path.join(merged, GUEST_REPO.slice(1)));
     // Download caches (see the header comment).
+    // Only one guest at a time may use a release's caches: apt locks its archives directory, and a second guest
+    // (another test run on this machine) would find it held ("Could not get lock ... held by process 0").
     const binds: string[] = [];
+    const claim = path.join(CACHE, suite, '.caches-in-use');
+    if (!claimCaches(claim)) return DebianHost.launch(suite, dir, merged, machine, binds, undefined);
     const caches: Array<[string, string]> = [
       [path.join(CACHE, suite, 'apt-archives'), '/var/cache/apt/archives'],
       [path.join(CACHE, suite, 'npm-cache'), '/root/.npm'],
@@ -150,7 +156,10 @@ export class DebianHost {
       fs.mkdirSync(path.join(host, guest.endsWith('archives') ? 'partial' : ''), { recursive: true });
       binds.push(`--bind=${host}:${guest}`);
     }
+    return DebianHost.launch(suite, dir, merged, machine, binds, claim);
+  }
 
+  private static async launch(suite: Suite, dir: string, merged: string, machine: string, binds: string[], claim: string | undefined): Promise<DebianHost> {
     const t0 = Date.now();
     const console = fs.openSync(path.join(dir, 'console.log'), 'w');
     const nspawn = spawn('systemd-nspawn', ['-D', merged, '--register=no', '--keep-unit', '-q', '--boot',
@@ -174,6 +183,7 @@ export class DebianHost {
       throw new Error(`systemd-nspawn did not boot ${suite} (no systemd as its child):\n${log}`);
     }
     const host = new DebianHost(suite, dir, merged, nspawnPid, leader, machine);
+    host.cacheClaim = claim;
     // Until systemd answers on its bus at all, systemctl prints nothing (or "offline"): ask again.
     for (let i = 0; i < 600; i++) {
       const st = await host.exec('systemctl is-system-running --wait', { timeoutMs: 120_000 });
@@ -182,6 +192,9 @@ export class DebianHost {
       await sleep(100);
     }
     host.bootMs = Date.now() - t0;
+    // apt-daily and apt-daily-upgrade would run apt in the guest at random times and hold apt's locks while a test
+    // runs apt itself (seen: "Could not get lock /var/cache/apt/archives/lock").
+    await host.exec('systemctl mask --now apt-daily.timer apt-daily-upgrade.timer apt-daily.service apt-daily-upgrade.service');
     return host;
   }
 
@@ -230,7 +243,11 @@ export class DebianHost {
   /** Powers the guest off, unmounts the overlay, deletes its directory; throws if anything is left. */
   async shutdown(): Promise<void> {
     await this.exec('systemctl poweroff', { timeoutMs: 10_000 });
-    await cleanup(this.dir, this.merged, this.nspawnPid, this.leader);
+    try {
+      await cleanup(this.dir, this.merged, this.nspawnPid, this.leader);
+    } finally {
+      if (this.cacheClaim) fs.rmSync(this.cacheClaim, { force: true });
+    }
   }
 }
 
@@ -244,6 +261,22 @@ function childOf(pid: number): number {
     /* not yet, or gone */
   }
   return 0;
+}
+
+/** Takes the lock file (its content: our pid); a lock left by a process that is gone is taken over. */
+function claimCaches(lock: string): boolean {
+  fs.mkdirSync(path.dirname(lock), { recursive: true });
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      fs.writeFileSync(lock, String(process.pid), { flag: 'wx' });
+      return true;
+    } catch {
+      const holder = Number(fs.readFileSync(lock, 'utf8').trim() || 0);
+      if (holder && isAlive(holder)) return false;
+      fs.rmSync(lock, { force: true });
+    }
+  }
+  return false;
 }
 
 function comm(pid: number): string {

@@ -276,7 +276,12 @@ export function platformSuite(suite: Suite, release: string): void {
 
         /** apt with its full output; dpkg errors and warnings fail the test. */
         const apt = async (args: string, what: string) => {
-          const r = await s.exec(`apt-get ${args} 2>&1`, { hostNet: true, timeoutMs: 10 * MIN });
+          // apt's own timers are masked at boot; should anything else hold apt's locks, wait for it as an operator would.
+          let r = await s.exec(`apt-get -o DPkg::Lock::Timeout=120 ${args} 2>&1`, { hostNet: true, timeoutMs: 10 * MIN });
+          for (let i = 0; i < 24 && r.code !== 0 && /Could not get lock/.test(r.stdout); i++) {
+            await new Promise((res) => setTimeout(res, 5000));
+            r = await s.exec(`apt-get -o DPkg::Lock::Timeout=120 ${args} 2>&1`, { hostNet: true, timeoutMs: 10 * MIN });
+          }
           const status = await socketStatus();
           say(`${what}: apt exit ${r.code} in ${(r.ms / 1000).toFixed(1)} s; systemctl status epmd.socket:\n${status}`);
           if (r.code !== 0 || /dpkg: (error|warning)|^E: |^W: /m.test(r.stdout)) say(r.stdout.slice(-4000));
