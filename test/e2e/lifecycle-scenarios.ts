@@ -53,6 +53,8 @@ export const APP_PLAIN = 'lc_app_plain';
 const APPS = [APP_REQ, APP_PLAIN];
 const RAW_PATH = '/root/lc-raw.js';
 const SDEPMD = '/usr/local/bin/sdepmd';
+/** A first install on a stock host apt-gets Node and the build tools and runs npm ci: minutes under load. */
+const INSTALL_MS = 25 * 60_000;
 
 interface Raw {
   readonly name: string;
@@ -221,7 +223,7 @@ export class Lifecycle {
     const t = await this.transition(
       transition,
       async () => {
-        const r = await this.sh([`${this.host.repo}/scripts/install.sh`, '--enable'], 600_000);
+        const r = await this.sh([`${this.host.repo}/scripts/install.sh`, '--enable'], INSTALL_MS);
         output = `${r.stdout}${r.stderr}`;
         if (r.code !== 0) throw new Error(`install.sh --enable: exit ${r.code}\n${output}`);
         return (/sdepmd adopt: sdepmd adopted .*/.exec(output)?.[0] ?? 'no adopt line').trim();
@@ -254,7 +256,7 @@ export class Lifecycle {
       const r =
         how === 'systemctl reload'
           ? await this.sh(['systemctl', 'reload', 'epmd.service'], 120_000)
-          : await this.sh([`${this.host.repo}/scripts/install.sh`], 600_000);
+          : await this.sh([`${this.host.repo}/scripts/install.sh`], INSTALL_MS);
       if (r.code !== 0) throw new Error(`${how}: exit ${r.code}\n${r.stdout}${r.stderr}`);
       return `${how} exit 0`;
     });

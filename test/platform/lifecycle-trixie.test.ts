@@ -9,7 +9,7 @@ import { peerDescribe } from '../support/peers';
 import { reporter } from '../support/wait';
 import { Lifecycle, matrixTable, type MatrixRow } from '../e2e/lifecycle-scenarios';
 
-const STEP = 30 * 60_000;
+const STEP = 40 * 60_000;
 const report = reporter('lifecycle-257');
 const d = peerDescribe('stock Debian 13 host (debootstrap + systemd-nspawn)', debianHostAvailable('trixie'));
 
