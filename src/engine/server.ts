@@ -3,7 +3,7 @@
  * engine (native-engine.ts), which owns every socket. What happens on each connection is in connection.ts.
  */
 import { closeSync } from 'node:fs';
-import { createServer, Socket, type Server } from 'node:net';
+import type { Socket } from 'node:net';
 import { encodeNamesLine, encodePortHeader } from '../protocol/codec';
 import { hex, printableName, type LogFields, type Logger } from '../daemon/log';
 import { DEFAULT_LIMITS, type Limits } from '../policy/policy';
@@ -27,8 +27,6 @@ import { emptyRefusalCounts, refusalReason } from '../daemon/refusals';
 export type ListenTarget =
   | { readonly kind: 'address'; readonly host: string; readonly port: number }
   | { readonly kind: 'fd'; readonly fd: number; readonly name: string }
-  /** A listening socket handed over by the previous process in a live upgrade, as a Node handle. */
-  | { readonly kind: 'inherited'; readonly server: Server; readonly source: string }
   /** A listening socket handed over by the previous process in a live upgrade, as a raw fd. */
   | { readonly kind: 'raw'; readonly fd: number; readonly source: string };
 
@@ -99,8 +97,6 @@ export class EpmdServer {
   readonly #connections: Connections;
   readonly #listeners: Listener[] = [];
   readonly #served: ServedSocket[] = [];
-  /** Node servers holding our listening sockets during a live upgrade that passes Node handles. */
-  readonly #bridges: Server[] = [];
   readonly #sweep: NodeJS.Timeout;
   #namesCache: { version: number; reply: Buffer } | null = null;
   #refusalWindow = { second: 0, logged: 0, suppressed: 0 };
@@ -192,12 +188,8 @@ export class EpmdServer {
       try {
         if (target.kind === 'address') {
           id = this.#engine.listen(target.host, target.port, this.#options.backlog, target.host.includes(':'));
-        } else if (target.kind === 'fd' || target.kind === 'raw') {
-          id = this.#engine.adoptListener(target.fd, this.#options.backlog);
         } else {
-          // A Node handle from a live upgrade: the engine takes a duplicate, and Node lets go of its own.
-          id = this.#engine.adoptListener(socketFd(target.server as unknown as Socket), this.#options.backlog, true);
-          target.server.close();
+          id = this.#engine.adoptListener(target.fd, this.#options.backlog);
         }
       } catch (err) {
         throw new Error(`cannot listen on ${describeTarget(target)}: ${(err as Error).message}`);
@@ -259,13 +251,12 @@ export class EpmdServer {
   }
 
   /**
-   * Live upgrade (Node handles): stops accepting (the listening sockets stay open in the next process), then waits
+   * Live upgrade: stops accepting (the listening sockets stay open in the next process), then waits
    * up to `drainMs` for requests in flight to be answered, and closes what is left of them.
    */
   async stopAccepting(drainMs: number): Promise<void> {
     this.#closing = true;
     this.#engine.setAccepting(false);
-    for (const bridge of this.#bridges.splice(0)) bridge.close();
     await this.#drain(drainMs);
     for (const l of this.#listeners.splice(0)) this.#engine.closeListener(l.id);
   }
@@ -274,31 +265,6 @@ export class EpmdServer {
   async #drain(drainMs: number): Promise<void> {
     const deadline = Date.now() + drainMs;
     while (this.#engine.counters().busy > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
-  }
-
-  /** Live upgrade (Node handles): lets go of every registration's connection, for the next process to adopt. */
-  releaseRegistrations(): { socket: Socket; registration: RegistrationRecord }[] {
-    return this.releaseRegistrationFds().map(({ fd, registration }) => {
-      const socket = new Socket({ fd, readable: true, writable: true });
-      socket.pause();
-      return { socket, registration };
-    });
-  }
-
-  /**
-   * The listening sockets as Node servers, for a live upgrade that passes Node handles. The engine lets go of
-   * them; until stopAccepting(), what they accept is served by the engine all the same.
-   */
-  get listeners(): readonly Server[] {
-    for (const l of this.#listeners.splice(0)) {
-      const fd = this.#engine.closeListener(l.id, true);
-      if (fd < 0) continue;
-      const bridge = createServer({ pauseOnConnect: true }, (socket) => this.accept(socket));
-      bridge.on('error', (err) => this.#log.error(`listening socket ${describeServedAddress(l.served)}: ${err.message}`));
-      bridge.listen({ fd });
-      this.#bridges.push(bridge);
-    }
-    return this.#bridges;
   }
 
   /**
@@ -312,7 +278,6 @@ export class EpmdServer {
     this.#closing = true;
     clearInterval(this.#sweep);
     this.#engine.setAccepting(false);
-    for (const bridge of this.#bridges.splice(0)) bridge.close();
     for (const l of this.#listeners.splice(0)) this.#engine.closeListener(l.id);
     // Requests already accepted are answered first: ending them now would leave their clients with no reply.
     await this.#drain(drainMs);
@@ -341,18 +306,6 @@ export class EpmdServer {
       socket.destroy();
     }
     return adopted;
-  }
-
-  /** Serves a connection accepted by a Node server (a live upgrade that passes Node handles). */
-  accept(socket: Socket): void {
-    const fd = socketFd(socket);
-    try {
-      if (fd >= 0 && !this.#closing) this.#engine.adopt(fd, false, true);
-    } catch (err) {
-      this.#log.warning(`cannot serve a handed-over connection: ${(err as Error).message}`);
-    } finally {
-      socket.destroy();
-    }
   }
 
   #namesReply(): Buffer {
@@ -414,7 +367,7 @@ export function listenBacklogOf(fd: number): number | null {
 
 export function describeTarget(target: ListenTarget): string {
   if (target.kind === 'fd') return `fd ${target.fd}${target.name ? ` (${target.name})` : ''}`;
-  if (target.kind === 'inherited' || target.kind === 'raw') return `inherited ${target.source}`;
+  if (target.kind === 'raw') return `inherited ${target.source}`;
   return target.host.includes(':') ? `[${target.host}]:${target.port}` : `${target.host}:${target.port}`;
 }
 
