@@ -43,6 +43,7 @@ const CFG = SHORT
   ? { secs: 1, warm: 0.2, reps: 1, conc: [1, 4, 16], capN: [1000, 10000], rssN: 10000, coldReps: 3, names: [10, 1000] }
   : { secs: 2, warm: 0.5, reps: 3, conc: [1, 4, 16], capN: [1000, 10000, 100000], rssN: 10000, coldReps: 5, names: [10, 1000] };
 const CAP_CONC = 4; // lookup concurrency used for the capacity and NAMES scenarios
+const PER_SOURCE = 15000; // held connections per source address 127.0.0.x (the ephemeral-port budget)
 const ONLY = opt('--only', null);
 const SDEPMD = path.resolve(opt('--sdepmd', path.join(ROOT, 'bin', 'sdepmd')));
 
@@ -186,7 +187,7 @@ const TARGETS = [
   },
 ].filter((t) => !ONLY || t.key === ONLY);
 // the ceiling reference: a trivial C server, measured under the same conditions (ABAB...)
-const SINK = { key: 'sink', label: 'sink', missing: null, isSink: true };
+const SINK = { key: 'sink', label: 'sink', missing: null, isSink: true, argv: (port) => [LOADGEN, 'sink', String(port), '1'] };
 
 // Ask the daemon for NAMES; resolves true if it answered with at least the 4-byte port.
 function probe(port, timeoutMs = 500) {
@@ -206,7 +207,8 @@ function spawnDaemon(t, port) {
   const args = t.argv(port);
   // raise the fd limit as far as we may (the hard limit may be below 1048576 without CAP_SYS_RESOURCE)
   const sh = 'ulimit -n 1048576 2>/dev/null || ulimit -n hard 2>/dev/null; exec "$0" "$@"';
-  const cp = track(spawn('bash', ['-c', sh, ...args], { stdio: ['ignore', 'ignore', 'pipe'], cwd: ROOT }));
+  // the sink runs until its stdin closes
+  const cp = track(spawn('bash', ['-c', sh, ...args], { stdio: [t.isSink ? 'pipe' : 'ignore', 'ignore', 'pipe'], cwd: ROOT }));
   cp.stderrTail = '';
   cp.stderr.on('data', (b) => { cp.stderrTail = (cp.stderrTail + b.toString()).slice(-2000); });
   return cp;
@@ -290,7 +292,10 @@ async function loadRun(d, mode, conc, extra = {}) {
   const r = await loadgen(args, (secs + warm + 20) * 1000);
   const el = Number(process.hrtime.bigint() - t0) / 1e9;
   // daemon CPU over the whole loadgen lifetime (warm-up included): an approximation
-  r.daemon_cpu_pct = Math.round((1000 * (cpuSecs(d.pid) - c0)) / el) / 10;
+  const cpu = cpuSecs(d.pid) - c0;
+  r.daemon_cpu_pct = Math.round((1000 * cpu) / el) / 10;
+  // daemon CPU per request, warm-up included on both sides (loadgen's rate times its whole run)
+  r.daemon_cpu_us_per_req = r.rps ? Math.round((cpu * 1e6) / (r.rps * (secs + warm))) : null;
   if (!alive(d.proc)) r.daemon_died = true;
   return r;
 }
@@ -307,21 +312,26 @@ class Holder {
     this.seq = 0;
     this.chunkMax = Math.max(100, FD_HARD - 200);
   }
-  pickOctet(n) {
+  // A source address 127.0.0.x with room left (at most PER_SOURCE connections each, for the ephemeral ports),
+  // and how much room; null when every address is full.
+  pickOctet() {
     for (let o = 1; o < 255; o++) {
       const used = this.octetUse.get(o) || 0;
-      if (used + n <= 15000) { this.octetUse.set(o, used + n); return o; }
+      if (used < PER_SOURCE) return { octet: o, room: PER_SOURCE - used };
     }
-    return 254;
+    return null;
   }
   // register n more names; resolves with the first name registered (or null)
   async add(n, prefix) {
     let first = null;
     while (n > 0 && !this.capped) {
       if (!alive(this.d.proc)) { this.capped = true; this.error = 'daemon exited'; break; }
-      const k = Math.min(n, this.chunkMax);
+      const source = this.pickOctet();
+      if (!source) { this.capped = true; this.error = 'no source address left'; break; }
+      const k = Math.min(n, this.chunkMax, source.room);
+      const octet = source.octet;
+      this.octetUse.set(octet, (this.octetUse.get(octet) || 0) + k);
       const pfx = `${prefix}${this.seq++}_`;
-      const octet = this.pickOctet(k);
       const cp = track(spawn(LOADGEN, ['-a', String(octet), 'hold', HOST, String(this.d.port), String(k), pfx], {
         stdio: ['pipe', 'pipe', 'ignore'],
       }));
@@ -372,6 +382,7 @@ function summarize(runs) {
     fail: runs.reduce((a, r) => a + (r && r.fail ? r.fail : 0), 0),
     loadgen_cpu_pct: median(ok.map((r) => r.cpu_pct)),
     daemon_cpu_pct: median(ok.map((r) => r.daemon_cpu_pct)),
+    daemon_cpu_us_per_req: median(ok.map((r) => r.daemon_cpu_us_per_req)),
     runs,
   };
 }
@@ -480,7 +491,7 @@ async function scenarioCapacity() {
 // RSS idle and with rssN registrations, fresh daemon, no lookup traffic in between
 async function scenarioRss() {
   log('RSS ...');
-  for (const t of TARGETS) {
+  for (const t of [...TARGETS, SINK]) {
     const r = {};
     results.rss[t.key] = r;
     const d = await startDaemon(t);
@@ -494,8 +505,10 @@ async function scenarioRss() {
     r.loaded_kb = alive(d.proc) ? rssKB(d.pid) : null;
     if (h.capped) r.capped = h.error;
     r.per_reg_bytes = r.loaded_kb !== null && r.held > 0 ? ((r.loaded_kb - r.idle_kb) * 1024) / r.held : null;
-    log(`  ${t.label}: idle ${r.idle_kb} kB, ${r.held} regs ${r.loaded_kb} kB, ${r.per_reg_bytes === null ? 'n/a' : Math.round(r.per_reg_bytes)} B/reg`);
     await h.release();
+    await sleep(1000);
+    r.after_kb = alive(d.proc) ? rssKB(d.pid) : null;
+    log(`  ${t.label}: idle ${r.idle_kb} kB, ${r.held} regs ${r.loaded_kb} kB, ${r.per_reg_bytes === null ? 'n/a' : Math.round(r.per_reg_bytes)} B/reg, after they unregister ${r.after_kb} kB`);
     await stop(d.proc);
   }
 }
@@ -503,10 +516,11 @@ async function scenarioRss() {
 // cold start: spawn -> first successful NAMES reply, alternating targets
 async function scenarioCold() {
   log('cold start ...');
-  const samples = Object.fromEntries(TARGETS.map((t) => [t.key, []]));
+  const targets = [...TARGETS, SINK];
+  const samples = Object.fromEntries(targets.map((t) => [t.key, []]));
   const errors = {};
   for (let rep = 0; rep < CFG.coldReps; rep++) {
-    for (const t of TARGETS) {
+    for (const t of targets) {
       if (t.missing) { errors[t.key] = t.missing; continue; }
       const port = await freePort();
       const t0 = process.hrtime.bigint();
@@ -521,7 +535,7 @@ async function scenarioCold() {
       await stop(proc);
     }
   }
-  for (const t of TARGETS) {
+  for (const t of targets) {
     results.cold_start[t.key] = { median_ms: median(samples[t.key]), samples_ms: samples[t.key], error: errors[t.key] };
     log(`  ${t.label}: ${median(samples[t.key]) === null ? 'n/a' : median(samples[t.key]).toFixed(1) + ' ms'}`);
   }
@@ -536,72 +550,64 @@ const fmtKB = (v) => (v === null || v === undefined ? 'n/a' : `${(v / 1024).toFi
 function rows() {
   const R = [];
   const g = (obj, k) => (obj && obj[k] ? obj[k] : {});
-  const row = (label, key, fmt, extractor) => {
-    const a = extractor('epmd');
-    const b = extractor('sdepmd');
-    R.push({ label, a, b, fmt });
+  // one row: the value for each of C epmd, sdepmd and the sink (null where not measured)
+  const row = (label, fmt, extractor, notes) => {
+    R.push({ label, a: extractor('epmd'), b: extractor('sdepmd'), s: extractor('sink'), fmt, notes });
   };
   for (const c of CFG.conc) {
     const p = results.lookups[`c${c}`] || {};
-    row(`lookup c=${c} req/s`, null, fmtInt, (k) => g(p, k).rps ?? null);
-    row(`lookup c=${c} p50`, null, fmtUs, (k) => g(p, k).p50_us ?? null);
-    row(`lookup c=${c} p99`, null, fmtUs, (k) => g(p, k).p99_us ?? null);
+    row(`lookup c=${c} req/s`, fmtInt, (k) => g(p, k).rps ?? null);
+    row(`lookup c=${c} p50`, fmtUs, (k) => g(p, k).p50_us ?? null);
+    row(`lookup c=${c} p99`, fmtUs, (k) => g(p, k).p99_us ?? null);
+    row(`lookup c=${c} CPU per lookup`, fmtUs, (k) => g(p, k).daemon_cpu_us_per_req ?? null);
   }
   for (const n of CFG.names) {
     const p = results.names[`n${n}`] || {};
-    row(`NAMES with ${n} registered req/s`, null, fmtInt, (k) => g(p, k).rps ?? null);
+    row(`NAMES with ${n} registered req/s`, fmtInt, (k) => (k === 'sink' ? null : g(p, k).rps ?? null));
   }
   {
     const p = results.register[`c${CAP_CONC}`] || {};
-    row(`register+unregister cycles/s`, null, fmtInt, (k) => g(p, k).rps ?? null);
+    row(`register+unregister cycles/s`, fmtInt, (k) => g(p, k).rps ?? null);
   }
-  row(`lookup c=${CAP_CONC}, 1 registered req/s`, null, fmtInt, (k) => (results.capacity[k] && results.capacity[k].empty ? results.capacity[k].empty.rps : null));
+  row(`lookup c=${CAP_CONC}, 1 registered req/s`, fmtInt, (k) => (results.capacity[k] && results.capacity[k].empty ? results.capacity[k].empty.rps : null));
   for (const N of CFG.capN) {
     const pt = (k) => (results.capacity[k] && results.capacity[k].points ? results.capacity[k].points[N] : null);
-    R.push({
-      label: `capacity N=${N.toLocaleString('en-US')}: held`,
-      a: pt('epmd') ? pt('epmd').held ?? null : null,
-      b: pt('sdepmd') ? pt('sdepmd').held ?? null : null,
-      fmt: fmtInt,
-      notes: ['epmd', 'sdepmd'].map((k) => { const p = pt(k); return p && (p.capped ? 'CAPPED' : p.skipped ? p.skipped : ''); }),
-    });
-    R.push({
-      label: `  lookup req/s at N (vs empty)`,
-      a: pt('epmd') && pt('epmd').lookup ? pt('epmd').lookup.rps : null,
-      b: pt('sdepmd') && pt('sdepmd').lookup ? pt('sdepmd').lookup.rps : null,
-      fmt: fmtInt,
-      notes: ['epmd', 'sdepmd'].map((k) => { const p = pt(k); return p && p.vs_empty !== null && p.vs_empty !== undefined ? `${Math.round(p.vs_empty * 100)}%` : ''; }),
-    });
+    row(`capacity N=${N.toLocaleString('en-US')}: held`, fmtInt, (k) => (pt(k) ? pt(k).held ?? null : null),
+      ['epmd', 'sdepmd'].map((k) => { const p = pt(k); return p && (p.capped ? 'CAPPED' : p.skipped ? p.skipped : ''); }));
+    row(`  lookup req/s at N (vs empty)`, fmtInt, (k) => (pt(k) && pt(k).lookup ? pt(k).lookup.rps : null),
+      ['epmd', 'sdepmd'].map((k) => { const p = pt(k); return p && p.vs_empty !== null && p.vs_empty !== undefined ? `${Math.round(p.vs_empty * 100)}%` : ''; }));
   }
-  row('RSS idle', null, fmtKB, (k) => (results.rss[k] ? results.rss[k].idle_kb ?? null : null));
-  R.push({
-    label: `RSS with ${CFG.rssN.toLocaleString('en-US')} registrations`,
-    a: results.rss.epmd ? results.rss.epmd.loaded_kb ?? null : null,
-    b: results.rss.sdepmd ? results.rss.sdepmd.loaded_kb ?? null : null,
-    fmt: fmtKB,
-    notes: ['epmd', 'sdepmd'].map((k) => (results.rss[k] && results.rss[k].held !== undefined && results.rss[k].held < CFG.rssN ? `only ${results.rss[k].held} held` : '')),
-  });
-  row('bytes per registration', null, fmtInt, (k) => (results.rss[k] ? results.rss[k].per_reg_bytes ?? null : null));
-  row('cold start (median)', null, fmtMs, (k) => (results.cold_start[k] ? results.cold_start[k].median_ms : null));
+  const rss = (k) => results.rss[k] || {};
+  row('RSS idle', fmtKB, (k) => rss(k).idle_kb ?? null);
+  row(`RSS with ${CFG.rssN.toLocaleString('en-US')} registrations`, fmtKB, (k) => rss(k).loaded_kb ?? null,
+    ['epmd', 'sdepmd'].map((k) => (rss(k).held !== undefined && rss(k).held < CFG.rssN ? `only ${rss(k).held} held` : '')));
+  row('RSS once they have unregistered', fmtKB, (k) => rss(k).after_kb ?? null);
+  row('bytes per registration', fmtInt, (k) => rss(k).per_reg_bytes ?? null);
+  row('start to first reply (median)', fmtMs, (k) => (results.cold_start[k] ? results.cold_start[k].median_ms : null));
   return R;
 }
+
+const ratio = (x, y) => (typeof x === 'number' && typeof y === 'number' && y > 0 ? `${(x / y).toFixed(2)}x` : 'n/a');
 
 function printTable() {
   const R = rows();
   const cells = R.map((r) => {
     const fa = r.fmt(r.a) + (r.notes && r.notes[0] ? ` (${r.notes[0]})` : '');
     const fb = r.fmt(r.b) + (r.notes && r.notes[1] ? ` (${r.notes[1]})` : '');
-    const ratio = typeof r.a === 'number' && typeof r.b === 'number' && r.a > 0 ? `${(r.b / r.a).toFixed(2)}x` : 'n/a';
-    return [r.label, fa, fb, ratio];
+    return [r.label, fa, fb, r.fmt(r.s), ratio(r.b, r.a), ratio(r.b, r.s)];
   });
-  const head = ['scenario', 'C epmd', 'sdepmd', 'ratio'];
+  const head = ['scenario', 'C epmd', 'sdepmd', 'C sink', 'sdepmd/C epmd', 'sdepmd/sink'];
   const w = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
   const line = (c) => c.map((x, i) => (i === 0 ? x.padEnd(w[i]) : x.padStart(w[i]))).join(' | ');
   console.log('');
   console.log(line(head));
   console.log(w.map((n) => '-'.repeat(n)).join('-|-'));
   for (const c of cells) console.log(line(c));
-  console.log('ratio = sdepmd / C epmd (higher is better for rates, lower for latency, memory and start time)');
+  console.log('ratios: higher is better for rates, lower for latency, CPU, memory and start time');
+  const load = results.meta.loadavg_start;
+  if (load && load[0] > os.cpus().length / 2) {
+    console.log(`note: the machine was loaded (load average ${load.map((x) => x.toFixed(1)).join(' ')} at the start): compare within this run only`);
+  }
   if (FD_HARD < Math.max(...CFG.capN)) {
     console.log(`note: the fd hard limit here is ${FD_HARD} (no CAP_SYS_RESOURCE to raise it), so no daemon can hold more than ~${FD_HARD} registrations`);
   }

@@ -30,5 +30,6 @@ NAPI_MODULE_INIT() {
   if (sdepmd_init_journal(env, exports) != napi_ok) return NULL;
   if (sdepmd_init_fdpass(env, exports) != napi_ok) return NULL;
   if (sdepmd_init_socket(env, exports) != napi_ok) return NULL;
+  if (sdepmd_init_engine(env, exports) != napi_ok) return NULL;
   return exports;
 }

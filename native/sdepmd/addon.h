@@ -25,5 +25,6 @@ napi_status sdepmd_init_fd(napi_env env, napi_value exports);
 napi_status sdepmd_init_journal(napi_env env, napi_value exports);
 napi_status sdepmd_init_fdpass(napi_env env, napi_value exports);
 napi_status sdepmd_init_socket(napi_env env, napi_value exports);
+napi_status sdepmd_init_engine(napi_env env, napi_value exports);
 
 #endif

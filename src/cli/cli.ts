@@ -5,7 +5,6 @@
  *   sdepmd [-port N] [-address LIST] [-d ...] [-relaxed_command_check] [-systemd] [-daemon] ...   run the daemon
  *   sdepmd -names | -kill | -stop NAME                                                             ask a running one
  */
-import yargs from 'yargs/yargs';
 import type { Argv } from 'yargs';
 import { spawn } from 'node:child_process';
 import { resolveDaemonConfig, resolvePort, type DaemonFlags, UPGRADE_CHECK_ENV } from '../daemon/config';
@@ -14,6 +13,7 @@ import { C_EPMD_USAGE, needsCUsage } from './c-usage';
 import { encodeNameRequest, encodeSimpleRequest } from '../protocol/codec';
 import { DUMP_REQ, KILL_REQ, NAMES_REQ, STOP_REQ } from '../protocol/constants';
 import { VERSION } from '../version';
+import { parseDaemonFlags } from './fast-flags';
 import { SUBCOMMANDS, suggest, unknownFlagMessage, usageMessage, USAGE_EXIT_CODE, VERBS, wrapText } from './verbs';
 
 export { SUBCOMMANDS } from './verbs';
@@ -106,6 +106,8 @@ export function topLevelHelp(): string {
 }
 
 export function buildParser(argv: readonly string[]): Argv<CliArgs> {
+  // Loaded here, not at start-up: the daemon's own flags are read without it (fast-flags.ts).
+  const yargs = require('yargs/yargs') as typeof import('yargs/yargs');
   let parser = yargs([...argv])
     .scriptName('sdepmd')
     .parserConfiguration({ 'short-option-groups': false, 'camel-case-expansion': false, 'dot-notation': false });
@@ -166,6 +168,8 @@ export async function main(argv: readonly string[], io: CliIo = PROCESS_IO): Pro
     io.stdout(`${VERSION}\n`);
     return 0;
   }
+  const fast = parseDaemonFlags(argv);
+  if (fast) return runDaemon(argv, fast, io);
   let parseError: string | null = null;
   let helpOrVersion = false;
   const parser = buildParser(argv)
@@ -194,7 +198,10 @@ export async function main(argv: readonly string[], io: CliIo = PROCESS_IO): Pro
   if (helpOrVersion) return 0;
 
   if (args.names || args.kill || args.stop !== undefined || args.dump || args.started) return clientVerb(args, io);
+  return runDaemon(argv, args, io);
+}
 
+async function runDaemon(argv: readonly string[], args: CliArgs, io: CliIo): Promise<number> {
   const resolved = resolveDaemonConfig(args, io.env);
   if (!resolved.ok) {
     io.stderr(usageMessage(resolved.error));

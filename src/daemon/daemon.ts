@@ -25,7 +25,6 @@ import {
 } from './control';
 import { checkNewCode, execNewCode, readUpgradeState, upgradeStateDirectory, UPGRADE_STATE_ENV } from './upgrade';
 import type { NodeInfoRecord, UpgradeState } from './handover';
-import { socketFd } from '../engine/socket-fd';
 import { normaliseAddress } from '../policy/policy';
 import { VERSION } from '../version';
 
@@ -182,7 +181,7 @@ class Daemon {
       server.registry.advanceCreation(Math.max(inherited.creationCounter, persistence.creationCounter));
       Object.assign(server.stats, inherited.stats);
       for (const { fd, record } of inherited.registrations) {
-        server.adopt(new Socket({ fd, readable: true, writable: true }), restoredFrom(record));
+        server.adoptRegistration(fd, restoredFrom(record));
       }
       return;
     }
@@ -329,7 +328,7 @@ class Daemon {
     if (event === 'registered' && persistence.enabled) {
       registration.owner.fdName = persistence.added(
         recordOf(registration),
-        socketFd(registration.owner.socket),
+        registration.owner.fd,
         this.#server.registry.creationCounter,
         this.#keepError,
       );
@@ -490,10 +489,10 @@ class Daemon {
     this.#persistence.close();
     const error = await execNewCode({
       server,
-      listeners: server.listeners.map((l, i) => {
-        const target = this.#served[i]?.target;
-        const fd = target?.kind === 'fd' ? target.fd : -1;
-        return { server: l, name: target ? describeName(target) : `socket ${i}`, fromSystemd: this.#fromSystemd.has(fd) };
+      listeners: server.listenerFds().map(({ fd, served }) => {
+        const target = served.target;
+        const passed = target.kind === 'fd' ? target.fd : -1;
+        return { fd, name: describeName(target), fromSystemd: this.#fromSystemd.has(passed) };
       }),
       command,
       env: this.#env,
@@ -538,7 +537,7 @@ class Daemon {
       }
       const registration = server.registry.lookup(name);
       if (registration && persistence.enabled) {
-        registration.owner.fdName = persistence.added(recordOf(registration), socketFd(socket), server.registry.creationCounter, this.#keepError);
+        registration.owner.fdName = persistence.added(recordOf(registration), registration.owner.fd, server.registry.creationCounter, this.#keepError);
       }
       adopted.push(display);
     }

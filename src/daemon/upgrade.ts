@@ -21,10 +21,8 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { Server } from 'node:net';
 import type { EpmdServer } from '../engine/server';
 import { recordOf } from '../registry/registration-record';
-import { serverFd, socketFd } from '../engine/socket-fd';
 import { closeFd, dupFd, execve, setInheritable } from '../native/fdpass';
 import { parseUpgradeState, type HandedListener, type HandedRegistration, type UpgradeState } from './handover';
 import { VERSION } from '../version';
@@ -68,7 +66,7 @@ export function checkNewCode(command: readonly string[], env: NodeJS.ProcessEnv)
 export interface ExecOptions {
   readonly server: EpmdServer;
   /** The listening sockets as served: the names to keep for each. */
-  readonly listeners: readonly { readonly server: Server; readonly name: string; readonly fromSystemd: boolean }[];
+  readonly listeners: readonly { readonly fd: number; readonly name: string; readonly fromSystemd: boolean }[];
   /** The command line to run again: [entry script, ...arguments]. */
   readonly command: readonly string[];
   readonly env: NodeJS.ProcessEnv;
@@ -92,9 +90,8 @@ export async function execNewCode(options: ExecOptions): Promise<string> {
   const listeners: HandedListener[] = [];
   try {
     for (const l of options.listeners) {
-      const fd = serverFd(l.server);
-      if (fd < 0) throw new Error(`listening socket ${l.name} has no fd`);
-      listeners.push({ fd: dupFd(fd), name: l.name, fromSystemd: l.fromSystemd });
+      if (l.fd < 0) throw new Error(`listening socket ${l.name} has no fd`);
+      listeners.push({ fd: dupFd(l.fd), name: l.name, fromSystemd: l.fromSystemd });
     }
   } catch (err) {
     for (const l of listeners) closeFd(l.fd);
@@ -104,7 +101,7 @@ export async function execNewCode(options: ExecOptions): Promise<string> {
   await server.stopAccepting(options.drainMs);
   const registrations: HandedRegistration[] = [];
   for (const r of server.registry.newestFirst()) {
-    const fd = socketFd(r.owner.socket);
+    const fd = r.owner.fd;
     if (fd >= 0) registrations.push({ fd, record: recordOf(r) });
   }
   const state: UpgradeState = {

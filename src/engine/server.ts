@@ -1,33 +1,34 @@
 /**
- * The EPMD server: listening sockets, the connection table, limits, counters and shutdown.
- * What happens on each connection is in connection.ts.
+ * The EPMD server: listening sockets, the connection table, limits, counters and shutdown, over the native I/O
+ * engine (native-engine.ts), which owns every socket. What happens on each connection is in connection.ts.
  */
-import { createServer, type Server, type Socket } from 'node:net';
+import { closeSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import { encodeNamesLine, encodePortHeader } from '../protocol/codec';
 import { hex, printableName, type LogFields, type Logger } from '../daemon/log';
-import { DEFAULT_LIMITS, isLoopback, normaliseAddress, type Limits } from '../policy/policy';
+import { DEFAULT_LIMITS, type Limits } from '../policy/policy';
 import { Registry } from '../registry/registry';
 import { recordOf, type RegistrationRecord } from '../registry/registration-record';
-import { sweepIntervalSeconds } from '../policy/timeouts';
-import { emptyRefusalCounts, refusalReason } from '../daemon/refusals';
-import { loadAddon } from '../native/addon';
-import { socketFd } from './socket-fd';
 import {
-  serveConnection,
+  Connections,
   type ConnectionContext,
-  type IdleWatched,
   type NodeConnection,
   type NodeRegistration,
   type RestoredRegistration,
   type ServerStats,
 } from '../policy/connection';
+import { NativeEngine } from './native-engine';
+import { loadAddon } from '../native/addon';
+import { socketFd } from './socket-fd';
+import { sweepIntervalSeconds } from '../policy/timeouts';
+import { emptyRefusalCounts, refusalReason } from '../daemon/refusals';
 
 /** Where to listen: an address to bind, or a socket systemd passed in. */
 export type ListenTarget =
   | { readonly kind: 'address'; readonly host: string; readonly port: number }
   | { readonly kind: 'fd'; readonly fd: number; readonly name: string }
-  /** A listening socket handed over by the previous process in a live upgrade. */
-  | { readonly kind: 'inherited'; readonly server: Server; readonly source: string };
+  /** A listening socket handed over by the previous process in a live upgrade, as a raw fd. */
+  | { readonly kind: 'raw'; readonly fd: number; readonly source: string };
 
 /** A socket being served, as reported in logs and `sdepmd status`. */
 export interface ServedSocket {
@@ -46,8 +47,8 @@ export interface ServerOptions {
   /** The port NAMES and DUMP replies report; 0 means "the first socket's port". */
   readonly epmdPort: number;
   /**
-   * listen() backlog for the sockets sdepmd binds itself, and for passed sockets whose own backlog cannot be read
-   * (a passed socket keeps the backlog it has: systemd's Backlog=).
+   * listen() backlog for the sockets sdepmd binds itself, and for passed sockets that do not listen yet (a passed
+   * socket that listens keeps the backlog it has: systemd's Backlog=; the engine does not listen() on it again).
    */
   readonly backlog: number;
   readonly creationSeed?: number;
@@ -70,51 +71,37 @@ export interface ServerEvents {
    * unregistered.
    */
   change?(registration: NodeRegistration, event: 'registered' | 'unregistered' | 'restored'): void;
-  /** An accepted KILL_REQ has been answered: the daemon should exit. */
+  /** An accepted KILL_REQ has been answered (or its reply could not be written): the daemon should exit. */
   kill?(): void;
-}
-
-/**
- * The clock of the timing rules, in milliseconds: the wall clock as it was when the process started, advanced
- * monotonically since. Its whole seconds fall where the C epmd's time(NULL) seconds fall, so that the same client
- * sees the same outcome from both; unlike time(NULL), a step of the system clock does not move it.
- */
-function wallClockMonotonic(): number {
-  return performance.timeOrigin + performance.now();
 }
 
 /** At most this many refusal lines a second reach the log; the rest are counted and summarised. */
 const REFUSALS_LOGGED_PER_SECOND = 20;
 
+/** A listening socket the engine serves. */
+interface Listener {
+  readonly id: number;
+  readonly served: ServedSocket;
+}
+
 export class EpmdServer {
   readonly registry: Registry<NodeConnection>;
-  readonly stats: ServerStats = {
-    connections: 0,
-    lookups: 0,
-    lookupsFound: 0,
-    namesRequests: 0,
-    registrations: 0,
-    unregistrations: 0,
-    refused: 0,
-    limitHits: 0,
-  };
+  readonly stats: ServerStats;
   /** stats.refused, by reason. */
   readonly refusals = emptyRefusalCounts();
   readonly startedAt = Date.now();
   readonly #options: ServerOptions;
   readonly #log: Logger;
   readonly #events: ServerEvents;
-  readonly #servers: Server[] = [];
+  readonly #engine: NativeEngine;
+  readonly #connections: Connections;
+  readonly #listeners: Listener[] = [];
   readonly #served: ServedSocket[] = [];
-  readonly #open = new Set<Socket>();
-  readonly #perPeer = new Map<string, number>();
-  readonly #registrationSockets = new Set<Socket>();
-  readonly #context: ConnectionContext;
-  /** Connections the idle sweep looks at: those still sending a request, or slow to read their reply. */
-  readonly #watched = new Set<IdleWatched>();
-  #sweepTimer: NodeJS.Timeout | null = null;
+  readonly #sweep: NodeJS.Timeout;
   #namesCache: { version: number; reply: Buffer } | null = null;
   #refusalWindow = { second: 0, logged: 0, suppressed: 0 };
+  #acceptTroubleAt = 0;
+  #connectionsBefore = 0;
   #closing = false;
 
   constructor(options: Partial<ServerOptions>, log: Logger, events: ServerEvents = {}) {
@@ -127,17 +114,31 @@ export class EpmdServer {
       maxUnused: this.#options.maxUnusedNames,
     });
     const server = this;
-    this.#context = {
+    this.stats = {
+      // Connections are counted by the engine (JS never sees one that sends no request).
+      get connections() {
+        return server.#connectionsBefore + server.#engine.counters().accepted;
+      },
+      set connections(value: number) {
+        server.#connectionsBefore = value - server.#engine.counters().accepted;
+      },
+      lookups: 0,
+      lookupsFound: 0,
+      namesRequests: 0,
+      registrations: 0,
+      unregistrations: 0,
+      refused: 0,
+      limitHits: 0,
+    };
+    const limits = this.#options.limits;
+    const context: ConnectionContext = {
       registry: this.registry,
       log,
       stats: this.stats,
       relaxedCommandCheck: this.#options.relaxedCommandCheck,
-      packetTimeoutSeconds: this.#options.limits.packetTimeoutSeconds,
-      requestBudgetMs: this.#options.limits.requestBudgetMs,
+      limits,
+      delayAcceptMs: this.#options.delayAcceptMs,
       delayWriteMs: this.#options.delayWriteMs,
-      now: wallClockMonotonic,
-      watch: (connection) => void this.#watched.add(connection),
-      unwatch: (connection) => void this.#watched.delete(connection),
       get epmdPort() {
         return server.epmdPort;
       },
@@ -145,7 +146,26 @@ export class EpmdServer {
       registrationChanged: (registration, event, why) => this.#registrationChanged(registration, event, why),
       killRequested: () => this.#events.kill?.(),
       refused: (peer, why, packet, fields) => this.#refused(peer, why, packet, fields),
+      acceptTrouble: (why) => this.#acceptTrouble(why),
     };
+    let connections: Connections | null = null;
+    this.#engine = new NativeEngine(
+      {
+        request: (id, status, length) => connections!.request(id, status, length),
+        event: (id, kind, detail, peer) => connections!.event(id, kind, detail, peer),
+      },
+      {
+        maxConnections: limits.maxConnections,
+        maxConnectionsPerPeer: limits.maxConnectionsPerPeer,
+        delayAccept: this.#options.delayAcceptMs > 0,
+        requestBudgetMs: limits.requestBudgetMs,
+      },
+    );
+    this.#connections = connections = new Connections(context, this.#engine);
+    // One timer for every connection, as the C epmd checks its connections when its select() loop wakes: every
+    // second when the packet timeout is under 5 s, else every 5 s (timeouts.ts).
+    this.#sweep = setInterval(() => connections!.sweep(), sweepIntervalSeconds(limits.packetTimeoutSeconds) * 1000);
+    this.#sweep.unref();
   }
 
   /** The port NAMES and DUMP replies report. */
@@ -158,101 +178,93 @@ export class EpmdServer {
   }
 
   get openConnections(): number {
-    return this.#open.size;
+    return this.#engine.counters().open;
   }
 
-  /** Starts serving every target; resolves once all of them accept connections. */
+  /** Starts serving every target. */
   async listen(targets: readonly ListenTarget[]): Promise<readonly ServedSocket[]> {
-    this.#startSweep();
     for (const target of targets) {
-      if (target.kind === 'inherited') {
-        target.server.removeAllListeners('connection');
-        target.server.on('connection', (socket: Socket) => this.accept(socket));
-        this.#addServed(target.server, target);
-        continue;
-      }
-      // No TCP_NODELAY: every reply is one write followed by close, so Nagle never delays it, and it saves a
-      // setsockopt() per connection.
-      const server = createServer((socket) => this.accept(socket));
-      await new Promise<void>((resolve, reject) => {
-        const fail = (err: Error) => reject(new Error(`cannot listen on ${describeTarget(target)}: ${err.message}`));
-        server.once('error', fail);
-        const done = () => {
-          server.off('error', fail);
-          // Only once listening: a failure to listen is the caller's to report (another epmd is no error).
-          server.on('error', (err) => this.#log.error(`listening socket ${describeTarget(target)}: ${err.message}`));
-          resolve();
-        };
-        // Node listens again on a passed socket, and ignores `backlog` in the options for an fd: given as the second
-        // argument, the socket's own backlog (systemd's Backlog=) is what it listens with, so nothing changes.
-        if (target.kind === 'fd') server.listen({ fd: target.fd }, listenBacklogOf(target.fd) ?? this.#options.backlog, done);
-        else {
-          const ipv6Only = target.host.includes(':');
-          server.listen({ host: target.host, port: target.port, backlog: this.#options.backlog, ipv6Only }, done);
+      let id: number;
+      try {
+        if (target.kind === 'address') {
+          id = this.#engine.listen(target.host, target.port, this.#options.backlog, target.host.includes(':'));
+        } else {
+          id = this.#engine.adoptListener(target.fd, this.#options.backlog);
         }
-      });
-      this.#addServed(server, target);
+      } catch (err) {
+        throw new Error(`cannot listen on ${describeTarget(target)}: ${(err as Error).message}`);
+      }
+      const served = this.#describe(id, target);
+      this.#listeners.push({ id, served });
+      this.#served.push(served);
     }
     return this.#served;
   }
 
-  /**
-   * One timer for every connection, as the C epmd checks its connections when its select() loop wakes: every
-   * second when the packet timeout is under 5 s, else every 5 s (timeouts.ts).
-   */
-  #startSweep(): void {
-    if (this.#sweepTimer) return;
-    const everyMs = sweepIntervalSeconds(this.#options.limits.packetTimeoutSeconds) * 1000;
-    this.#sweepTimer = setInterval(() => {
-      const now = wallClockMonotonic();
-      for (const connection of this.#watched) connection.sweep(now);
-    }, everyMs);
-    this.#sweepTimer.unref();
-  }
-
-  #addServed(server: Server, target: ListenTarget): void {
-    const address = server.address();
-    const backlog = listenBacklogOf(socketFd(server));
-    const served: ServedSocket =
-      address && typeof address === 'object'
-        ? { target, address: address.address, port: address.port, backlog }
-        : { target, address: String(address), port: 0, backlog };
-    this.#servers.push(server);
+  /** Serves a listening socket passed in as a raw fd (systemd, or a live upgrade); the engine owns it from now. */
+  adoptListener(fd: number, source: string): ServedSocket {
+    const id = this.#engine.adoptListener(fd, this.#options.backlog);
+    const served = this.#describe(id, { kind: 'raw', fd, source });
+    this.#listeners.push({ id, served });
     this.#served.push(served);
+    return served;
+  }
+
+  #describe(id: number, target: ListenTarget): ServedSocket {
+    const info = this.#engine.listenerInfo(id);
+    return { target, address: info?.address ?? '', port: info?.port ?? 0, backlog: listenBacklogOf(info?.fd ?? -1) };
+  }
+
+  /** The listening sockets' fds, with what each serves (for a live upgrade to pass on). */
+  listenerFds(): { fd: number; served: ServedSocket }[] {
+    return this.#listeners.flatMap((l) => {
+      const info = this.#engine.listenerInfo(l.id);
+      return info ? [{ fd: info.fd, served: l.served }] : [];
+    });
+  }
+
+  /** Live upgrade: stops accepting and hands over the listening fds, which the caller then owns. */
+  releaseListeners(): { fd: number; source: string }[] {
+    this.#engine.setAccepting(false);
+    const released = this.#listeners.map((l) => ({ fd: this.#engine.closeListener(l.id, true), source: describeServedAddress(l.served) }));
+    this.#listeners.length = 0;
+    return released.filter((r) => r.fd >= 0);
+  }
+
+  /** Live upgrade: lets go of every registration's connection as a raw fd, which the caller then owns. */
+  releaseRegistrationFds(): { fd: number; registration: RegistrationRecord }[] {
+    return this.registry.newestFirst().map((r) => ({ registration: recordOf(r), fd: r.owner.detach() }));
   }
 
   /**
-   * Live upgrade: stops accepting (the listening sockets stay open in the next process), then waits up to
-   * `drainMs` for requests in flight to be answered, and closes what is left of them.
+   * Adopts a registration's connection carried over from an earlier process, as a raw fd the engine then owns.
+   * Returns false (and closes the fd) when its name is already registered.
+   */
+  adoptRegistration(fd: number, restored: RestoredRegistration): boolean {
+    return this.#connections.restore(fd, restored, false);
+  }
+
+  /** Serves a connection accepted elsewhere (queued during a live upgrade), as a raw fd the engine then owns. */
+  adoptConnection(fd: number): void {
+    if (this.#closing) closeSync(fd);
+    else this.#engine.adopt(fd, false);
+  }
+
+  /**
+   * Live upgrade: stops accepting (the listening sockets stay open in the next process), then waits
+   * up to `drainMs` for requests in flight to be answered, and closes what is left of them.
    */
   async stopAccepting(drainMs: number): Promise<void> {
     this.#closing = true;
-    // close() stops listening at once; its callback would wait for every connection, registrations included.
-    for (const s of this.#servers) s.close();
-    for (const socket of await this.#drain(drainMs)) socket.destroy();
+    this.#engine.setAccepting(false);
+    await this.#drain(drainMs);
+    for (const l of this.#listeners.splice(0)) this.#engine.closeListener(l.id);
   }
 
-  /** Waits up to `drainMs` for connections other than registrations to finish; returns those still open. */
-  async #drain(drainMs: number): Promise<Socket[]> {
-    // Answered connections (end() called) are done; registrations are handled by the caller.
-    const busy = () => [...this.#open].filter((s) => !this.#isRegistration(s) && !s.destroyed && !s.writableEnded);
+  /** Waits up to `drainMs` for connections other than registrations to finish. */
+  async #drain(drainMs: number): Promise<void> {
     const deadline = Date.now() + drainMs;
-    while (busy().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
-    return busy();
-  }
-
-  /** Live upgrade: lets go of every registration's connection, for the next process to adopt. */
-  releaseRegistrations(): { socket: Socket; registration: RegistrationRecord }[] {
-    return this.registry.newestFirst().map((r) => ({ registration: recordOf(r), socket: r.owner.detach() }));
-  }
-
-  #isRegistration(socket: Socket): boolean {
-    return this.#registrationSockets.has(socket);
-  }
-
-  /** The listening servers, for a live upgrade to pass on. */
-  get listeners(): readonly Server[] {
-    return this.#servers;
+    while (this.#engine.counters().busy > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
   }
 
   /**
@@ -262,83 +274,38 @@ export class EpmdServer {
    *   next process, which finds them in the journal (SIGTERM under systemd with the fd store).
    */
   async close(mode: 'hang-up' | 'preserve' = 'hang-up', drainMs = 1000): Promise<void> {
-    if (this.#closing) return;
+    if (this.#engine.closed) return;
     this.#closing = true;
-    const closed = this.#servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
+    clearInterval(this.#sweep);
+    this.#engine.setAccepting(false);
+    for (const l of this.#listeners.splice(0)) this.#engine.closeListener(l.id);
     // Requests already accepted are answered first: ending them now would leave their clients with no reply.
     await this.#drain(drainMs);
+    if (this.#engine.closed) return;
     for (const registration of this.registry.newestFirst()) {
       if (mode === 'hang-up') registration.owner.hangUp('epmd is shutting down');
-      else registration.owner.detach().destroy();
+      else {
+        const fd = registration.owner.detach();
+        if (fd >= 0) closeSync(fd);
+      }
     }
-    for (const socket of this.#open) if (!socket.destroyed && !socket.pending) socket.destroySoon();
-    await Promise.all(closed);
-    for (const socket of this.#open) socket.destroy();
-    if (this.#sweepTimer) clearInterval(this.#sweepTimer);
-    this.#sweepTimer = null;
+    this.#connectionsBefore = this.stats.connections;
+    this.#engine.destroy();
   }
 
   /**
-   * Adopts a registration connection carried over from an earlier process. Returns false (and closes the socket)
-   * when its name is already registered.
+   * Adopts a registration connection carried over from an earlier process as a Node socket (a live upgrade that
+   * passes Node handles). Returns false (and closes the socket) when its name is already registered.
    */
   adopt(socket: Socket, restored: RestoredRegistration): boolean {
-    this.#track(socket, this.#options.limits.maxConnectionsPerPeer > 0 ? restored.peer : null);
-    if (serveConnection(this.#context, socket, restored)) return true;
-    socket.destroy();
-    return false;
-  }
-
-  /** Serves a freshly accepted connection. */
-  accept(socket: Socket): void {
-    const limits = this.#options.limits;
-    if (this.#closing) {
+    const fd = socketFd(socket);
+    let adopted = false;
+    try {
+      adopted = fd >= 0 && this.#connections.restore(fd, restored, true);
+    } finally {
       socket.destroy();
-      return;
     }
-    if (limits.maxConnections > 0 && this.#open.size >= limits.maxConnections) {
-      return this.#limitHit(socket, normaliseAddress(socket.remoteAddress), `connection limit (${limits.maxConnections}) reached`);
-    }
-    // Per-peer counting costs a getpeername() per connection: only when the limit is on.
-    let peer: string | null = null;
-    if (limits.maxConnectionsPerPeer > 0) {
-      peer = normaliseAddress(socket.remoteAddress);
-      if (!isLoopback(peer) && (this.#perPeer.get(peer) ?? 0) >= limits.maxConnectionsPerPeer) {
-        return this.#limitHit(socket, peer, `per-peer connection limit (${limits.maxConnectionsPerPeer}) reached`);
-      }
-    }
-    this.#track(socket, peer);
-    if (this.#options.delayAcceptMs > 0) {
-      socket.pause();
-      setTimeout(() => {
-        socket.resume();
-        serveConnection(this.#context, socket);
-      }, this.#options.delayAcceptMs);
-    } else {
-      serveConnection(this.#context, socket);
-    }
-  }
-
-  #track(socket: Socket, peer: string | null): void {
-    this.#open.add(socket);
-    if (peer === null) {
-      socket.once('close', () => this.#open.delete(socket));
-      return;
-    }
-    this.#perPeer.set(peer, (this.#perPeer.get(peer) ?? 0) + 1);
-    socket.once('close', () => {
-      this.#open.delete(socket);
-      const left = (this.#perPeer.get(peer) ?? 1) - 1;
-      if (left > 0) this.#perPeer.set(peer, left);
-      else this.#perPeer.delete(peer);
-    });
-  }
-
-  #limitHit(socket: Socket, peer: string, why: string): void {
-    this.stats.limitHits++;
-    this.#refused(peer, why);
-    socket.on('error', () => {});
-    socket.destroy();
+    return adopted;
   }
 
   #namesReply(): Buffer {
@@ -352,8 +319,6 @@ export class EpmdServer {
   }
 
   #registrationChanged(registration: NodeRegistration, event: 'registered' | 'unregistered' | 'restored', why: string): void {
-    if (event === 'unregistered') this.#registrationSockets.delete(registration.owner.socket);
-    else this.#registrationSockets.add(registration.owner.socket);
     const r = registration;
     const type = r.nodeType === 72 ? 'hidden' : r.nodeType === 77 ? 'normal' : `type ${r.nodeType}`;
     this.#log.info(
@@ -381,6 +346,14 @@ export class EpmdServer {
     if (this.#refusalWindow.logged++ < REFUSALS_LOGGED_PER_SECOND) log.warning(`refused ${peer}: ${why}`, fields ?? { event: 'refused', peer });
     else this.#refusalWindow.suppressed++;
   }
+
+  /** Out of fds: said at most once every 10 s (the engine backs off between 100 ms and 1 s each time). */
+  #acceptTrouble(why: string): void {
+    const now = Date.now();
+    if (now - this.#acceptTroubleAt < 10_000) return;
+    this.#acceptTroubleAt = now;
+    this.#log.warning(why);
+  }
 }
 
 /** The backlog a listening socket has, or null when it cannot be read (no addon, not a listening TCP socket). */
@@ -394,6 +367,10 @@ export function listenBacklogOf(fd: number): number | null {
 
 export function describeTarget(target: ListenTarget): string {
   if (target.kind === 'fd') return `fd ${target.fd}${target.name ? ` (${target.name})` : ''}`;
-  if (target.kind === 'inherited') return `inherited ${target.source}`;
+  if (target.kind === 'raw') return `inherited ${target.source}`;
   return target.host.includes(':') ? `[${target.host}]:${target.port}` : `${target.host}:${target.port}`;
+}
+
+function describeServedAddress(s: ServedSocket): string {
+  return s.address.includes(':') ? `[${s.address}]:${s.port}` : `${s.address}:${s.port}`;
 }

@@ -5,9 +5,10 @@
  */
 import * as os from 'node:os';
 import * as path from 'node:path';
+import type { EngineAddon } from '../engine/native-engine';
 
 /** What the addon exports. Each native/sdepmd/*.c file adds its functions here. */
-export interface SdepmdAddon {
+export interface SdepmdAddon extends EngineAddon {
   /** sd_pid_notify_with_fds(3): < 0 is -errno, 0 means NOTIFY_SOCKET is unset, > 0 means sent. */
   notifyWithFds(state: string, fds: number[]): number;
   /** Sets FD_CLOEXEC on `fd`: 0, or -errno (-EBADF when it is not open). */
@@ -56,6 +57,23 @@ const REQUIRED_EXPORTS: readonly (keyof SdepmdAddon)[] = [
   'dupFd',
   'execve',
   'listenBacklog',
+  // engine.c
+  'engineOpen',
+  'engineListen',
+  'engineAdoptListener',
+  'engineListenerInfo',
+  'engineCloseListener',
+  'engineAccepting',
+  'engineSend',
+  'engineClose',
+  'engineResume',
+  'engineAdopt',
+  'enginePeer',
+  'engineFd',
+  'engineWatched',
+  'enginePending',
+  'engineCounters',
+  'engineDestroy',
 ];
 
 const cache = new Map<string, SdepmdAddon | Error>();

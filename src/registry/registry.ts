@@ -138,6 +138,11 @@ export class Registry<Owner = unknown> {
     return this.#byName.get(nameKey(name));
   }
 
+  /** lookup() by a name's key (see nameKey): no Buffer needed. */
+  lookupKey(key: string): Registration<Owner> | undefined {
+    return this.#byName.get(key);
+  }
+
   /** Removes a registration if it is still the one stored under its name. */
   unregister(registration: Registration<Owner>): boolean {
     const key = nameKey(registration.name);

@@ -51,7 +51,7 @@ export interface StatusCounts {
 
 /** The STATUS= text `systemctl status epmd` shows, e.g. "3 nodes registered, 1,204 lookups served". */
 export function composeStatus(counts: StatusCounts): string {
-  const n = (value: number) => value.toLocaleString('en-US');
+  const n = groupThousands;
   const nodes = `${n(counts.registered)} node${counts.registered === 1 ? '' : 's'} registered`;
   const lookups = `${n(counts.lookups)} lookup${counts.lookups === 1 ? '' : 's'} served`;
   return counts.refused > 0 ? `${nodes}, ${lookups}, ${n(counts.refused)} refused` : `${nodes}, ${lookups}`;
@@ -124,4 +124,15 @@ export function openNotifier(env: NodeJS.ProcessEnv = process.env, options: Noti
       timer = null;
     },
   };
+}
+
+/** 1204 -> "1,204", as toLocaleString('en-US') writes it, without ICU's start-up cost (about 25 ms). */
+export function groupThousands(value: number): string {
+  const digits = String(Math.trunc(Math.abs(value)));
+  let out = '';
+  for (let i = 0; i < digits.length; i++) {
+    if (i > 0 && (digits.length - i) % 3 === 0) out += ',';
+    out += digits[i];
+  }
+  return value < 0 ? `-${out}` : out;
 }
