@@ -12,8 +12,14 @@
  * The checkout is copied in as a clean tree (tracked and untracked-but-not-ignored files, no node_modules, no
  * build output) at /root/sdepmd, as a user's clone would be.
  *
- * apt's downloaded archives and npm's cache are kept per release under the cache directory and bound into the
- * guest, so that a second run does not download again; every package is still installed by the guest's own apt.
+ * apt's downloaded archives and npm's cache are kept per release under the cache directory, so that a second run does
+ * not download again; every package is still installed by the guest's own apt. npm's cache is bound into the guest
+ * (npm's cache is safe for concurrent users). apt's archives are not shared: apt locks its archives directory for a
+ * whole download and install, and a guest that bound the shared directory while another guest (another run on this
+ * machine) installed failed with "Could not get lock /var/cache/apt/archives/lock. It is held by process 0" (pid 0:
+ * a holder outside the guest's PID namespace). Instead, the cached .deb files are hard-linked into the overlay's upper
+ * layer before it is mounted (each guest has its own archives directory and lock, nothing is copied), and what the
+ * guest downloaded is hard-linked back into the cache when it shuts down.
  * dpkg runs with force-unsafe-io in the guest (no fsync per file): the overlay is thrown away after the test.
  */
 import * as fs from 'fs';
@@ -28,6 +34,7 @@ export const REPO = path.resolve(__dirname, '..', '..');
 export const GUEST_REPO = '/root/sdepmd';
 const GUEST_EXTRA_CA = '/etc/ssl/sdepmd-test-extra-ca.pem';
 const CACHE = process.env.SDEPMD_PLATFORM_CACHE ?? '/var/cache/sdepmd-platform';
+const APT_ARCHIVES = '/var/cache/apt/archives';
 
 export interface ExecResult {
   code: number;
@@ -92,8 +99,6 @@ export class DebianHost {
   /** Milliseconds from starting systemd-nspawn to `systemctl is-system-running --wait` answering. */
   bootMs = 0;
   bootState = '';
-  /** The lock file on this release's download caches, when this guest uses them. */
-  cacheClaim: string | undefined;
   private constructor(
     readonly suite: Suite,
     readonly dir: string,
@@ -110,6 +115,7 @@ export class DebianHost {
     const dir = fs.mkdtempSync(path.join('/var/tmp', `sdepmd-platform-${suite}.`));
     const merged = path.join(dir, 'merged');
     for (const d of ['upper', 'work', 'merged']) fs.mkdirSync(path.join(dir, d));
+    linkDebs(path.join(CACHE, suite, 'apt-archives'), path.join(dir, 'upper', APT_ARCHIVES.slice(1)));
     const m = spawnSync('mount', ['-t', 'overlay', 'overlay', '-o',
       `lowerdir=${root},upperdir=${dir}/upper,workdir=${dir}/work`, merged], { encoding: 'utf8' });
     if (m.status !== 0) {
@@ -142,24 +148,13 @@ export class DebianHost {
       fs.copyFileSync(ca, path.join(merged, GUEST_EXTRA_CA.slice(1)));
     }
     copyCheckout(path.join(merged, GUEST_REPO.slice(1)));
-    // Download caches (see the header comment).
-    // Only one guest at a time may use a release's caches: apt locks its archives directory, and a second guest
-    // (another test run on this machine) would find it held ("Could not get lock ... held by process 0").
-    const binds: string[] = [];
-    const claim = path.join(CACHE, suite, '.caches-in-use');
-    if (!claimCaches(claim)) return DebianHost.launch(suite, dir, merged, machine, binds, undefined);
-    const caches: Array<[string, string]> = [
-      [path.join(CACHE, suite, 'apt-archives'), '/var/cache/apt/archives'],
-      [path.join(CACHE, suite, 'npm-cache'), '/root/.npm'],
-    ];
-    for (const [host, guest] of caches) {
-      fs.mkdirSync(path.join(host, guest.endsWith('archives') ? 'partial' : ''), { recursive: true });
-      binds.push(`--bind=${host}:${guest}`);
-    }
-    return DebianHost.launch(suite, dir, merged, machine, binds, claim);
+    // npm's download cache (see the header comment; apt's archives were linked into the upper layer).
+    const npmCache = path.join(CACHE, suite, 'npm-cache');
+    fs.mkdirSync(npmCache, { recursive: true });
+    return DebianHost.launch(suite, dir, merged, machine, [`--bind=${npmCache}:/root/.npm`]);
   }
 
-  private static async launch(suite: Suite, dir: string, merged: string, machine: string, binds: string[], claim: string | undefined): Promise<DebianHost> {
+  private static async launch(suite: Suite, dir: string, merged: string, machine: string, binds: string[]): Promise<DebianHost> {
     const t0 = Date.now();
     const console = fs.openSync(path.join(dir, 'console.log'), 'w');
     const nspawn = spawn('systemd-nspawn', ['-D', merged, '--register=no', '--keep-unit', '-q', '--boot',
@@ -183,7 +178,6 @@ export class DebianHost {
       throw new Error(`systemd-nspawn did not boot ${suite} (no systemd as its child):\n${log}`);
     }
     const host = new DebianHost(suite, dir, merged, nspawnPid, leader, machine);
-    host.cacheClaim = claim;
     // Until systemd answers on its bus at all, systemctl prints nothing (or "offline"): ask again.
     for (let i = 0; i < 600; i++) {
       const st = await host.exec('systemctl is-system-running --wait', { timeoutMs: 120_000 });
@@ -243,11 +237,9 @@ export class DebianHost {
   /** Powers the guest off, unmounts the overlay, deletes its directory; throws if anything is left. */
   async shutdown(): Promise<void> {
     await this.exec('systemctl poweroff', { timeoutMs: 10_000 });
-    try {
-      await cleanup(this.dir, this.merged, this.nspawnPid, this.leader);
-    } finally {
-      if (this.cacheClaim) fs.rmSync(this.cacheClaim, { force: true });
-    }
+    // What apt downloaded in this guest, for the next run (the upper layer holds exactly the guest's new files).
+    linkDebs(path.join(this.dir, 'upper', APT_ARCHIVES.slice(1)), path.join(CACHE, this.suite, 'apt-archives'));
+    await cleanup(this.dir, this.merged, this.nspawnPid, this.leader);
   }
 }
 
@@ -263,20 +255,25 @@ function childOf(pid: number): number {
   return 0;
 }
 
-/** Takes the lock file (its content: our pid); a lock left by a process that is gone is taken over. */
-function claimCaches(lock: string): boolean {
-  fs.mkdirSync(path.dirname(lock), { recursive: true });
-  for (let attempt = 0; attempt < 2; attempt++) {
+/** Hard-links every .deb file of `from` into `to` (same filesystem) that `to` does not have; nothing is copied. */
+function linkDebs(from: string, to: string): void {
+  let names: string[];
+  try {
+    names = fs.readdirSync(from).filter((n) => n.endsWith('.deb'));
+  } catch {
+    return; // nothing cached (yet), or nothing downloaded
+  }
+  fs.mkdirSync(to, { recursive: true });
+  for (const n of names) {
+    const src = path.join(from, n);
+    const dst = path.join(to, n);
+    if (!fs.lstatSync(src).isFile() || fs.existsSync(dst)) continue;
     try {
-      fs.writeFileSync(lock, String(process.pid), { flag: 'wx' });
-      return true;
+      fs.linkSync(src, dst);
     } catch {
-      const holder = Number(fs.readFileSync(lock, 'utf8').trim() || 0);
-      if (holder && isAlive(holder)) return false;
-      fs.rmSync(lock, { force: true });
+      fs.copyFileSync(src, dst); // another filesystem
     }
   }
-  return false;
 }
 
 function comm(pid: number): string {

@@ -24,6 +24,28 @@ import { peerDescribe } from '../support/peers';
 
 const MIN = 60_000;
 
+/**
+ * A raw client: one ALIVE2_REQ (name argv[2], port argv[3], normal node, versions 5-6) on a connection it keeps open
+ * until killed; it logs the reply, and "closed" should epmd ever close the connection.
+ */
+const RAW_ALIVE2 = `const net = require('net');
+const name = Buffer.from(process.argv[2]);
+const req = Buffer.alloc(15 + name.length);
+req.writeUInt16BE(13 + name.length, 0);
+req.writeUInt8(120, 2);
+req.writeUInt16BE(Number(process.argv[3]), 3);
+req.writeUInt8(77, 5);
+req.writeUInt8(0, 6);
+req.writeUInt16BE(6, 7);
+req.writeUInt16BE(5, 9);
+req.writeUInt16BE(name.length, 11);
+name.copy(req, 13);
+req.writeUInt16BE(0, 13 + name.length);
+const s = net.connect(4369, '127.0.0.1', () => s.write(req));
+s.on('data', (b) => console.log('reply ' + b.toString('hex')));
+s.on('close', () => { console.log('closed'); process.exit(1); });
+`;
+
 const appUnit = (name: string): string => `[Unit]
 Description=Erlang app ${name} (platform test)
 
@@ -224,13 +246,18 @@ export function platformSuite(suite: Suite, release: string): void {
       await s.ok(`cd ${GUEST_REPO} && scripts/install-deps.sh --test`, { hostNet: true, timeoutMs: 10 * MIN });
       // Also the unit and native-addon suites: on this release's Node, they show that sdepmd runs there, beyond
       // building. (integration, fuzz and the namespaced e2e suites run on this machine's Node only, to keep CI short.)
-      const r = await s.exec(`cd ${GUEST_REPO} && npx jest --runInBand --ci test/differential test/interop test/unit test/native 2>&1`, {
+      // Debian 13's OTP 27 is new: the whole differential suite (the wire protocol, the CLI, the timing cases) and the
+      // real-OTP interop. Debian 12's erlang-base is OTP 25, the peer the suites on this machine already run against:
+      // there, what is new is Node 18, so the unit and native suites and the CLI differential (epmd's own client
+      // against sdepmd, on Node 18), without the protocol suite's timing cases, which prove nothing new about OTP 25.
+      const suites = suite === 'trixie' ? 'test/differential test/interop test/unit test/native' : 'test/differential/cli.test.ts test/unit test/native';
+      const r = await s.exec(`cd ${GUEST_REPO} && npx jest --runInBand --ci ${suites} 2>&1`, {
         timeoutMs: 20 * MIN,
         env: { CI: 'true' },
       });
       const summary = (r.stdout.match(/^(Test Suites|Tests):.*$/gm) ?? []).join('; ');
       const perSuite = (r.stdout.match(/^(PASS|FAIL) \S+/gm) ?? []).join(', ');
-      say(`differential, interop, unit, native on ${suite}'s Node and OTP: ${summary} (${(r.ms / 1000).toFixed(0)} s): ${perSuite}`);
+      say(`${suites} on ${suite}'s Node and OTP: ${summary} (${(r.ms / 1000).toFixed(0)} s): ${perSuite}`);
       if (r.code !== 0) say(r.stdout.slice(-6000));
       expect(r.code).toBe(0);
       expect(summary).toMatch(/Tests:\s+\d+ passed, \d+ total/);
@@ -260,15 +287,22 @@ export function platformSuite(suite: Suite, release: string): void {
       await withJournal(async () => {
         const s = h();
         const version = (await s.ok(`node -p 'require("${GUEST_REPO}/package.json").version'`)).stdout.trim();
-        const old = `${version}~test1`;
+        const newer = `${version}+test2`;
         const t0 = Date.now();
-        await s.ok(`cd ${GUEST_REPO} && scripts/build-deb.sh --version '${old}' --out /root/debs && scripts/build-deb.sh --out /root/debs`, {
-          hostNet: true,
-          timeoutMs: 10 * MIN,
-        });
+        // Built once (the checkout was built by the README install already); the newer version is the same package
+        // re-packed with a higher version, in the package's control file and in its package.json (which
+        // `sdepmd --version` reads), with md5sums to match: the upgrade then shows the new code taking over.
+        await s.ok(`cd ${GUEST_REPO} && scripts/build-deb.sh --out /root/debs`, { hostNet: true, timeoutMs: 10 * MIN });
+        await s.ok(
+          `set -e; cd /root/debs; rm -rf up; dpkg-deb -R sdepmd_${version}_*.deb up; ` +
+            `sed -i 's/^Version: .*/Version: ${newer}/' up/DEBIAN/control; ` +
+            `sed -i 's/"version": *"[^"]*"/"version": "${newer}"/' up/usr/lib/sdepmd/package.json; ` +
+            `(cd up && find usr -type f -print0 | sort -z | xargs -0 md5sum > DEBIAN/md5sums); ` +
+            `dpkg-deb --root-owner-group -Zgzip --build up sdepmd_${newer}_$(dpkg --print-architecture).deb >/dev/null; rm -rf up`,
+        );
         const arch = (await s.ok('dpkg --print-architecture')).stdout.trim();
         const control = (await s.ok(`dpkg-deb -f /root/debs/sdepmd_${version}_${arch}.deb Depends`)).stdout.trim();
-        say(`.deb built in ${((Date.now() - t0) / 1000).toFixed(0)} s (two versions); Depends: ${control}`);
+        say(`.deb built in ${((Date.now() - t0) / 1000).toFixed(0)} s (built once, re-packed as the newer version); Depends: ${control}`);
         expect(control).toMatch(/nodejs \(>= 18\.20\)/);
         expect(control).toMatch(/libsystemd0/);
         // Every addon in it is N-API: the same package serves Node 18 and Node 20 (no libnode<ABI> pin).
@@ -296,11 +330,16 @@ export function platformSuite(suite: Suite, release: string): void {
           expect((await s.ok('sdepmd status')).stdout).toMatch(/under systemd/);
         };
 
-        // Install the older version, with erlang-base's C epmd running.
-        let st = await apt(`install -y ./debs/sdepmd_${old}_${arch}.deb`, `apt install sdepmd ${old}`);
+        // Install, with erlang-base's C epmd running: erlang-base's units are diverted aside, sdepmd serves.
+        let st = await apt(`install -y ./debs/sdepmd_${version}_${arch}.deb`, `apt install sdepmd ${version}`);
         expect(st).toMatch(/Loaded: loaded \(\/(usr\/)?lib\/systemd\/system\/epmd\.socket; enabled/);
         expect(st).toMatch(/Active: active/);
-        expect((await s.ok('dpkg-divert --list')).stdout).toMatch(/diversion of \/(usr\/)?lib\/systemd\/system\/epmd\.socket to .*epmd\.socket\.distrib by sdepmd/);
+        const diversions = (await s.ok('dpkg-divert --list')).stdout;
+        for (const unit of ['epmd.socket', 'epmd.service']) {
+          expect(diversions).toMatch(new RegExp(`diversion of /(usr/)?lib/systemd/system/${unit.replace('.', '\\.')} to .*${unit.replace('.', '\\.')}\\.distrib by sdepmd`));
+        }
+        // erlang-base's own unit files, aside under the diverted name, unchanged.
+        expect((await s.ok('cat /usr/lib/systemd/system/epmd.service.distrib')).stdout).toMatch(/ExecStart=\/usr\/bin\/epmd -systemd/);
         await sdepmdServes();
         expect((await s.ok('sdepmd --version')).stdout).toContain(version);
         await s.ok('systemctl start billing_prod.service billing_stage.service');
@@ -308,16 +347,29 @@ export function platformSuite(suite: Suite, release: string): void {
         expect(await ping('billing_stage', 'billing_prod')).toBe('pong');
         const doctor = await s.exec('sdepmd doctor');
         expect(doctor.stdout).toMatch(/^sdepmd doctor: healthy/m);
+        // A raw registration (a bare ALIVE2_REQ on a connection that stays open, no OTP), held across the upgrade.
+        s.writeFile('/root/raw-alive2.js', RAW_ALIVE2);
+        await s.ok('systemd-run --unit=rawreg /usr/bin/node /root/raw-alive2.js rawnode 45001');
+        await waitFor('the raw registration', () => registered('rawnode'));
 
-        // Upgrade: the newer version over the older one; the apps stay registered.
+        // Upgrade: the newer version over it, a live upgrade (same epmd.service process, no restart job): the apps
+        // and the raw registration stay registered, the raw connection stays open, and the new code serves.
         const prodPid = (await s.ok('systemctl show -p MainPID --value billing_prod.service')).stdout.trim();
-        st = await apt(`install -y ./debs/sdepmd_${version}_${arch}.deb`, `apt install sdepmd ${version} over ${old}`);
+        const epmdPid = (await s.ok('systemctl show -p MainPID --value epmd.service')).stdout.trim();
+        st = await apt(`install -y ./debs/sdepmd_${newer}_${arch}.deb`, `apt install sdepmd ${newer} over ${version}`);
         expect(st).toMatch(/Active: active/);
-        expect((await s.ok("dpkg-query -W -f='${Version} ${Status}' sdepmd")).stdout).toBe(`${version} install ok installed`);
-        await sdepmdServes();
-        await waitFor('apps registered after the upgrade', () => registered('billing_prod', 'billing_stage'));
+        expect((await s.ok("dpkg-query -W -f='${Version} ${Status}' sdepmd")).stdout).toBe(`${newer} install ok installed`);
+        expect((await s.ok('dpkg --verify sdepmd && echo verified')).stdout).toMatch(/^verified$/m);
+        expect(await registered('billing_prod', 'billing_stage', 'rawnode')).toBeDefined();
+        expect((await s.ok('systemctl show -p MainPID --value epmd.service')).stdout.trim()).toBe(epmdPid);
         expect((await s.ok('systemctl show -p MainPID --value billing_prod.service')).stdout.trim()).toBe(prodPid);
+        expect((await s.exec('systemctl is-active rawreg.service')).stdout.trim()).toBe('active');
+        expect((await s.ok('journalctl -u rawreg.service --no-pager -o cat')).stdout).not.toMatch(/closed/);
+        expect((await s.ok('journalctl -u epmd.service --no-pager -o cat')).stdout).toContain(`live upgrade: ${version} (pid ${epmdPid}) → ${newer} (pid ${epmdPid})`);
+        expect((await s.ok('sdepmd --version')).stdout).toContain(newer);
+        await sdepmdServes();
         expect(await ping('billing_stage', 'billing_prod')).toBe('pong');
+        await s.ok('systemctl stop rawreg.service');
 
         // Remove: erlang-base's units are back and its C epmd serves; the apps come back to it.
         await s.ok('systemctl stop billing_prod.service billing_stage.service');
@@ -341,7 +393,7 @@ export function platformSuite(suite: Suite, release: string): void {
 
         // Installing again on a host without erlang-base, then removing it, leaves no epmd unit behind.
         await apt('purge -y erlang-base', 'apt purge erlang-base');
-        st = await apt(`install -y ./debs/sdepmd_${version}_${arch}.deb`, 'apt install sdepmd (no erlang-base)');
+        st = await apt(`install -y ./debs/sdepmd_${newer}_${arch}.deb`, 'apt install sdepmd (no erlang-base)');
         expect(st).toMatch(/Active: active/);
         await sdepmdServes();
         await apt('purge -y sdepmd', 'apt purge sdepmd (no erlang-base)');
