@@ -27,7 +27,7 @@ export function emptyRefusalCounts(): RefusalCounts {
 export function refusalReason(why: string): RefusalReason {
   if (why.includes('from a non-local peer')) return 'not_local';
   if (why.startsWith('ALIVE2 ')) return 'registration';
-  if (why.startsWith('no complete request within')) return 'timeout';
+  if (why.startsWith('no complete request')) return 'timeout';
   if (why.startsWith('request not complete within')) return 'budget';
   if (why.includes('exceeds the input buffer') || /^request length \d+ exceeds/.test(why)) return 'too_large';
   if (why.startsWith('reply not read')) return 'unread_reply';

@@ -163,6 +163,10 @@ describe('refusals by reason', () => {
     ['names request from a non-local peer', 'not_local'],
     ['ALIVE2 foo refused: name taken', 'registration'],
     ['no complete request within 60000 ms', 'timeout'],
+    // The texts the server writes today (src/policy/connection.ts).
+    ['no complete request, idle for more than 60 s', 'timeout'],
+    ['reply not read, idle for more than 60 s (10 bytes unsent)', 'unread_reply'],
+    ['ALIVE2 request from a non-local peer', 'not_local'],
     ['request not complete within 60000 ms', 'budget'],
     ['request exceeds the input buffer', 'too_large'],
     ['request length 4000 exceeds 3058', 'too_large'],
