@@ -1,5 +1,5 @@
 /**
- * Typed access to systemd's file-descriptor store (NOTES.md §3).
+ * Typed access to systemd's file-descriptor store (FDSTORE=1 / FDSTOREREMOVE=1, sd_pid_notify_with_fds(3)).
  *
  * Core Node cannot send SCM_RIGHTS over AF_UNIX datagrams, so fds are passed through
  * the project's N-API addon (native/sdepmd), which wraps libsystemd's sd_pid_notify_with_fds(3).

@@ -27,8 +27,8 @@ const INSTALL = path.join(REPO, 'scripts', 'install.sh');
 const DROP_IN = path.join(REPO, 'units', 'epmd-dependency.conf');
 /**
  * OTP apps whose drop-in is the shipped one with Requires=epmd.service turned into Wants=epmd.service: with
- * Requires=, systemd restarts an app whenever epmd restarts or crashes (NOTES.md §2), so nothing of the fd store
- * could be seen on them. REQ_APP has the shipped drop-in as it is; what happens to it is reported, not asserted.
+ * Requires=, systemd restarts an app whenever epmd restarts or crashes (Requires= propagates a restart, and on
+ * systemd 252 a crash's automatic restart counts as one), so nothing of the fd store could be seen on them. REQ_APP has the shipped drop-in as it is; what happens to it is reported, not asserted.
  */
 const APPS = ['fs_app_a', 'fs_app_b'] as const;
 const REQ_APP = 'fs_app_req';
