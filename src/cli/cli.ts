@@ -121,7 +121,7 @@ export function buildParser(argv: readonly string[]): Argv<CliArgs> {
     .help('help')
     .alias('help', 'h')
     .strict()
-    .wrap(Math.min(110, process.stdout.columns || 110)) as unknown as Argv<CliArgs>;
+    .wrap(Math.min(110, process.stdout.columns || 110));
 }
 
 /**
@@ -180,9 +180,9 @@ export async function main(argv: readonly string[], io: CliIo = PROCESS_IO): Pro
   let args: CliArgs;
   let output = '';
   try {
-    args = (await parser.parseAsync([...argv], {}, (_err, _argv, out) => {
+    args = await parser.parseAsync([...argv], {}, (_err, _argv, out) => {
       output = out;
-    })) as CliArgs;
+    });
   } catch (err) {
     parseError ??= (err as Error).message;
     args = {};

@@ -118,7 +118,7 @@ export async function startControlServer(
         return;
       } else if (command === 'adopt' && provider.adopt) {
         if (newline !== input.length - 1) return void socket.destroy();
-        return void adopt(socket, provider.adopt);
+        return void adopt(socket, (nodes) => provider.adopt?.(nodes) ?? { adopted: [], refused: [] });
       } else reply = { error: `unknown command ${JSON.stringify(command)}; try "status" or "names"` };
       socket.end(`${JSON.stringify(reply)}\n`);
     });

@@ -74,7 +74,7 @@ export async function startDaemon(config: DaemonConfig, options: DaemonOptions =
   await daemon.restore();
   await daemon.listen();
   await daemon.serve();
-  await daemon.notify();
+  daemon.notify();
   daemon.handleSignals();
   return daemon.running();
 }
@@ -269,7 +269,7 @@ class Daemon {
   }
 
   /** Phase 5, notify: READY=1 (after a live upgrade, this ends the reload), the watchdog, STATUS= refreshes. */
-  async notify(): Promise<void> {
+  notify(): void {
     const notifier = this.#notifier;
     notifier.status(this.#statusText());
     notifier.ready();

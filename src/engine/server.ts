@@ -113,14 +113,20 @@ export class EpmdServer {
       creationSeed: this.#options.creationSeed,
       maxUnused: this.#options.maxUnusedNames,
     });
-    const server = this;
+    const epmdPort = (): number => this.epmdPort;
+    // Connections are counted by the engine (JS never sees one that sends no request).
+    const connectionCount = {
+      get: (): number => this.#connectionsBefore + this.#engine.counters().accepted,
+      set: (value: number): void => {
+        this.#connectionsBefore = value - this.#engine.counters().accepted;
+      },
+    };
     this.stats = {
-      // Connections are counted by the engine (JS never sees one that sends no request).
       get connections() {
-        return server.#connectionsBefore + server.#engine.counters().accepted;
+        return connectionCount.get();
       },
       set connections(value: number) {
-        server.#connectionsBefore = value - server.#engine.counters().accepted;
+        connectionCount.set(value);
       },
       lookups: 0,
       lookupsFound: 0,
@@ -140,7 +146,7 @@ export class EpmdServer {
       delayAcceptMs: this.#options.delayAcceptMs,
       delayWriteMs: this.#options.delayWriteMs,
       get epmdPort() {
-        return server.epmdPort;
+        return epmdPort();
       },
       namesReply: () => this.#namesReply(),
       registrationChanged: (registration, event, why) => this.#registrationChanged(registration, event, why),

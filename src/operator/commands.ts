@@ -134,7 +134,7 @@ export async function runSubcommand(argv: readonly string[], io: CliIo): Promise
   try {
     args = (await parser.parseAsync([...argv.slice(1)], {}, (_e, _a, out) => {
       output = out;
-    })) as VerbArgs;
+    }));
   } catch (err) {
     failure ??= (err as Error).message;
   }

@@ -123,7 +123,7 @@ export function explainNoAnswer(f: NoAnswerFacts): NoAnswer {
     const cEpmd = f.holders.find((h) => h.comm === 'epmd');
     const serviceRunsC = svc?.activeState === 'active' && svc.execStart !== '' && !/sdepmd/.test(svc.execStart);
     const sdepmd = f.holders.find((h) => /sdepmd/.test(h.cmdline));
-    const who = cEpmd ? `the C epmd (pid ${cEpmd.pid})` : serviceRunsC ? `the C epmd (${EPMD_SERVICE}: ${svc!.execStart})` : sdepmd ? `an sdepmd without this control socket (pid ${sdepmd.pid})` : 'another epmd';
+    const who = cEpmd ? `the C epmd (pid ${cEpmd.pid})` : serviceRunsC ? `the C epmd (${EPMD_SERVICE}: ${svc.execStart})` : sdepmd ? `an sdepmd without this control socket (pid ${sdepmd.pid})` : 'another epmd';
     return {
       cause: 'other-epmd',
       summary: `${who} answers on port ${f.port}, not an sdepmd with a control socket at ${f.control}`,

@@ -106,7 +106,7 @@ d('registrations survive restart, crash and live upgrade (fd store), under a rea
   const cursorNow = async (): Promise<string> => {
     const r = await sh(['journalctl', '--no-pager', '-n', '1', '-o', 'json']);
     const e = parseJournalJson(r.stdout)[0];
-    return String(e?.__CURSOR ?? '');
+    return e?.__CURSOR ?? '';
   };
   const journalSince = async (cursor: string): Promise<JournalEntry[]> => {
     const args = ['journalctl', '--no-pager', '-u', 'epmd.service', '-o', 'json'];
@@ -443,7 +443,6 @@ d('registrations survive restart, crash and live upgrade (fd store), under a rea
     dumpOnFailure(async () => {
       const s = box();
       const problems: string[] = [];
-      const all = [...APPS, RAW.name];
       let repairedMs = -1;
       const r = await runEvent(
         'stop+start',

@@ -39,8 +39,8 @@ function startNode(name: string, extra: string[] = []): ErlNode {
   });
   let out = '';
   let err = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   const node: ErlNode = { name, child, stdout: () => out, stderr: () => err, exited };
   nodes.push(node);
@@ -88,7 +88,6 @@ const d = peerDescribe('erl + C epmd client', allOf(erlAvailable(), cEpmdAvailab
 
 d('real OTP nodes with sdepmd', () => {
   let a: ErlNode;
-  let b: ErlNode;
   let h: ErlNode;
 
   beforeAll(async () => {
@@ -104,7 +103,7 @@ d('real OTP nodes with sdepmd', () => {
       `io:format("RPC_NODE=~p~n", [rpc:call(B, erlang, node, [])]), ` +
       `io:format("RPC_REVERSE=~p~n", [rpc:call(B, lists, reverse, [[1, 2, 3]])]), ` +
       `io:format("EPMD_NAMES=~p~n", [erl_epmd:names()]).`;
-    b = startNode(NAME_B);
+    startNode(NAME_B);
     h = startNode(NAME_H, ['-hidden']);
     a = startNode(NAME_A, ['-eval', script]);
     await waitFor('all three nodes in NAMES', async () => {

@@ -134,7 +134,7 @@ export async function nsHold(ns: string, host: string, port: number, request: Bu
   });
   const reply = await new Promise<string>((resolve, reject) => {
     let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
+    child.stdout.on('data', (d: Buffer) => {
       out += d.toString();
       if (out.includes('\n')) {
         const o = JSON.parse(out.split('\n')[0]!) as { reply?: string; error?: string };
@@ -162,8 +162,8 @@ export function nsSpawn(ns: string, command: string[], env: NodeJS.ProcessEnv = 
   for (const k of ['NOTIFY_SOCKET', 'LISTEN_FDS', 'LISTEN_PID', 'LISTEN_FDNAMES']) delete fullEnv[k];
   const child = spawn('ip', ['netns', 'exec', ns, ...command], { stdio: ['ignore', 'pipe', 'pipe'], env: fullEnv });
   let output = '';
-  child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (output += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const p: NsProcess = {
     child,
