@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { resolveDaemonConfig, resolvePort, type DaemonFlags, UPGRADE_CHECK_ENV } from '../daemon/config';
 import { CannotConnectError, exchangeLocal } from './client';
 import { C_EPMD_USAGE, needsCUsage } from './c-usage';
-import { encodeNameRequest, encodeSimpleRequest } from '../protocol/codec';
+import { decodePortHeaderReply, encodeNameRequest, encodeSimpleRequest } from '../protocol/codec';
 import { DUMP_REQ, KILL_REQ, NAMES_REQ, STOP_REQ } from '../protocol/constants';
 import { VERSION } from '../version';
 import { parseDaemonFlags } from './fast-flags';
@@ -276,7 +276,8 @@ async function clientVerb(args: CliArgs, io: CliIo): Promise<number> {
       }
       // One write, so that a pipe's reader gets the header and the names together, as from the C client (whose
       // stdout is buffered until it exits).
-      io.stdout(`epmd: up and running on port ${reply.readInt32BE(0)} with data:\n${reply.subarray(4).toString('utf8')}`);
+      const { epmdPort, text } = decodePortHeaderReply(reply);
+      io.stdout(`epmd: up and running on port ${epmdPort} with data:\n${text}`);
       return 0;
     }
     if (args.kill) {

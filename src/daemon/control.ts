@@ -18,6 +18,8 @@ import * as path from 'node:path';
 import type { ServerStats } from '../policy/connection';
 import { socketFd } from '../engine/socket-fd';
 import { receiveAdoptFrames, type NodeInfoRecord } from './handover';
+import { nodeTypeName } from '../protocol/constants';
+import { runtimeDirectory } from '../systemd/runtime-directory';
 
 /** One registered node, as `sdepmd names --json` prints it. */
 export interface NodeRecord {
@@ -79,7 +81,7 @@ const ADOPT_TIMEOUT_MS = 10_000;
 
 /** Where the control socket for an epmd port lives. */
 export function controlSocketPath(port: number, env: NodeJS.ProcessEnv = process.env): string {
-  const dir = env.RUNTIME_DIRECTORY?.split(':')[0] || '/run/sdepmd';
+  const dir = runtimeDirectory(env.RUNTIME_DIRECTORY) ?? '/run/sdepmd';
   return path.join(dir, `control-${port}.sock`);
 }
 
@@ -181,5 +183,5 @@ export function queryControl<T extends ControlCommand>(
 }
 
 export function describeNodeType(nodeType: number): NodeRecord['nodeType'] {
-  return nodeType === 77 ? 'normal' : nodeType === 72 ? 'hidden' : nodeType;
+  return nodeTypeName(nodeType) ?? nodeType;
 }

@@ -13,7 +13,7 @@ import { openFdStore } from '../systemd/fdstore';
 import { requiringUnits } from '../systemd/dependents';
 import { isRegistrationFd, Persistence, type Recovery, type StoredRecord } from '../systemd/persistence';
 import { recordOf, restoredFrom } from '../registry/registration-record';
-import type { NodeRegistration } from '../policy/connection';
+import type { NodeRegistration, RegistrationEvent } from '../policy/connection';
 import {
   controlSocketPath,
   describeNodeType,
@@ -25,7 +25,7 @@ import {
 } from './control';
 import { checkNewCode, execNewCode, readUpgradeState, upgradeStateDirectory, UPGRADE_STATE_ENV } from './upgrade';
 import type { NodeInfoRecord, UpgradeState } from './handover';
-import { normaliseAddress } from '../policy/policy';
+import { formatEndpoint, normaliseAddress } from '../policy/policy';
 import { VERSION } from '../version';
 
 export interface RunningDaemon {
@@ -322,7 +322,7 @@ class Daemon {
     return this.#notifier.active || this.#origin.kind === 'activated';
   }
 
-  #registrationChanged(registration: NodeRegistration, event: 'registered' | 'unregistered' | 'restored'): void {
+  #registrationChanged(registration: NodeRegistration, event: RegistrationEvent): void {
     const persistence = this.#persistence;
     // Kept before the node is answered, so that a crash right after the reply loses nothing.
     if (event === 'registered' && persistence.enabled) {
@@ -630,6 +630,5 @@ function closeFdQuietly(fd: number): void {
 
 function describeServed(s: ServedSocket): string {
   if (s.target.kind === 'address') return describeTarget(s.target);
-  const address = s.address.includes(':') ? `[${s.address}]:${s.port}` : `${s.address}:${s.port}`;
-  return `${address} (${describeTarget(s.target)})`;
+  return `${formatEndpoint(s.address, s.port)} (${describeTarget(s.target)})`;
 }

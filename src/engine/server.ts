@@ -5,8 +5,9 @@
 import { closeSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { encodeNamesLine, encodePortHeader } from '../protocol/codec';
+import { nodeTypeName } from '../protocol/constants';
 import { hex, printableName, type LogFields, type Logger } from '../daemon/log';
-import { DEFAULT_LIMITS, type Limits } from '../policy/policy';
+import { DEFAULT_LIMITS, formatEndpoint, type Limits } from '../policy/policy';
 import { Registry } from '../registry/registry';
 import { recordOf, type RegistrationRecord } from '../registry/registration-record';
 import {
@@ -14,6 +15,7 @@ import {
   type ConnectionContext,
   type NodeConnection,
   type NodeRegistration,
+  type RegistrationEvent,
   type RestoredRegistration,
   type ServerStats,
 } from '../policy/connection';
@@ -70,7 +72,7 @@ export interface ServerEvents {
    * A node registered (called before the node is answered), was restored from an earlier process, or
    * unregistered.
    */
-  change?(registration: NodeRegistration, event: 'registered' | 'unregistered' | 'restored'): void;
+  change?(registration: NodeRegistration, event: RegistrationEvent): void;
   /** An accepted KILL_REQ has been answered (or its reply could not be written): the daemon should exit. */
   kill?(): void;
 }
@@ -324,9 +326,9 @@ export class EpmdServer {
     return this.#namesCache.reply;
   }
 
-  #registrationChanged(registration: NodeRegistration, event: 'registered' | 'unregistered' | 'restored', why: string): void {
+  #registrationChanged(registration: NodeRegistration, event: RegistrationEvent, why: string): void {
     const r = registration;
-    const type = r.nodeType === 72 ? 'hidden' : r.nodeType === 77 ? 'normal' : `type ${r.nodeType}`;
+    const type = nodeTypeName(r.nodeType) ?? `type ${r.nodeType}`;
     this.#log.info(
       `${event} ${printableName(r.name)} port ${r.port} (${type}, versions ${r.lowestVersion}-${r.highestVersion}, ` +
         `creation ${r.creation}) ${why}; ${this.registry.size} node(s) registered`,
@@ -374,9 +376,9 @@ export function listenBacklogOf(fd: number): number | null {
 export function describeTarget(target: ListenTarget): string {
   if (target.kind === 'fd') return `fd ${target.fd}${target.name ? ` (${target.name})` : ''}`;
   if (target.kind === 'raw') return `inherited ${target.source}`;
-  return target.host.includes(':') ? `[${target.host}]:${target.port}` : `${target.host}:${target.port}`;
+  return formatEndpoint(target.host, target.port);
 }
 
 function describeServedAddress(s: ServedSocket): string {
-  return s.address.includes(':') ? `[${s.address}]:${s.port}` : `${s.address}:${s.port}`;
+  return formatEndpoint(s.address, s.port);
 }

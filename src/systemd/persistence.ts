@@ -15,6 +15,7 @@ import * as path from 'node:path';
 import type { PassedFd } from './listen';
 import type { FdStore } from './fdstore';
 import type { RegistrationRecord } from '../registry/registration-record';
+import { runtimeDirectory } from './runtime-directory';
 
 /** Prefix of the FDNAMEs this daemon gives to registration connections (listening sockets never carry it). */
 export const REGISTRATION_FD_PREFIX = 'reg-';
@@ -113,15 +114,17 @@ export class Persistence {
   #warnedFull = false;
   #held: { fdName: string; fd: number }[] | null = null;
 
+  /** `runtimeDirectory`: RUNTIME_DIRECTORY's value; the journal goes in its first directory. */
   constructor(options: { store: FdStore; runtimeDirectory: string | undefined; max: number }) {
-    const { store, runtimeDirectory, max } = options;
+    const { store, max } = options;
     this.#max = max;
     if (max <= 0) [this.enabled, this.detail] = [false, 'disabled (--fdstore_max 0)'];
     else if (!store.available) [this.enabled, this.detail] = [false, store.unavailableReason ?? 'fd store unavailable'];
-    else if (!runtimeDirectory) [this.enabled, this.detail] = [false, 'RUNTIME_DIRECTORY is not set (RuntimeDirectory= in the unit)'];
+    else if (!options.runtimeDirectory) [this.enabled, this.detail] = [false, 'RUNTIME_DIRECTORY is not set (RuntimeDirectory= in the unit)'];
     else [this.enabled, this.detail] = [true, `up to ${max} registrations kept in the fd store`];
     this.#store = this.enabled ? store : null;
-    this.#file = this.enabled && runtimeDirectory ? path.join(runtimeDirectory.split(':')[0]!, 'registrations.jsonl') : null;
+    const dir = runtimeDirectory(options.runtimeDirectory);
+    this.#file = this.enabled && dir ? path.join(dir, 'registrations.jsonl') : null;
   }
 
   /** The highest creation the journal has seen: the registry's counter must start past it. */
