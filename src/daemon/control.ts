@@ -130,12 +130,17 @@ export async function startControlServer(
       onError(`control socket ${socketPath}: ${err.message}`);
       resolve(null);
     });
+    // bind() creates the socket file inside listen(), before it returns: mode 0600 comes from this umask, which is
+    // restored whether the bind worked or not (an error is only reported later, on the next tick).
     const umask = process.umask(0o177);
-    server.listen(socketPath, () => {
+    try {
+      server.listen(socketPath, () => {
+        server.on('error', (err) => onError(`control socket: ${err.message}`));
+        resolve(server);
+      });
+    } finally {
       process.umask(umask);
-      server.on('error', (err) => onError(`control socket: ${err.message}`));
-      resolve(server);
-    });
+    }
   });
 }
 
