@@ -15,6 +15,7 @@ import { DUMP_REQ, KILL_REQ, NAMES_REQ, STOP_REQ } from '../protocol/constants';
 import { VERSION } from '../version';
 import { parseDaemonFlags } from './fast-flags';
 import { SUBCOMMANDS, suggest, unknownFlagMessage, usageMessage, USAGE_EXIT_CODE, VERBS, wrapText } from './verbs';
+import { either, literal, object, string, type Shape } from '../util/shape';
 
 export { SUBCOMMANDS } from './verbs';
 
@@ -244,6 +245,11 @@ async function upgradeCheck(io: CliIo): Promise<number> {
 }
 
 type DetachMessage = { type: 'ready' } | { type: 'error'; message: string };
+const DETACH_MESSAGE: Shape<DetachMessage> = either(
+  object({ type: literal('ready') }),
+  object({ type: literal('error'), message: string }),
+  '{"type":"ready"} or {"type":"error","message":...}',
+);
 
 /** With -daemon, the detached child reports to its parent over the IPC channel, then lets go of it. */
 function tellParent(message: DetachMessage): void {
@@ -325,7 +331,13 @@ async function detach(argv: readonly string[], io: CliIo): Promise<number> {
     env: { ...io.env, SDEPMD_DETACHED: '1' },
   });
   const outcome = await new Promise<DetachMessage | { type: 'exit'; code: number }>((resolve) => {
-    child.once('message', (m: DetachMessage) => resolve(m));
+    child.once('message', (m: unknown) => {
+      try {
+        resolve(DETACH_MESSAGE(m, 'message'));
+      } catch (err) {
+        resolve({ type: 'error', message: `the daemon sent an unexpected ${(err as Error).message}` });
+      }
+    });
     child.once('exit', (code) => resolve({ type: 'exit', code: code ?? 1 }));
   });
   child.unref();

@@ -20,6 +20,7 @@ import { socketFd } from '../engine/socket-fd';
 import { receiveAdoptFrames, type NodeInfoRecord } from './handover';
 import { nodeTypeName } from '../protocol/constants';
 import { runtimeDirectory } from '../systemd/runtime-directory';
+import { array, boolean, either, integer, literal, matching, nullable, object, optional, parseJson, string, type Shape } from '../util/shape';
 
 /** One registered node, as `sdepmd names --json` prints it. */
 export interface NodeRecord {
@@ -162,26 +163,80 @@ async function adopt(socket: Socket, accept: NonNullable<ControlProvider['adopt'
   socket.end(`${JSON.stringify(reply)}\n`);
 }
 
-/** Asks the daemon behind a control socket; rejects when there is none. */
-export function queryControl<T extends ControlCommand>(
-  socketPath: string,
-  command: T,
-  timeoutMs = 5000,
-): Promise<T extends 'status' ? StatusRecord : NodeRecord[]> {
+const COUNT = integer(0);
+const NODE_RECORD: Shape<NodeRecord> = object({
+  name: string,
+  port: integer(0, 65535),
+  nodeType: either(literal('normal', 'hidden'), integer(0, 255), '"normal", "hidden" or a number from 0 to 255'),
+  protocol: integer(0, 255),
+  highestVersion: integer(0, 65535),
+  lowestVersion: integer(0, 65535),
+  extra: matching(/^(?:[0-9a-f]{2})*$/, 'hex bytes'),
+  creation: nullable(integer(0, 0xffffffff)),
+  registeredAt: optional(string),
+  peer: optional(string),
+});
+const STATUS_RECORD: Shape<StatusRecord> = object({
+  version: string,
+  pid: integer(1),
+  startedAt: string,
+  uptimeSeconds: COUNT,
+  underSystemd: boolean,
+  logLevel: string,
+  sockets: array(object({ address: string, port: integer(0, 65535), source: string })),
+  registered: COUNT,
+  openConnections: COUNT,
+  counts: object({
+    connections: COUNT,
+    lookups: COUNT,
+    lookupsFound: COUNT,
+    namesRequests: COUNT,
+    registrations: COUNT,
+    unregistrations: COUNT,
+    refused: COUNT,
+    limitHits: COUNT,
+  }),
+  fdStore: optional(object({ enabled: boolean, stored: COUNT, restored: COUNT, detail: optional(string) })),
+});
+const ERROR_REPLY = object({ error: string });
+
+export type ControlReply<T extends ControlCommand> = T extends 'status' ? StatusRecord : NodeRecord[];
+const REPLY_SHAPES: { readonly [C in ControlCommand]: Shape<ControlReply<C>> } = { status: STATUS_RECORD, names: array(NODE_RECORD) };
+
+/** The most a control reply may hold (the names of 100,000 nodes take about 25 MiB). */
+const MAX_REPLY_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Reads the daemon's answer to `command`: the record, checked field by field, or an Error with the daemon's own
+ * error text, or one that says what is wrong with the answer.
+ */
+export function decodeControlReply<T extends ControlCommand>(command: T, text: string, from: string): ControlReply<T> {
+  const what = `malformed answer to "${command}" on ${from}`;
+  const value = parseJson(text, (v) => v, what);
+  if (typeof value === 'object' && value !== null && !Array.isArray(value) && 'error' in value) {
+    throw new Error(parseJson(text, ERROR_REPLY, what).error);
+  }
+  return parseJson(text, REPLY_SHAPES[command], what);
+}
+
+/** Asks the daemon behind a control socket; rejects when there is none, or when its answer is not what it should be. */
+export function queryControl<T extends ControlCommand>(socketPath: string, command: T, timeoutMs = 5000): Promise<ControlReply<T>> {
   return new Promise((resolve, reject) => {
-    let output = '';
+    const chunks: Buffer[] = [];
+    let size = 0;
     const socket = createConnection(socketPath, () => socket.write(`${command}\n`));
     socket.setTimeout(timeoutMs, () => socket.destroy(new Error(`no answer on ${socketPath} within ${timeoutMs} ms`)));
-    socket.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
+    socket.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_REPLY_BYTES) socket.destroy(new Error(`answer on ${socketPath} is larger than ${MAX_REPLY_BYTES} bytes`));
+      else chunks.push(chunk);
+    });
     socket.on('error', reject);
     socket.on('end', () => {
       try {
-        const parsed = JSON.parse(output) as { error?: string };
-        if (parsed && typeof parsed === 'object' && 'error' in parsed && !Array.isArray(parsed)) {
-          reject(new Error(String(parsed.error)));
-        } else resolve(parsed as T extends 'status' ? StatusRecord : NodeRecord[]);
-      } catch {
-        reject(new Error(`malformed answer on ${socketPath}`));
+        resolve(decodeControlReply(command, Buffer.concat(chunks).toString('utf8'), socketPath));
+      } catch (err) {
+        reject(err instanceof Error ? err : new Error(String(err)));
       }
     });
   });

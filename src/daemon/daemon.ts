@@ -185,7 +185,9 @@ class Daemon {
       }
       return;
     }
-    await this.#recoverFromFdStore(persistence.recover(this.#origin.passed));
+    const recovery = persistence.recover(this.#origin.passed);
+    this.#reportJournalProblems();
+    await this.#recoverFromFdStore(recovery);
   }
 
   /**
@@ -312,6 +314,10 @@ class Daemon {
       stopped: this.#stopped,
       stop: (reason) => this.#stop(reason, 0, 'hang-up'),
     };
+  }
+
+  #reportJournalProblems(): void {
+    for (const problem of this.#persistence.journalProblems) this.#log.warning(`fd store journal: skipped ${problem}`);
   }
 
   // ---- What runs while serving ----------------------------------------------------------------------------------

@@ -2,8 +2,8 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { Server } from 'node:net';
-import { queryControl, startControlServer, type ControlProvider, type NodeRecord, type StatusRecord } from '../../src/daemon/control';
+import { createServer, type Server } from 'node:net';
+import { decodeControlReply, queryControl, startControlServer, type ControlProvider, type NodeRecord, type StatusRecord } from '../../src/daemon/control';
 
 const STATUS: StatusRecord = {
   version: '0.1.0',
@@ -67,5 +67,46 @@ describe('control socket', () => {
     expect(await startControlServer(taken, PROVIDER, (m) => errors.push(m))).toBeNull();
     expect(errors).toEqual([`control socket ${taken}: listen EADDRINUSE: address already in use ${taken}`]);
     expect(currentUmask()).toBe(before);
+  });
+});
+
+describe('control replies are checked, not trusted', () => {
+  /** A fake daemon that answers every query with `reply`. */
+  async function fakeDaemon(reply: string): Promise<string> {
+    const socketPath = path.join(dir, `fake-${servers.length}.sock`);
+    const server = createServer((socket) => socket.once('data', () => socket.end(reply)));
+    servers.push(server);
+    await new Promise<void>((r) => server.listen(socketPath, () => r()));
+    return socketPath;
+  }
+
+  test('the daemon\'s own error text becomes the error', async () => {
+    const socketPath = await fakeDaemon('{"error":"unknown command \\"x\\""}\n');
+    await expect(queryControl(socketPath, 'status')).rejects.toThrow('unknown command "x"');
+  });
+
+  test('not JSON, or JSON of the wrong shape: an error naming the field', async () => {
+    await expect(queryControl(await fakeDaemon('garbage'), 'status')).rejects.toThrow(/^malformed answer to "status" on .*: not JSON/);
+    const wrong = { ...STATUS, counts: { ...STATUS.counts, lookups: 'many' } };
+    await expect(queryControl(await fakeDaemon(JSON.stringify(wrong)), 'status')).rejects.toThrow(
+      /malformed answer to "status" on .*fake-\d+\.sock: counts\.lookups: expected an integer from 0 to \d+, got "many"$/,
+    );
+    await expect(queryControl(await fakeDaemon(JSON.stringify(STATUS)), 'names')).rejects.toThrow(/: expected an array, got/);
+  });
+
+  test('each field of a node record', () => {
+    const names = (nodes: unknown): unknown => decodeControlReply('names', JSON.stringify(nodes), 'x');
+    expect(names(NODES)).toEqual(NODES);
+    const bad: [Record<string, unknown>, RegExp][] = [
+      [{ port: 70000 }, /\[0\]\.port: expected an integer from 0 to 65535/],
+      [{ nodeType: 'weird' }, /\[0\]\.nodeType: expected "normal", "hidden" or a number from 0 to 255, got "weird"/],
+      [{ extra: 'xyz' }, /\[0\]\.extra: expected hex bytes/],
+      [{ creation: -1 }, /\[0\]\.creation: expected an integer from 0 to 4294967295/],
+      [{ name: 5 }, /\[0\]\.name: expected a string, got 5/],
+      [{ peer: 1 }, /\[0\]\.peer: expected a string/],
+    ];
+    for (const [change, error] of bad) expect(() => names([{ ...NODES[0], ...change }])).toThrow(error);
+    // Unknown fields are dropped; optional ones may be absent.
+    expect(names([{ ...NODES[1], more: 1 }])).toEqual([NODES[1]]);
   });
 });
