@@ -291,17 +291,24 @@ class Daemon {
   /** Phase 6, signals (when asked to: the CLI does, in-process tests do not). */
   handleSignals(): void {
     if (!this.#options.handleSignals) return;
-    process.on('SIGTERM', this.#onTerm);
-    process.on('SIGINT', this.#onTerm);
-    process.on('SIGUSR1', this.#onUsr1);
-    process.on('SIGUSR2', this.#onUsr2);
-    process.on('SIGHUP', this.#onHup);
-    // Test-only: SIGWINCH blocks the event loop for ever, so that the watchdog can be seen to fire.
-    if (this.#env.SDEPMD_TEST_HOOKS === '1') process.on('SIGWINCH', this.#onStall);
-    // A crash would restart every app that requires epmd.service: a bug in one connection's handling is logged
-    // and that connection is lost, but the daemon goes on.
-    process.on('uncaughtException', this.#onInternalError);
-    process.on('unhandledRejection', this.#onInternalError);
+    for (const [event, handler] of this.#processHandlers()) process.on(event, handler as () => void);
+  }
+
+  /** The process events the daemon handles (signals, and errors no one caught), with their handlers. */
+  #processHandlers(): (readonly [string, (arg: never) => void])[] {
+    return [
+      ['SIGTERM', this.#onTerm],
+      ['SIGINT', this.#onTerm],
+      ['SIGUSR1', this.#onUsr1],
+      ['SIGUSR2', this.#onUsr2],
+      ['SIGHUP', this.#onHup],
+      // Test-only: SIGWINCH blocks the event loop for ever, so that the watchdog can be seen to fire.
+      ...(this.#env.SDEPMD_TEST_HOOKS === '1' ? [['SIGWINCH', this.#onStall] as const] : []),
+      // A crash would restart every app that requires epmd.service: a bug in one connection's handling is logged
+      // and that connection is lost, but the daemon goes on.
+      ['uncaughtException', this.#onInternalError],
+      ['unhandledRejection', this.#onInternalError],
+    ];
   }
 
   running(): RunningDaemon {
@@ -429,14 +436,7 @@ class Daemon {
 
   #detachSignals(): void {
     if (!this.#options.handleSignals) return;
-    process.off('SIGTERM', this.#onTerm);
-    process.off('SIGINT', this.#onTerm);
-    process.off('SIGUSR1', this.#onUsr1);
-    process.off('SIGUSR2', this.#onUsr2);
-    process.off('SIGHUP', this.#onHup);
-    process.off('SIGWINCH', this.#onStall);
-    process.off('uncaughtException', this.#onInternalError);
-    process.off('unhandledRejection', this.#onInternalError);
+    for (const [event, handler] of this.#processHandlers()) process.off(event, handler as () => void);
   }
 
   /** At a stop: if it is `systemctl restart epmd`, systemd restarts these units too. */
