@@ -20,7 +20,7 @@ import { socketFd } from '../engine/socket-fd';
 import { receiveAdoptFrames, type NodeInfoRecord } from './handover';
 import { nodeTypeName } from '../protocol/constants';
 import { runtimeDirectory } from '../systemd/runtime-directory';
-import { array, boolean, either, integer, literal, matching, nullable, object, optional, parseJson, string, type Shape } from '../util/shape';
+import { array, boolean, dictionary, either, integer, literal, matching, nullable, object, optional, parseJson, string, type FieldsOf, type Shape } from '../util/shape';
 
 /** One registered node, as `sdepmd names --json` prints it. */
 export interface NodeRecord {
@@ -175,7 +175,8 @@ const NODE_RECORD: Shape<NodeRecord> = object({
   creation: nullable(integer(0, 0xffffffff)),
   registeredAt: optional(string),
   peer: optional(string),
-});
+} satisfies FieldsOf<NodeRecord>);
+// Every field: a field the shape left out would be dropped from the answer (`satisfies` keeps them in step).
 const STATUS_RECORD: Shape<StatusRecord> = object({
   version: string,
   pid: integer(1),
@@ -184,8 +185,10 @@ const STATUS_RECORD: Shape<StatusRecord> = object({
   underSystemd: boolean,
   logLevel: string,
   sockets: array(object({ address: string, port: integer(0, 65535), source: string })),
+  upgrades: optional(COUNT),
   registered: COUNT,
   openConnections: COUNT,
+  refusals: optional(dictionary(COUNT)),
   counts: object({
     connections: COUNT,
     lookups: COUNT,
@@ -195,9 +198,9 @@ const STATUS_RECORD: Shape<StatusRecord> = object({
     unregistrations: COUNT,
     refused: COUNT,
     limitHits: COUNT,
-  }),
-  fdStore: optional(object({ enabled: boolean, stored: COUNT, restored: COUNT, detail: optional(string) })),
-});
+  } satisfies FieldsOf<ServerStats>),
+  fdStore: optional(object({ enabled: boolean, stored: COUNT, restored: COUNT, notRestored: optional(COUNT), detail: optional(string) })),
+} satisfies FieldsOf<StatusRecord>);
 const ERROR_REPLY = object({ error: string });
 
 export type ControlReply<T extends ControlCommand> = T extends 'status' ? StatusRecord : NodeRecord[];

@@ -16,7 +16,7 @@ import type { PassedFd } from './listen';
 import type { FdStore } from './fdstore';
 import type { RegistrationRecord } from '../registry/registration-record';
 import { runtimeDirectory } from './runtime-directory';
-import { integer, literal, matching, object, optional, parseJson, string, type Shape } from '../util/shape';
+import { integer, literal, matching, object, optional, parseJson, string, type FieldsOf, type Shape } from '../util/shape';
 
 /** Prefix of the FDNAMEs this daemon gives to registration connections (listening sockets never carry it). */
 export const REGISTRATION_FD_PREFIX = 'reg-';
@@ -56,7 +56,7 @@ const RECORD_FIELDS = {
   registeredAt: integer(0),
   peer: string,
   fdName: FD_NAME,
-};
+} satisfies FieldsOf<StoredRecord>;
 const JOURNAL_LINES: { readonly [Op in JournalLine['op']]: Shape<Extract<JournalLine, { op: Op }>> } = {
   add: object({ op: literal('add'), counter: optional(UINT32), ...RECORD_FIELDS }),
   remove: object({ op: literal('remove'), fdName: FD_NAME }),

@@ -73,10 +73,26 @@ export function array<T>(item: Shape<T>): Shape<T[]> {
   return (v, at) => (Array.isArray(v) ? v.map((x, i) => item(x, `${at}[${i}]`)) : fail(at, 'an array', v));
 }
 
+/** An object used as a map: any keys, every value of `value`'s shape. */
+export function dictionary<T>(value: Shape<T>): Shape<Record<string, T>> {
+  return (v, at) => {
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) return fail(at, 'an object', v);
+    const out: Record<string, T> = Object.create(null) as Record<string, T>;
+    for (const [key, x] of Object.entries(v)) out[key] = value(x, `${at}.${key}`);
+    return out;
+  };
+}
+
+/**
+ * The fields of an object shape for the type T, all of them: `{...} satisfies FieldsOf<T>` fails to compile when T
+ * gains a field the shape does not check (the checker would silently drop it).
+ */
+export type FieldsOf<T> = { readonly [K in keyof Required<T>]: Shape<unknown> };
+
 type Fields = Record<string, Shape<unknown>>;
-type Required<F extends Fields> = { -readonly [K in keyof F as F[K] extends OptionalShape<unknown> ? never : K]: ShapeOf<F[K]> };
-type Optionals<F extends Fields> = { -readonly [K in keyof F as F[K] extends OptionalShape<unknown> ? K : never]?: Exclude<ShapeOf<F[K]>, undefined> };
-export type ObjectOf<F extends Fields> = Required<F> & Optionals<F>;
+type MandatoryOf<F extends Fields> = { -readonly [K in keyof F as F[K] extends OptionalShape<unknown> ? never : K]: ShapeOf<F[K]> };
+type OptionalsOf<F extends Fields> = { -readonly [K in keyof F as F[K] extends OptionalShape<unknown> ? K : never]?: Exclude<ShapeOf<F[K]>, undefined> };
+export type ObjectOf<F extends Fields> = MandatoryOf<F> & OptionalsOf<F>;
 
 export function object<F extends Fields>(fields: F): Shape<ObjectOf<F>> {
   return (v, at) => {

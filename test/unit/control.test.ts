@@ -13,10 +13,12 @@ const STATUS: StatusRecord = {
   underSystemd: false,
   logLevel: 'info',
   sockets: [{ address: '127.0.0.1', port: 4369, source: '127.0.0.1:4369' }],
+  upgrades: 2,
   registered: 1,
   openConnections: 1,
+  refusals: { 'bad request': 0 },
   counts: { connections: 3, lookups: 2, lookupsFound: 1, namesRequests: 0, registrations: 1, unregistrations: 0, refused: 0, limitHits: 0 },
-  fdStore: { enabled: false, stored: 0, restored: 0, detail: 'disabled (--fdstore_max 0)' },
+  fdStore: { enabled: false, stored: 0, restored: 0, notRestored: 0, detail: 'disabled (--fdstore_max 0)' },
 };
 const NODES: NodeRecord[] = [
   { name: 'a', port: 4000, nodeType: 'normal', protocol: 0, highestVersion: 6, lowestVersion: 5, extra: '', creation: 3, registeredAt: '2026-11-29T00:00:01.000Z', peer: '127.0.0.1' },
