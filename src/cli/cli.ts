@@ -108,6 +108,7 @@ export function topLevelHelp(): string {
 
 export function buildParser(argv: readonly string[]): Argv<CliArgs> {
   // Loaded here, not at start-up: the daemon's own flags are read without it (fast-flags.ts).
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- a lazy load: import() would make every caller async
   const yargs = require('yargs/yargs') as typeof import('yargs/yargs');
   let parser = yargs([...argv])
     .scriptName('sdepmd')

@@ -172,7 +172,7 @@ export class EpmdServer {
     this.#connections = connections = new Connections(context, this.#engine);
     // One timer for every connection, as the C epmd checks its connections when its select() loop wakes: every
     // second when the packet timeout is under 5 s, else every 5 s (timeouts.ts).
-    this.#sweep = setInterval(() => connections!.sweep(), sweepIntervalSeconds(limits.packetTimeoutSeconds) * 1000);
+    this.#sweep = setInterval(() => connections.sweep(), sweepIntervalSeconds(limits.packetTimeoutSeconds) * 1000);
     this.#sweep.unref();
   }
 
@@ -189,8 +189,12 @@ export class EpmdServer {
     return this.#engine.counters().open;
   }
 
-  /** Starts serving every target. */
-  async listen(targets: readonly ListenTarget[]): Promise<readonly ServedSocket[]> {
+  /** Starts serving every target. The engine binds at once; a failure still arrives as a rejection. */
+  listen(targets: readonly ListenTarget[]): Promise<readonly ServedSocket[]> {
+    return new Promise((resolve) => resolve(this.#listenAll(targets)));
+  }
+
+  #listenAll(targets: readonly ListenTarget[]): readonly ServedSocket[] {
     for (const target of targets) {
       let id: number;
       try {
