@@ -10,11 +10,12 @@ import { spawn } from 'node:child_process';
 import { resolveDaemonConfig, resolvePort, type DaemonFlags, UPGRADE_CHECK_ENV } from '../daemon/config';
 import { CannotConnectError, exchangeLocal } from './client';
 import { C_EPMD_USAGE, needsCUsage } from './c-usage';
-import { encodeNameRequest, encodeSimpleRequest } from '../protocol/codec';
+import { decodePortHeaderReply, encodeNameRequest, encodeSimpleRequest } from '../protocol/codec';
 import { DUMP_REQ, KILL_REQ, NAMES_REQ, STOP_REQ } from '../protocol/constants';
 import { VERSION } from '../version';
 import { parseDaemonFlags } from './fast-flags';
 import { SUBCOMMANDS, suggest, unknownFlagMessage, usageMessage, USAGE_EXIT_CODE, VERBS, wrapText } from './verbs';
+import { either, literal, object, string, type Shape } from '../util/shape';
 
 export { SUBCOMMANDS } from './verbs';
 
@@ -107,6 +108,7 @@ export function topLevelHelp(): string {
 
 export function buildParser(argv: readonly string[]): Argv<CliArgs> {
   // Loaded here, not at start-up: the daemon's own flags are read without it (fast-flags.ts).
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- a lazy load: import() would make every caller async
   const yargs = require('yargs/yargs') as typeof import('yargs/yargs');
   let parser = yargs([...argv])
     .scriptName('sdepmd')
@@ -121,7 +123,7 @@ export function buildParser(argv: readonly string[]): Argv<CliArgs> {
     .help('help')
     .alias('help', 'h')
     .strict()
-    .wrap(Math.min(110, process.stdout.columns || 110)) as unknown as Argv<CliArgs>;
+    .wrap(Math.min(110, process.stdout.columns || 110));
 }
 
 /**
@@ -180,9 +182,9 @@ export async function main(argv: readonly string[], io: CliIo = PROCESS_IO): Pro
   let args: CliArgs;
   let output = '';
   try {
-    args = (await parser.parseAsync([...argv], {}, (_err, _argv, out) => {
+    args = await parser.parseAsync([...argv], {}, (_err, _argv, out) => {
       output = out;
-    })) as CliArgs;
+    });
   } catch (err) {
     parseError ??= (err as Error).message;
     args = {};
@@ -244,6 +246,11 @@ async function upgradeCheck(io: CliIo): Promise<number> {
 }
 
 type DetachMessage = { type: 'ready' } | { type: 'error'; message: string };
+const DETACH_MESSAGE: Shape<DetachMessage> = either(
+  object({ type: literal('ready') }),
+  object({ type: literal('error'), message: string }),
+  '{"type":"ready"} or {"type":"error","message":...}',
+);
 
 /** With -daemon, the detached child reports to its parent over the IPC channel, then lets go of it. */
 function tellParent(message: DetachMessage): void {
@@ -276,7 +283,8 @@ async function clientVerb(args: CliArgs, io: CliIo): Promise<number> {
       }
       // One write, so that a pipe's reader gets the header and the names together, as from the C client (whose
       // stdout is buffered until it exits).
-      io.stdout(`epmd: up and running on port ${reply.readInt32BE(0)} with data:\n${reply.subarray(4).toString('utf8')}`);
+      const { epmdPort, text } = decodePortHeaderReply(reply);
+      io.stdout(`epmd: up and running on port ${epmdPort} with data:\n${text}`);
       return 0;
     }
     if (args.kill) {
@@ -324,7 +332,13 @@ async function detach(argv: readonly string[], io: CliIo): Promise<number> {
     env: { ...io.env, SDEPMD_DETACHED: '1' },
   });
   const outcome = await new Promise<DetachMessage | { type: 'exit'; code: number }>((resolve) => {
-    child.once('message', (m: DetachMessage) => resolve(m));
+    child.once('message', (m: unknown) => {
+      try {
+        resolve(DETACH_MESSAGE(m, 'message'));
+      } catch (err) {
+        resolve({ type: 'error', message: `the daemon sent an unexpected ${(err as Error).message}` });
+      }
+    });
     child.once('exit', (code) => resolve({ type: 'exit', code: code ?? 1 }));
   });
   child.unref();

@@ -4,21 +4,19 @@
  */
 import { connect, type Socket } from 'node:net';
 import {
+  decodeAlive2Reply,
+  decodeNamesReply,
+  decodePort2Reply,
   encodeAlive2Request,
   encodeNameRequest,
   encodeSimpleRequest,
+  type Alive2Reply,
+  type NamesReply,
   type NodeInfo,
+  type Port2Reply,
 } from '../protocol/codec';
-import {
-  ALIVE2_RESP,
-  ALIVE2_X_RESP,
-  DUMP_REQ,
-  KILL_REQ,
-  NAMES_REQ,
-  PORT2_RESP,
-  PORT_PLEASE2_REQ,
-  STOP_REQ,
-} from '../protocol/constants';
+import { DUMP_REQ, KILL_REQ, NAMES_REQ, PORT_PLEASE2_REQ, STOP_REQ } from '../protocol/constants';
+import { formatEndpoint } from '../policy/policy';
 
 export interface Endpoint {
   readonly host: string;
@@ -28,7 +26,7 @@ export interface Endpoint {
 /** Raised when the daemon cannot be reached at all (as opposed to answering oddly). */
 export class CannotConnectError extends Error {
   constructor(readonly endpoint: Endpoint, cause: Error) {
-    super(`cannot connect to epmd at ${endpoint.host}:${endpoint.port}: ${cause.message}`);
+    super(`cannot connect to epmd at ${formatEndpoint(endpoint.host, endpoint.port)}: ${cause.message}`);
   }
 }
 
@@ -48,24 +46,6 @@ export function exchange(endpoint: Endpoint, request: Buffer, timeoutMs = 10_000
   });
 }
 
-export interface NamesReply {
-  readonly epmdPort: number;
-  /** The text after the 4-byte port, exactly as sent. */
-  readonly text: string;
-  readonly nodes: readonly { name: string; port: number }[];
-}
-
-export function parseNamesReply(reply: Buffer): NamesReply {
-  if (reply.length < 4) throw new Error(`NAMES reply too short (${reply.length} bytes)`);
-  const text = reply.subarray(4).toString('utf8');
-  const nodes: { name: string; port: number }[] = [];
-  for (const line of text.split('\n')) {
-    const m = /^name (.*) at port (\d+)$/.exec(line);
-    if (m) nodes.push({ name: m[1]!, port: Number(m[2]) });
-  }
-  return { epmdPort: reply.readUInt32BE(0), text, nodes };
-}
-
 /**
  * Sends one request to the local epmd, trying [::1] first and then 127.0.0.1, as the C epmd client does.
  * Throws CannotConnectError when neither answers.
@@ -80,7 +60,7 @@ export async function exchangeLocal(port: number, request: Buffer, timeoutMs?: n
 }
 
 export async function names(endpoint: Endpoint): Promise<NamesReply> {
-  return parseNamesReply(await exchange(endpoint, encodeSimpleRequest(NAMES_REQ)));
+  return decodeNamesReply(await exchange(endpoint, encodeSimpleRequest(NAMES_REQ)));
 }
 
 export async function dump(endpoint: Endpoint): Promise<Buffer> {
@@ -97,27 +77,8 @@ export async function stop(endpoint: Endpoint, name: string | Buffer): Promise<s
   return (await exchange(endpoint, encodeNameRequest(STOP_REQ, name))).toString('latin1');
 }
 
-export type PortPleaseReply = { readonly found: false } | ({ readonly found: true } & NodeInfo);
-
-export function parsePort2Reply(reply: Buffer): PortPleaseReply {
-  if (reply.length < 2 || reply[0] !== PORT2_RESP) throw new Error(`not a PORT2_RESP: ${reply.toString('hex')}`);
-  if (reply[1] !== 0) return { found: false };
-  const nameLength = reply.readUInt16BE(10);
-  const extraLength = reply.readUInt16BE(12 + nameLength);
-  return {
-    found: true,
-    port: reply.readUInt16BE(2),
-    nodeType: reply[4]!,
-    protocol: reply[5]!,
-    highestVersion: reply.readUInt16BE(6),
-    lowestVersion: reply.readUInt16BE(8),
-    name: Buffer.from(reply.subarray(12, 12 + nameLength)),
-    extra: Buffer.from(reply.subarray(14 + nameLength, 14 + nameLength + extraLength)),
-  };
-}
-
-export async function portPlease(endpoint: Endpoint, name: string | Buffer): Promise<PortPleaseReply> {
-  return parsePort2Reply(await exchange(endpoint, encodeNameRequest(PORT_PLEASE2_REQ, name)));
+export async function portPlease(endpoint: Endpoint, name: string | Buffer): Promise<Port2Reply> {
+  return decodePort2Reply(await exchange(endpoint, encodeNameRequest(PORT_PLEASE2_REQ, name)));
 }
 
 /** A live registration: it lasts until `close()`, like a node's connection. */
@@ -138,17 +99,18 @@ export function register(
     const socket = connect({ host: endpoint.host, port: endpoint.port }, () => socket.write(encodeAlive2Request(node)));
     const onData = (chunk: Buffer) => {
       buffered = Buffer.concat([buffered, chunk]);
-      const wide = buffered[0] === ALIVE2_X_RESP;
-      if (buffered[0] !== ALIVE2_X_RESP && buffered[0] !== ALIVE2_RESP) {
+      let reply: Alive2Reply | null;
+      try {
+        reply = decodeAlive2Reply(buffered);
+      } catch (err) {
         socket.destroy();
-        return reject(new Error(`not an ALIVE2 reply: ${buffered.toString('hex')}`));
+        return reject(err instanceof Error ? err : new Error(String(err)));
       }
-      if (buffered.length < (wide ? 6 : 4)) return;
+      if (!reply) return;
       socket.off('data', onData);
       const closed = new Promise<void>((done) => socket.once('close', () => done()));
       resolve({
-        result: buffered[1]!,
-        creation: wide ? buffered.readUInt32BE(2) : buffered.readUInt16BE(2),
+        ...reply,
         socket,
         close: async () => {
           socket.end();

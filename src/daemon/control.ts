@@ -18,6 +18,9 @@ import * as path from 'node:path';
 import type { ServerStats } from '../policy/connection';
 import { socketFd } from '../engine/socket-fd';
 import { receiveAdoptFrames, type NodeInfoRecord } from './handover';
+import { nodeTypeName } from '../protocol/constants';
+import { runtimeDirectory } from '../systemd/runtime-directory';
+import { array, boolean, dictionary, either, integer, literal, matching, nullable, object, optional, parseJson, string, type FieldsOf, type Shape } from '../util/shape';
 
 /** One registered node, as `sdepmd names --json` prints it. */
 export interface NodeRecord {
@@ -79,7 +82,7 @@ const ADOPT_TIMEOUT_MS = 10_000;
 
 /** Where the control socket for an epmd port lives. */
 export function controlSocketPath(port: number, env: NodeJS.ProcessEnv = process.env): string {
-  const dir = env.RUNTIME_DIRECTORY?.split(':')[0] || '/run/sdepmd';
+  const dir = runtimeDirectory(env.RUNTIME_DIRECTORY) ?? '/run/sdepmd';
   return path.join(dir, `control-${port}.sock`);
 }
 
@@ -118,7 +121,7 @@ export async function startControlServer(
         return;
       } else if (command === 'adopt' && provider.adopt) {
         if (newline !== input.length - 1) return void socket.destroy();
-        return void adopt(socket, provider.adopt);
+        return void adopt(socket, (nodes) => provider.adopt?.(nodes) ?? { adopted: [], refused: [] });
       } else reply = { error: `unknown command ${JSON.stringify(command)}; try "status" or "names"` };
       socket.end(`${JSON.stringify(reply)}\n`);
     });
@@ -128,12 +131,17 @@ export async function startControlServer(
       onError(`control socket ${socketPath}: ${err.message}`);
       resolve(null);
     });
+    // bind() creates the socket file inside listen(), before it returns: mode 0600 comes from this umask, which is
+    // restored whether the bind worked or not (an error is only reported later, on the next tick).
     const umask = process.umask(0o177);
-    server.listen(socketPath, () => {
+    try {
+      server.listen(socketPath, () => {
+        server.on('error', (err) => onError(`control socket: ${err.message}`));
+        resolve(server);
+      });
+    } finally {
       process.umask(umask);
-      server.on('error', (err) => onError(`control socket: ${err.message}`));
-      resolve(server);
-    });
+    }
   });
 }
 
@@ -155,31 +163,88 @@ async function adopt(socket: Socket, accept: NonNullable<ControlProvider['adopt'
   socket.end(`${JSON.stringify(reply)}\n`);
 }
 
-/** Asks the daemon behind a control socket; rejects when there is none. */
-export function queryControl<T extends ControlCommand>(
-  socketPath: string,
-  command: T,
-  timeoutMs = 5000,
-): Promise<T extends 'status' ? StatusRecord : NodeRecord[]> {
+const COUNT = integer(0);
+const NODE_RECORD: Shape<NodeRecord> = object({
+  name: string,
+  port: integer(0, 65535),
+  nodeType: either(literal('normal', 'hidden'), integer(0, 255), '"normal", "hidden" or a number from 0 to 255'),
+  protocol: integer(0, 255),
+  highestVersion: integer(0, 65535),
+  lowestVersion: integer(0, 65535),
+  extra: matching(/^(?:[0-9a-f]{2})*$/, 'hex bytes'),
+  creation: nullable(integer(0, 0xffffffff)),
+  registeredAt: optional(string),
+  peer: optional(string),
+} satisfies FieldsOf<NodeRecord>);
+// Every field: a field the shape left out would be dropped from the answer (`satisfies` keeps them in step).
+const STATUS_RECORD: Shape<StatusRecord> = object({
+  version: string,
+  pid: integer(1),
+  startedAt: string,
+  uptimeSeconds: COUNT,
+  underSystemd: boolean,
+  logLevel: string,
+  sockets: array(object({ address: string, port: integer(0, 65535), source: string })),
+  upgrades: optional(COUNT),
+  registered: COUNT,
+  openConnections: COUNT,
+  refusals: optional(dictionary(COUNT)),
+  counts: object({
+    connections: COUNT,
+    lookups: COUNT,
+    lookupsFound: COUNT,
+    namesRequests: COUNT,
+    registrations: COUNT,
+    unregistrations: COUNT,
+    refused: COUNT,
+    limitHits: COUNT,
+  } satisfies FieldsOf<ServerStats>),
+  fdStore: optional(object({ enabled: boolean, stored: COUNT, restored: COUNT, notRestored: optional(COUNT), detail: optional(string) })),
+} satisfies FieldsOf<StatusRecord>);
+const ERROR_REPLY = object({ error: string });
+
+export type ControlReply<T extends ControlCommand> = T extends 'status' ? StatusRecord : NodeRecord[];
+const REPLY_SHAPES: { readonly [C in ControlCommand]: Shape<ControlReply<C>> } = { status: STATUS_RECORD, names: array(NODE_RECORD) };
+
+/** The most a control reply may hold (the names of 100,000 nodes take about 25 MiB). */
+const MAX_REPLY_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Reads the daemon's answer to `command`: the record, checked field by field, or an Error with the daemon's own
+ * error text, or one that says what is wrong with the answer.
+ */
+export function decodeControlReply<T extends ControlCommand>(command: T, text: string, from: string): ControlReply<T> {
+  const what = `malformed answer to "${command}" on ${from}`;
+  const value = parseJson(text, (v) => v, what);
+  if (typeof value === 'object' && value !== null && !Array.isArray(value) && 'error' in value) {
+    throw new Error(parseJson(text, ERROR_REPLY, what).error);
+  }
+  return parseJson(text, REPLY_SHAPES[command], what);
+}
+
+/** Asks the daemon behind a control socket; rejects when there is none, or when its answer is not what it should be. */
+export function queryControl<T extends ControlCommand>(socketPath: string, command: T, timeoutMs = 5000): Promise<ControlReply<T>> {
   return new Promise((resolve, reject) => {
-    let output = '';
+    const chunks: Buffer[] = [];
+    let size = 0;
     const socket = createConnection(socketPath, () => socket.write(`${command}\n`));
     socket.setTimeout(timeoutMs, () => socket.destroy(new Error(`no answer on ${socketPath} within ${timeoutMs} ms`)));
-    socket.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
+    socket.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_REPLY_BYTES) socket.destroy(new Error(`answer on ${socketPath} is larger than ${MAX_REPLY_BYTES} bytes`));
+      else chunks.push(chunk);
+    });
     socket.on('error', reject);
     socket.on('end', () => {
       try {
-        const parsed = JSON.parse(output) as { error?: string };
-        if (parsed && typeof parsed === 'object' && 'error' in parsed && !Array.isArray(parsed)) {
-          reject(new Error(String(parsed.error)));
-        } else resolve(parsed as T extends 'status' ? StatusRecord : NodeRecord[]);
-      } catch {
-        reject(new Error(`malformed answer on ${socketPath}`));
+        resolve(decodeControlReply(command, Buffer.concat(chunks).toString('utf8'), socketPath));
+      } catch (err) {
+        reject(err instanceof Error ? err : new Error(String(err)));
       }
     });
   });
 }
 
 export function describeNodeType(nodeType: number): NodeRecord['nodeType'] {
-  return nodeType === 77 ? 'normal' : nodeType === 72 ? 'hidden' : nodeType;
+  return nodeTypeName(nodeType) ?? nodeType;
 }

@@ -13,7 +13,7 @@ import { openFdStore } from '../systemd/fdstore';
 import { requiringUnits } from '../systemd/dependents';
 import { isRegistrationFd, Persistence, type Recovery, type StoredRecord } from '../systemd/persistence';
 import { recordOf, restoredFrom } from '../registry/registration-record';
-import type { NodeRegistration } from '../policy/connection';
+import type { NodeRegistration, RegistrationEvent } from '../policy/connection';
 import {
   controlSocketPath,
   describeNodeType,
@@ -25,7 +25,7 @@ import {
 } from './control';
 import { checkNewCode, execNewCode, readUpgradeState, upgradeStateDirectory, UPGRADE_STATE_ENV } from './upgrade';
 import type { NodeInfoRecord, UpgradeState } from './handover';
-import { normaliseAddress } from '../policy/policy';
+import { formatEndpoint, normaliseAddress } from '../policy/policy';
 import { VERSION } from '../version';
 
 export interface RunningDaemon {
@@ -74,7 +74,7 @@ export async function startDaemon(config: DaemonConfig, options: DaemonOptions =
   await daemon.restore();
   await daemon.listen();
   await daemon.serve();
-  await daemon.notify();
+  daemon.notify();
   daemon.handleSignals();
   return daemon.running();
 }
@@ -185,7 +185,9 @@ class Daemon {
       }
       return;
     }
-    await this.#recoverFromFdStore(persistence.recover(this.#origin.passed));
+    const recovery = persistence.recover(this.#origin.passed);
+    this.#reportJournalProblems();
+    await this.#recoverFromFdStore(recovery);
   }
 
   /**
@@ -269,7 +271,7 @@ class Daemon {
   }
 
   /** Phase 5, notify: READY=1 (after a live upgrade, this ends the reload), the watchdog, STATUS= refreshes. */
-  async notify(): Promise<void> {
+  notify(): void {
     const notifier = this.#notifier;
     notifier.status(this.#statusText());
     notifier.ready();
@@ -289,17 +291,24 @@ class Daemon {
   /** Phase 6, signals (when asked to: the CLI does, in-process tests do not). */
   handleSignals(): void {
     if (!this.#options.handleSignals) return;
-    process.on('SIGTERM', this.#onTerm);
-    process.on('SIGINT', this.#onTerm);
-    process.on('SIGUSR1', this.#onUsr1);
-    process.on('SIGUSR2', this.#onUsr2);
-    process.on('SIGHUP', this.#onHup);
-    // Test-only: SIGWINCH blocks the event loop for ever, so that the watchdog can be seen to fire.
-    if (this.#env.SDEPMD_TEST_HOOKS === '1') process.on('SIGWINCH', this.#onStall);
-    // A crash would restart every app that requires epmd.service: a bug in one connection's handling is logged
-    // and that connection is lost, but the daemon goes on.
-    process.on('uncaughtException', this.#onInternalError);
-    process.on('unhandledRejection', this.#onInternalError);
+    for (const [event, handler] of this.#processHandlers()) process.on(event, handler as () => void);
+  }
+
+  /** The process events the daemon handles (signals, and errors no one caught), with their handlers. */
+  #processHandlers(): (readonly [string, (arg: never) => void])[] {
+    return [
+      ['SIGTERM', this.#onTerm],
+      ['SIGINT', this.#onTerm],
+      ['SIGUSR1', this.#onUsr1],
+      ['SIGUSR2', this.#onUsr2],
+      ['SIGHUP', this.#onHup],
+      // Test-only: SIGWINCH blocks the event loop for ever, so that the watchdog can be seen to fire.
+      ...(this.#env.SDEPMD_TEST_HOOKS === '1' ? [['SIGWINCH', this.#onStall] as const] : []),
+      // A crash would restart every app that requires epmd.service: a bug in one connection's handling is logged
+      // and that connection is lost, but the daemon goes on.
+      ['uncaughtException', this.#onInternalError],
+      ['unhandledRejection', this.#onInternalError],
+    ];
   }
 
   running(): RunningDaemon {
@@ -314,6 +323,10 @@ class Daemon {
     };
   }
 
+  #reportJournalProblems(): void {
+    for (const problem of this.#persistence.journalProblems) this.#log.warning(`fd store journal: skipped ${problem}`);
+  }
+
   // ---- What runs while serving ----------------------------------------------------------------------------------
 
   readonly #keepError = (message: string): void => this.#log.warning(message);
@@ -322,7 +335,7 @@ class Daemon {
     return this.#notifier.active || this.#origin.kind === 'activated';
   }
 
-  #registrationChanged(registration: NodeRegistration, event: 'registered' | 'unregistered' | 'restored'): void {
+  #registrationChanged(registration: NodeRegistration, event: RegistrationEvent): void {
     const persistence = this.#persistence;
     // Kept before the node is answered, so that a crash right after the reply loses nothing.
     if (event === 'registered' && persistence.enabled) {
@@ -423,14 +436,7 @@ class Daemon {
 
   #detachSignals(): void {
     if (!this.#options.handleSignals) return;
-    process.off('SIGTERM', this.#onTerm);
-    process.off('SIGINT', this.#onTerm);
-    process.off('SIGUSR1', this.#onUsr1);
-    process.off('SIGUSR2', this.#onUsr2);
-    process.off('SIGHUP', this.#onHup);
-    process.off('SIGWINCH', this.#onStall);
-    process.off('uncaughtException', this.#onInternalError);
-    process.off('unhandledRejection', this.#onInternalError);
+    for (const [event, handler] of this.#processHandlers()) process.off(event, handler as () => void);
   }
 
   /** At a stop: if it is `systemctl restart epmd`, systemd restarts these units too. */
@@ -630,6 +636,5 @@ function closeFdQuietly(fd: number): void {
 
 function describeServed(s: ServedSocket): string {
   if (s.target.kind === 'address') return describeTarget(s.target);
-  const address = s.address.includes(':') ? `[${s.address}]:${s.port}` : `${s.address}:${s.port}`;
-  return `${address} (${describeTarget(s.target)})`;
+  return `${formatEndpoint(s.address, s.port)} (${describeTarget(s.target)})`;
 }

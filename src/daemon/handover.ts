@@ -93,7 +93,7 @@ export function checkRecord(v: unknown): Checked<RegistrationRecord> {
   }
   return {
     ok: true,
-    value: { ...info.value, creation: r.creation, registeredAt: r.registeredAt, peer: r.peer, fdName: r.fdName as string | null },
+    value: { ...info.value, creation: r.creation, registeredAt: r.registeredAt, peer: r.peer, fdName: r.fdName },
   };
 }
 
@@ -156,7 +156,7 @@ export function parseUpgradeState(text: string): Checked<UpgradeState> {
       handOverAt: v.handOverAt as number,
       upgrades: v.upgrades as number,
       creationCounter: v.creationCounter as number,
-      stats: stats as ServerStats,
+      stats: stats,
       listeners,
       registrations,
     },

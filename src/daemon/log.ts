@@ -189,6 +189,5 @@ export function hex(bytes: Buffer, max = 128): string {
 
 /** A name as it should appear in a log line: UTF-8 text, control characters escaped. */
 export function printableName(name: Buffer): string {
-  // eslint-disable-next-line no-control-regex
   return JSON.stringify(name.toString('utf8')).slice(1, -1);
 }

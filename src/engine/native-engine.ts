@@ -65,8 +65,8 @@ export interface EngineHandlers {
    * A request is in `engine.shared[0, length)`, valid only during the call. Return the reply to write before the
    * connection closes; `undefined` to answer later with send() (or close()); null to close without a reply.
    */
-  request(id: number, status: number, length: number): Buffer | null | undefined;
-  event(id: number, kind: number, detail: number, peer: string | undefined): void;
+  request: (id: number, status: number, length: number) => Buffer | null | undefined;
+  event: (id: number, kind: number, detail: number, peer: string | undefined) => void;
 }
 
 export interface EngineOptions {

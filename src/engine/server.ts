@@ -5,8 +5,9 @@
 import { closeSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { encodeNamesLine, encodePortHeader } from '../protocol/codec';
+import { nodeTypeName } from '../protocol/constants';
 import { hex, printableName, type LogFields, type Logger } from '../daemon/log';
-import { DEFAULT_LIMITS, type Limits } from '../policy/policy';
+import { DEFAULT_LIMITS, formatEndpoint, type Limits } from '../policy/policy';
 import { Registry } from '../registry/registry';
 import { recordOf, type RegistrationRecord } from '../registry/registration-record';
 import {
@@ -14,6 +15,7 @@ import {
   type ConnectionContext,
   type NodeConnection,
   type NodeRegistration,
+  type RegistrationEvent,
   type RestoredRegistration,
   type ServerStats,
 } from '../policy/connection';
@@ -70,7 +72,7 @@ export interface ServerEvents {
    * A node registered (called before the node is answered), was restored from an earlier process, or
    * unregistered.
    */
-  change?(registration: NodeRegistration, event: 'registered' | 'unregistered' | 'restored'): void;
+  change?(registration: NodeRegistration, event: RegistrationEvent): void;
   /** An accepted KILL_REQ has been answered (or its reply could not be written): the daemon should exit. */
   kill?(): void;
 }
@@ -113,14 +115,20 @@ export class EpmdServer {
       creationSeed: this.#options.creationSeed,
       maxUnused: this.#options.maxUnusedNames,
     });
-    const server = this;
+    const epmdPort = (): number => this.epmdPort;
+    // Connections are counted by the engine (JS never sees one that sends no request).
+    const connectionCount = {
+      get: (): number => this.#connectionsBefore + this.#engine.counters().accepted,
+      set: (value: number): void => {
+        this.#connectionsBefore = value - this.#engine.counters().accepted;
+      },
+    };
     this.stats = {
-      // Connections are counted by the engine (JS never sees one that sends no request).
       get connections() {
-        return server.#connectionsBefore + server.#engine.counters().accepted;
+        return connectionCount.get();
       },
       set connections(value: number) {
-        server.#connectionsBefore = value - server.#engine.counters().accepted;
+        connectionCount.set(value);
       },
       lookups: 0,
       lookupsFound: 0,
@@ -140,7 +148,7 @@ export class EpmdServer {
       delayAcceptMs: this.#options.delayAcceptMs,
       delayWriteMs: this.#options.delayWriteMs,
       get epmdPort() {
-        return server.epmdPort;
+        return epmdPort();
       },
       namesReply: () => this.#namesReply(),
       registrationChanged: (registration, event, why) => this.#registrationChanged(registration, event, why),
@@ -164,7 +172,7 @@ export class EpmdServer {
     this.#connections = connections = new Connections(context, this.#engine);
     // One timer for every connection, as the C epmd checks its connections when its select() loop wakes: every
     // second when the packet timeout is under 5 s, else every 5 s (timeouts.ts).
-    this.#sweep = setInterval(() => connections!.sweep(), sweepIntervalSeconds(limits.packetTimeoutSeconds) * 1000);
+    this.#sweep = setInterval(() => connections.sweep(), sweepIntervalSeconds(limits.packetTimeoutSeconds) * 1000);
     this.#sweep.unref();
   }
 
@@ -181,8 +189,12 @@ export class EpmdServer {
     return this.#engine.counters().open;
   }
 
-  /** Starts serving every target. */
-  async listen(targets: readonly ListenTarget[]): Promise<readonly ServedSocket[]> {
+  /** Starts serving every target. The engine binds at once; a failure still arrives as a rejection. */
+  listen(targets: readonly ListenTarget[]): Promise<readonly ServedSocket[]> {
+    return new Promise((resolve) => resolve(this.#listenAll(targets)));
+  }
+
+  #listenAll(targets: readonly ListenTarget[]): readonly ServedSocket[] {
     for (const target of targets) {
       let id: number;
       try {
@@ -318,9 +330,9 @@ export class EpmdServer {
     return this.#namesCache.reply;
   }
 
-  #registrationChanged(registration: NodeRegistration, event: 'registered' | 'unregistered' | 'restored', why: string): void {
+  #registrationChanged(registration: NodeRegistration, event: RegistrationEvent, why: string): void {
     const r = registration;
-    const type = r.nodeType === 72 ? 'hidden' : r.nodeType === 77 ? 'normal' : `type ${r.nodeType}`;
+    const type = nodeTypeName(r.nodeType) ?? `type ${r.nodeType}`;
     this.#log.info(
       `${event} ${printableName(r.name)} port ${r.port} (${type}, versions ${r.lowestVersion}-${r.highestVersion}, ` +
         `creation ${r.creation}) ${why}; ${this.registry.size} node(s) registered`,
@@ -368,9 +380,9 @@ export function listenBacklogOf(fd: number): number | null {
 export function describeTarget(target: ListenTarget): string {
   if (target.kind === 'fd') return `fd ${target.fd}${target.name ? ` (${target.name})` : ''}`;
   if (target.kind === 'raw') return `inherited ${target.source}`;
-  return target.host.includes(':') ? `[${target.host}]:${target.port}` : `${target.host}:${target.port}`;
+  return formatEndpoint(target.host, target.port);
 }
 
 function describeServedAddress(s: ServedSocket): string {
-  return s.address.includes(':') ? `[${s.address}]:${s.port}` : `${s.address}:${s.port}`;
+  return formatEndpoint(s.address, s.port);
 }

@@ -83,7 +83,7 @@ export function loadAddon(addonPath: string = DEFAULT_ADDON_PATH): SdepmdAddon |
   let cached = cache.get(addonPath);
   if (cached === undefined) {
     try {
-      // A native module can only be loaded with require(); its shape is checked below.
+      // eslint-disable-next-line @typescript-eslint/no-require-imports -- a .node module can only be loaded with require(); its shape is checked below
       const mod = require(addonPath) as Partial<Record<keyof SdepmdAddon, unknown>> | null;
       const missing = REQUIRED_EXPORTS.filter((name) => typeof mod?.[name] !== 'function');
       if (missing.length > 0) throw new Error(`it does not export ${missing.join(', ')}`);

@@ -12,8 +12,8 @@
  */
 import * as fs from 'node:fs';
 import { createConnection, type Socket } from 'node:net';
-import { exchangeLocal, parsePort2Reply } from '../cli/client';
-import { encodeNameRequest, encodeSimpleRequest } from '../protocol/codec';
+import { exchangeLocal } from '../cli/client';
+import { decodePort2Reply, encodeNameRequest, encodeSimpleRequest } from '../protocol/codec';
 import { DUMP_REQ, PORT_PLEASE2_REQ } from '../protocol/constants';
 import { queryControl, type AdoptReply } from '../daemon/control';
 import { sendAdoptFrames, type NodeInfoRecord } from '../daemon/handover';
@@ -153,7 +153,7 @@ export async function adoptCommand(opts: AdoptOptions, io: AdoptIo): Promise<num
   for (const node of dumped) {
     const display = node.name.toString('utf8');
     try {
-      const reply = parsePort2Reply(await exchangeLocal(opts.port, encodeNameRequest(PORT_PLEASE2_REQ, node.name)));
+      const reply = decodePort2Reply(await exchangeLocal(opts.port, encodeNameRequest(PORT_PLEASE2_REQ, node.name)));
       if (!reply.found) continue; // unregistered meanwhile
       const fd = pidfdGetfd(pidfd, node.fd);
       if (!fs.fstatSync(fd).isSocket()) {

@@ -16,6 +16,7 @@ import { gatherSnapshot, run } from './snapshot';
 import { explainNoAnswer, formatNoAnswer, gatherNoAnswer } from './no-answer';
 import { formatDown, formatMetrics, writeAtomically } from './metrics';
 import { applyExposure, type ExposureVerb } from './exposure';
+import { formatEndpoint } from '../policy/policy';
 
 const PORT: Options = { type: 'string', describe: 'The epmd port (default: ERL_EPMD_PORT, else 4369)' };
 const JSON_OUT: Options = { type: 'boolean', default: false, describe: 'Print JSON for scripts' };
@@ -134,7 +135,7 @@ export async function runSubcommand(argv: readonly string[], io: CliIo): Promise
   try {
     args = (await parser.parseAsync([...argv.slice(1)], {}, (_e, _a, out) => {
       output = out;
-    })) as VerbArgs;
+    }));
   } catch (err) {
     failure ??= (err as Error).message;
   }
@@ -374,7 +375,7 @@ async function metricsCommand(args: VerbArgs, io: CliIo): Promise<number> {
 }
 
 function describeSocket(s: StatusRecord['sockets'][number]): string {
-  const address = `${s.address.includes(':') ? `[${s.address}]` : s.address}:${s.port}`;
+  const address = formatEndpoint(s.address, s.port);
   return s.source === address ? address : `${address} (${s.source})`;
 }
 

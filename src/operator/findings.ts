@@ -175,8 +175,10 @@ function describeHolder(h: Holder, byPid: ReadonlyMap<number, ProcessInfo>): str
   return `pid ${h.pid} (${h.comm})${unit ? ` in ${unit}` : p ? ` in cgroup ${p.cgroup || '?'}` : ''}${cmd ? `: ${cmd}` : ''}`;
 }
 
-function isAppService(unit: string | null): unit is string {
-  return unit !== null && unit.endsWith('.service') && unit !== EPMD_SERVICE;
+/** The app service a cgroup belongs to (a service other than epmd.service), or null. */
+function appServiceOf(cgroup: string): string | null {
+  const unit = unitOfCgroup(cgroup);
+  return unit !== null && unit.endsWith('.service') && unit !== EPMD_SERVICE ? unit : null;
 }
 
 /**
@@ -185,10 +187,10 @@ function isAppService(unit: string | null): unit is string {
  * host drops out; then the app gets the drop-in, which applies at its next restart (no restart is needed now).
  */
 function strayFix(f: Facts, p: ProcessInfo): string[] {
-  const unit = unitOfCgroup(p.cgroup);
+  const unit = appServiceOf(p.cgroup);
   // adopt asks the epmd on this port for its registrations: an epmd on another port is only ended.
   const end = f.portHolders.has(p.pid) ? [`sdepmd adopt --pid ${p.pid}`] : [`kill ${p.pid}`, `systemctl start ${EPMD_SOCKET}`];
-  return isAppService(unit) ? [`sdepmd attach ${unit}`, ...end] : end;
+  return unit ? [`sdepmd attach ${unit}`, ...end] : end;
 }
 
 function journalEvidence(s: HostSnapshot): string[] {
@@ -244,8 +246,8 @@ export function factsOf(s: HostSnapshot): Facts {
   });
   const vms = new Map<string, ProcessInfo[]>();
   for (const p of s.processes.filter(isErlangVm)) {
-    const unit = unitOfCgroup(p.cgroup);
-    if (isAppService(unit)) vms.set(unit, [...(vms.get(unit) ?? []), p]);
+    const unit = appServiceOf(p.cgroup);
+    if (unit) vms.set(unit, [...(vms.get(unit) ?? []), p]);
   }
   return {
     s,
@@ -426,8 +428,8 @@ function strayEvidence(f: Facts, p: ProcessInfo): string[] {
 
 export const epmdInAppCgroup: Rule = (f) =>
   f.stray.flatMap((p) => {
-    const unit = unitOfCgroup(p.cgroup);
-    if (!isAppService(unit)) return [];
+    const unit = appServiceOf(p.cgroup);
+    if (!unit) return [];
     return [
       {
         id: 'epmd-in-app-cgroup',
@@ -444,8 +446,8 @@ export const epmdInAppCgroup: Rule = (f) =>
 
 export const epmdOutsideService: Rule = (f) =>
   f.stray.flatMap((p) => {
+    if (appServiceOf(p.cgroup)) return [];
     const unit = unitOfCgroup(p.cgroup);
-    if (isAppService(unit)) return [];
     return [
       {
         id: 'epmd-outside-service',
@@ -641,7 +643,7 @@ export const listenersUnknown: Rule = ({ s }) =>
 
 /** A Listen= entry's address, unbracketed: "[::]:4369 (Stream)" -> "::", "4369 (Stream)" -> "::" (every address). */
 export function listenAddress(listen: string): string | null {
-  const m = /^(?:\[([^\]]+)\]|([^\s\[]*?)):?(\d+) \(Stream\)$/.exec(listen.trim());
+  const m = /^(?:\[([^\]]+)\]|([^\s[]*?)):?(\d+) \(Stream\)$/.exec(listen.trim());
   if (!m) return null;
   return m[1] ?? (m[2] || '::');
 }

@@ -12,7 +12,8 @@
  * cause); explainNoAnswer() is pure, for the unit tests.
  */
 import * as fs from 'node:fs';
-import { exchangeLocal, CannotConnectError, parseNamesReply } from '../cli/client';
+import { exchangeLocal, CannotConnectError } from '../cli/client';
+import { decodeNamesReply } from '../protocol/codec';
 import { encodeSimpleRequest } from '../protocol/codec';
 import { NAMES_REQ } from '../protocol/constants';
 import { parseSs, parseSystemctlShow, run } from './snapshot';
@@ -62,7 +63,8 @@ export async function gatherNoAnswer(port: number, control: string, controlError
   if (!idle) {
     try {
       const reply = await exchangeLocal(port, encodeSimpleRequest(NAMES_REQ), 3000);
-      tcp = reply.length >= 4 && reply.readUInt32BE(0) === port ? { kind: 'names', nodes: parseNamesReply(reply).nodes.length } : { kind: 'garbage', bytes: reply.length };
+      const names = reply.length >= 4 ? decodeNamesReply(reply) : null;
+      tcp = names?.epmdPort === port ? { kind: 'names', nodes: names.nodes.length } : { kind: 'garbage', bytes: reply.length };
     } catch (err) {
       tcp = err instanceof CannotConnectError ? { kind: 'refused' } : { kind: 'error', message: (err as Error).message };
     }
@@ -123,7 +125,7 @@ export function explainNoAnswer(f: NoAnswerFacts): NoAnswer {
     const cEpmd = f.holders.find((h) => h.comm === 'epmd');
     const serviceRunsC = svc?.activeState === 'active' && svc.execStart !== '' && !/sdepmd/.test(svc.execStart);
     const sdepmd = f.holders.find((h) => /sdepmd/.test(h.cmdline));
-    const who = cEpmd ? `the C epmd (pid ${cEpmd.pid})` : serviceRunsC ? `the C epmd (${EPMD_SERVICE}: ${svc!.execStart})` : sdepmd ? `an sdepmd without this control socket (pid ${sdepmd.pid})` : 'another epmd';
+    const who = cEpmd ? `the C epmd (pid ${cEpmd.pid})` : serviceRunsC ? `the C epmd (${EPMD_SERVICE}: ${svc.execStart})` : sdepmd ? `an sdepmd without this control socket (pid ${sdepmd.pid})` : 'another epmd';
     return {
       cause: 'other-epmd',
       summary: `${who} answers on port ${f.port}, not an sdepmd with a control socket at ${f.control}`,

@@ -6,8 +6,8 @@
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
-import { exchangeLocal, parseNamesReply } from '../cli/client';
-import { encodeSimpleRequest } from '../protocol/codec';
+import { exchangeLocal } from '../cli/client';
+import { decodeNamesReply, encodeSimpleRequest } from '../protocol/codec';
 import { NAMES_REQ } from '../protocol/constants';
 import {
   EPMD_SERVICE,
@@ -183,7 +183,7 @@ async function registeredNames(port: number): Promise<Pick<HostSnapshot, 'regist
   try {
     const reply = await exchangeLocal(port, encodeSimpleRequest(NAMES_REQ), 3000);
     if (reply.length < 4) return { registered: null, registeredError: `the NAMES reply on port ${port} is ${reply.length} byte(s): not an epmd` };
-    const parsed = parseNamesReply(reply);
+    const parsed = decodeNamesReply(reply);
     if (parsed.epmdPort !== port) {
       return { registered: null, registeredError: `the answer on port ${port} is not an EPMD NAMES reply (${reply.subarray(0, 16).toString('hex')})` };
     }

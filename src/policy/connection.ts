@@ -72,6 +72,9 @@ export interface ServerStats {
   limitHits: number;
 }
 
+/** What happened to a registration: a node registered, one was carried over from an earlier process, or one ended. */
+export type RegistrationEvent = 'registered' | 'unregistered' | 'restored';
+
 /** What a connection needs from the server around it. */
 export interface ConnectionContext {
   readonly registry: Registry<NodeConnection>;
@@ -86,7 +89,7 @@ export interface ConnectionContext {
   /** The port NAMES and DUMP replies start with. */
   readonly epmdPort: number;
   /** A node registered (before it is answered: this is where the fd store keeps it) or unregistered. */
-  registrationChanged(registration: NodeRegistration, event: 'registered' | 'unregistered' | 'restored', why: string): void;
+  registrationChanged(registration: NodeRegistration, event: RegistrationEvent, why: string): void;
   /** Called once the reply to an accepted KILL_REQ has been written, or has failed to be: the daemon must exit. */
   killRequested(): void;
   /** Rate-limited warning for refusals, so that a flood of bad peers cannot flood the journal. */

@@ -33,6 +33,11 @@ export const DEFAULT_LIMITS: Limits = {
   maxRegistrations: 0,
 };
 
+/** `host:port`, with an IPv6 host in brackets: `[::1]:4369`. */
+export function formatEndpoint(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
 /** Requests the C epmd serves only to peers on this host. */
 const LOCAL_ONLY: ReadonlySet<RequestKind> = new Set<RequestKind>(['alive2', 'dump', 'kill', 'stop']);
 

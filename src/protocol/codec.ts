@@ -255,6 +255,73 @@ export const STOP_OK: Buffer = Buffer.from('STOPPED', 'latin1');
 export const STOP_NOT_FOUND: Buffer = Buffer.from('NOEXIST', 'latin1');
 
 // ---------------------------------------------------------------------------------------------------------------
+// Replies, as a client reads them; used by the sdepmd client verbs, doctor and the tests.
+
+/** A NAMES or DUMP reply: the 4-byte port, then text. */
+export interface PortHeaderReply {
+  readonly epmdPort: number;
+  /** The text after the port, exactly as sent. */
+  readonly text: string;
+}
+
+export function decodePortHeaderReply(reply: Buffer): PortHeaderReply {
+  if (reply.length < 4) throw new Error(`reply too short for the 4-byte port (${reply.length} bytes)`);
+  return { epmdPort: reply.readUInt32BE(0), text: reply.subarray(4).toString('utf8') };
+}
+
+export interface NamesReply extends PortHeaderReply {
+  readonly nodes: readonly { readonly name: string; readonly port: number }[];
+}
+
+/** A NAMES reply, with its `name N at port P` lines parsed. */
+export function decodeNamesReply(reply: Buffer): NamesReply {
+  const header = decodePortHeaderReply(reply);
+  const nodes: { name: string; port: number }[] = [];
+  for (const line of header.text.split('\n')) {
+    const m = /^name (.*) at port (\d+)$/.exec(line);
+    if (m) nodes.push({ name: m[1]!, port: Number(m[2]) });
+  }
+  return { ...header, nodes };
+}
+
+export type Port2Reply = { readonly found: false } | ({ readonly found: true } & NodeInfo);
+
+export function decodePort2Reply(reply: Buffer): Port2Reply {
+  if (reply.length < 2 || reply[0] !== PORT2_RESP) throw new Error(`not a PORT2_RESP: ${reply.toString('hex')}`);
+  if (reply[1] !== 0) return { found: false };
+  const truncated = () => new Error(`PORT2_RESP cut short: ${reply.toString('hex')}`);
+  if (reply.length < 12) throw truncated();
+  const nameLength = reply.readUInt16BE(10);
+  if (reply.length < 14 + nameLength) throw truncated();
+  const extraLength = reply.readUInt16BE(12 + nameLength);
+  if (reply.length < 14 + nameLength + extraLength) throw truncated();
+  return {
+    found: true,
+    port: reply.readUInt16BE(2),
+    nodeType: reply[4]!,
+    protocol: reply[5]!,
+    highestVersion: reply.readUInt16BE(6),
+    lowestVersion: reply.readUInt16BE(8),
+    name: Buffer.from(reply.subarray(12, 12 + nameLength)),
+    extra: Buffer.from(reply.subarray(14 + nameLength, 14 + nameLength + extraLength)),
+  };
+}
+
+export interface Alive2Reply {
+  readonly result: number;
+  readonly creation: number;
+}
+
+/** An ALIVE2 reply (32-bit creation after 'v', 16-bit after 'y'); null while more bytes are needed. */
+export function decodeAlive2Reply(reply: Buffer): Alive2Reply | null {
+  if (reply.length === 0) return null;
+  const wide = reply[0] === ALIVE2_X_RESP;
+  if (!wide && reply[0] !== ALIVE2_RESP) throw new Error(`not an ALIVE2 reply: ${reply.toString('hex')}`);
+  if (reply.length < (wide ? 6 : 4)) return null;
+  return { result: reply[1]!, creation: wide ? reply.readUInt32BE(2) : reply.readUInt16BE(2) };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // Requests (what a client sends); used by the sdepmd client verbs and by the tests.
 
 /** Prefixes a request body with its 2-byte length. */

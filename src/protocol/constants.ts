@@ -22,6 +22,11 @@ export const PORT2_RESP = 0x77; // 'w'
 export const NODE_TYPE_NORMAL = 77; // 'M'
 export const NODE_TYPE_HIDDEN = 72; // 'H'
 
+/** "normal" or "hidden" for the two node types OTP sends, null for any other value. */
+export function nodeTypeName(nodeType: number): 'normal' | 'hidden' | null {
+  return nodeType === NODE_TYPE_NORMAL ? 'normal' : nodeType === NODE_TYPE_HIDDEN ? 'hidden' : null;
+}
+
 /** Largest node name in characters, and in bytes of UTF-8 (MAXSYMLEN in epmd_int.h). */
 export const MAX_NAME_CHARS = 255;
 export const MAX_NAME_BYTES = 255 * 4;

@@ -15,6 +15,8 @@ import * as path from 'node:path';
 import type { PassedFd } from './listen';
 import type { FdStore } from './fdstore';
 import type { RegistrationRecord } from '../registry/registration-record';
+import { runtimeDirectory } from './runtime-directory';
+import { integer, literal, matching, object, optional, parseJson, string, type FieldsOf, type Shape } from '../util/shape';
 
 /** Prefix of the FDNAMEs this daemon gives to registration connections (listening sockets never carry it). */
 export const REGISTRATION_FD_PREFIX = 'reg-';
@@ -39,34 +41,69 @@ export interface JournalState {
   nextSeq: number;
 }
 
-/** Replays journal text. Malformed lines (a cut last line) are skipped and counted. */
-export function replayJournal(text: string): JournalState & { skipped: number } {
-  const state = { records: new Map<string, StoredRecord>(), creationCounter: 0, nextSeq: 0, skipped: 0 };
-  for (const line of text.split('\n')) {
-    if (line.trim() === '') continue;
+const UINT32 = integer(0, 0xffffffff);
+const HEX = matching(/^(?:[0-9a-f]{2})*$/, 'hex bytes');
+const FD_NAME = matching(/^reg-[0-9a-z]{1,20}$/, `a registration fd name (${REGISTRATION_FD_PREFIX}<base 36>)`);
+const RECORD_FIELDS = {
+  name: matching(/^(?:[0-9a-f]{2})+$/, 'a hex node name'),
+  port: integer(0, 65535),
+  nodeType: integer(0, 255),
+  protocol: integer(0, 255),
+  highestVersion: integer(0, 65535),
+  lowestVersion: integer(0, 65535),
+  extra: HEX,
+  creation: UINT32,
+  registeredAt: integer(0),
+  peer: string,
+  fdName: FD_NAME,
+} satisfies FieldsOf<StoredRecord>;
+const JOURNAL_LINES: { readonly [Op in JournalLine['op']]: Shape<Extract<JournalLine, { op: Op }>> } = {
+  add: object({ op: literal('add'), counter: optional(UINT32), ...RECORD_FIELDS }),
+  remove: object({ op: literal('remove'), fdName: FD_NAME }),
+  header: object({ op: literal('header'), creationCounter: UINT32, nextSeq: integer(0) }),
+};
+const OP = object({ op: literal('add', 'remove', 'header') });
+
+/** One journal line, checked: the entry, or why it is refused. */
+export function decodeJournalLine(line: string): JournalLine {
+  const { op } = parseJson(line, OP, 'not a journal entry');
+  const shape: Shape<JournalLine> = JOURNAL_LINES[op];
+  return parseJson(line, shape, `not a journal "${op}" entry`);
+}
+
+/**
+ * Replays journal text. A line that is not a well-formed entry (a cut last line, or anything else) is skipped and
+ * reported, line by line; the others still count, so that one bad line loses no other registration.
+ */
+export function replayJournal(text: string): JournalState & { skipped: number; problems: string[] } {
+  const state = { records: new Map<string, StoredRecord>(), creationCounter: 0, nextSeq: 0, skipped: 0, problems: [] as string[] };
+  text.split('\n').forEach((line, i) => {
+    if (line.trim() === '') return;
     let entry: JournalLine;
     try {
-      entry = JSON.parse(line) as JournalLine;
-    } catch {
+      entry = decodeJournalLine(line);
+    } catch (err) {
       state.skipped++;
-      continue;
+      if (state.problems.length < MAX_PROBLEMS_REPORTED) state.problems.push(`line ${i + 1}: ${(err as Error).message}`);
+      return;
     }
     if (entry.op === 'header') {
-      state.creationCounter = Math.max(state.creationCounter, entry.creationCounter >>> 0);
+      state.creationCounter = Math.max(state.creationCounter, entry.creationCounter);
       state.nextSeq = Math.max(state.nextSeq, entry.nextSeq);
-    } else if (entry.op === 'add' && typeof entry.fdName === 'string') {
+    } else if (entry.op === 'add') {
       const { op: _op, counter, ...record } = entry;
       state.records.set(entry.fdName, record);
-      state.creationCounter = Math.max(state.creationCounter, entry.creation >>> 0, (counter ?? 0) >>> 0);
+      state.creationCounter = Math.max(state.creationCounter, entry.creation, counter ?? 0);
       state.nextSeq = Math.max(state.nextSeq, seqOf(entry.fdName) + 1);
-    } else if (entry.op === 'remove') {
-      state.records.delete(entry.fdName);
     } else {
-      state.skipped++;
+      state.records.delete(entry.fdName);
     }
-  }
+  });
   return state;
 }
+
+/** How many bad journal lines are described (the rest are only counted). */
+const MAX_PROBLEMS_REPORTED = 10;
 
 function seqOf(fdName: string): number {
   const n = parseInt(fdName.slice(REGISTRATION_FD_PREFIX.length), 36);
@@ -112,16 +149,19 @@ export class Persistence {
   #lines = 0;
   #warnedFull = false;
   #held: { fdName: string; fd: number }[] | null = null;
+  #journalProblems: readonly string[] = [];
 
+  /** `runtimeDirectory`: RUNTIME_DIRECTORY's value; the journal goes in its first directory. */
   constructor(options: { store: FdStore; runtimeDirectory: string | undefined; max: number }) {
-    const { store, runtimeDirectory, max } = options;
+    const { store, max } = options;
     this.#max = max;
     if (max <= 0) [this.enabled, this.detail] = [false, 'disabled (--fdstore_max 0)'];
     else if (!store.available) [this.enabled, this.detail] = [false, store.unavailableReason ?? 'fd store unavailable'];
-    else if (!runtimeDirectory) [this.enabled, this.detail] = [false, 'RUNTIME_DIRECTORY is not set (RuntimeDirectory= in the unit)'];
+    else if (!options.runtimeDirectory) [this.enabled, this.detail] = [false, 'RUNTIME_DIRECTORY is not set (RuntimeDirectory= in the unit)'];
     else [this.enabled, this.detail] = [true, `up to ${max} registrations kept in the fd store`];
     this.#store = this.enabled ? store : null;
-    this.#file = this.enabled && runtimeDirectory ? path.join(runtimeDirectory.split(':')[0]!, 'registrations.jsonl') : null;
+    const dir = runtimeDirectory(options.runtimeDirectory);
+    this.#file = this.enabled && dir ? path.join(dir, 'registrations.jsonl') : null;
   }
 
   /** The highest creation the journal has seen: the registry's counter must start past it. */
@@ -183,7 +223,16 @@ export class Persistence {
     }
     const replayed = replayJournal(text);
     this.#state = { records: replayed.records, creationCounter: replayed.creationCounter, nextSeq: replayed.nextSeq };
+    this.#journalProblems =
+      replayed.skipped > replayed.problems.length
+        ? [...replayed.problems, `${replayed.skipped - replayed.problems.length} more bad line(s)`]
+        : replayed.problems;
     this.stats.stored = this.#state.records.size;
+  }
+
+  /** What was wrong with the journal's lines that the last load() skipped (the good lines were kept). */
+  get journalProblems(): readonly string[] {
+    return this.#journalProblems;
   }
 
   /** The journal's record for an fd name, if any. */

@@ -2,7 +2,8 @@
  * Differential test: the real C epmd (/usr/bin/epmd) and sdepmd, each on its own free port with the same flags,
  * get the same request sequences; their replies and connection fates must be identical byte for byte, except for
  * the masked parts (creation values, DUMP fd numbers, each daemon's own port in NAMES/DUMP headers) and for the
- * documented, deliberate divergences listed in DIVERGENCES.
+ * deliberate divergences, each declared on its case (`divergence`, with both daemons' exact bytes and the reason)
+ * and described in docs/protocol.md, "Divergences from the C epmd".
  *
  * All cases are in the one CASES table below; the summary line at the end gives the counts.
  */
@@ -127,8 +128,8 @@ const CASES: Case[] = [
     },
   },
   {
-    // Deliberate-divergence list item (c): not a byte difference. Both must answer result 1 / creation 99 and
-    // leave the connection open; asserted explicitly in `check`.
+    // Not a divergence, but worth asserting beyond the bytes: both must answer result 1 / creation 99 and leave the
+    // connection open (`check`).
     name: 'duplicate name (hi 6): result 1 creation 99, connection left open; a byte then closes it',
     run: async (s) => {
       await s.register('first', alive2('dup'));

@@ -63,7 +63,8 @@ export function timedProbe(
       socket.destroy();
       resolve({ reply: Buffer.concat(data), chunks, ended, endedAtMs });
     };
-    const socket: Socket = connect({ host: '127.0.0.1', port, allowHalfOpen: true }, async () => {
+    const socket: Socket = connect({ host: '127.0.0.1', port, allowHalfOpen: true }, () => void writeAll());
+    const writeAll = async (): Promise<void> => {
       socket.setNoDelay(true);
       for (let i = 0; i < writes.length; i++) {
         if (done) return;
@@ -75,7 +76,7 @@ export function timedProbe(
       if (o.halfClose) socket.end();
       if (o.reset !== undefined) setTimeout(() => done || (socket.resetAndDestroy(), finish('closed')), o.reset).unref();
       setTimeout(() => finish('open'), o.waitMs).unref();
-    });
+    };
     socket.on('data', (d: Buffer) => {
       chunks.push({ atMs: Date.now() - lastWrite, bytes: d.length });
       data.push(d);
@@ -291,8 +292,13 @@ export class Session {
     const hi = alive2Hi(request);
     let creation: number | undefined;
     let width = 0;
-    if (reply[0] === 0x76 && reply.length >= 6 && reply[1] === 0) ((creation = reply.readUInt32BE(2)), (width = 4));
-    else if (reply[0] === 0x79 && reply.length >= 4 && reply[1] === 0) ((creation = reply.readUInt16BE(2)), (width = 2));
+    if (reply[0] === 0x76 && reply.length >= 6 && reply[1] === 0) {
+      creation = reply.readUInt32BE(2);
+      width = 4;
+    } else if (reply[0] === 0x79 && reply.length >= 4 && reply[1] === 0) {
+      creation = reply.readUInt16BE(2);
+      width = 2;
+    }
     if (creation === undefined) return show(reply);
     const problems: string[] = [];
     if (creation === 0) problems.push('zero');

@@ -9,9 +9,10 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { bootSystemd, ExecResult, SystemdSandbox, systemdSandboxAvailable, stopAndCheckClean } from '../support/nsystemd';
+import { bootSystemd, SystemdSandbox, systemdSandboxAvailable, stopAndCheckClean } from '../support/nsystemd';
 import { allOf, cEpmdAvailable, erlAvailable, peerDescribe } from '../support/peers';
 import { reporter, waitFor as waitForEvery } from '../support/wait';
+import { erlangAppUnit, sandboxShell } from '../support/sandbox';
 
 const REPO = path.resolve(__dirname, '..', '..');
 const INSTALL = path.join(REPO, 'scripts', 'install.sh');
@@ -40,27 +41,12 @@ const report = reporter('doctor-e2e');
 const waitFor = <T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30000, everyMs = 250): Promise<T> =>
   waitForEvery(what, fn, timeoutMs, everyMs);
 
-const appUnit = (name: string): string => `[Unit]
-Description=Erlang app ${name} (doctor e2e; no epmd dependency of its own)
-
-[Service]
-Environment=HOME=/root
-ExecStart=/usr/bin/erl -sname ${name} -noshell -noinput
-`;
+const appUnit = (name: string): string => erlangAppUnit(name, 'doctor e2e; no epmd dependency of its own');
 
 d('sdepmd doctor / attach / detach in a real systemd: each fault created, named, fixed', () => {
   let sb: SystemdSandbox | undefined;
-  const box = (): SystemdSandbox => {
-    if (!sb) throw new Error('sandbox not booted');
-    return sb;
-  };
-  const sh = (cmd: string | string[], timeoutMs = 60000): Promise<ExecResult> => box().exec(cmd, { timeoutMs });
-  const show = async (unit: string, prop: string): Promise<string> =>
-    (await sh(['systemctl', 'show', '-p', prop, '--value', unit])).stdout.trim();
-  const registered = async (...want: string[]): Promise<string | undefined> => {
-    const r = await sh(['epmd', '-names']);
-    return r.code === 0 && want.every((n) => r.stdout.includes(`name ${n} at port`)) ? r.stdout : undefined;
-  };
+  const shell = sandboxShell(() => sb);
+  const { box, sh, show, registered } = shell;
   const doctor = async (label?: string): Promise<DoctorResult> => {
     const t0 = Date.now();
     const j = await sh([SDEPMD, 'doctor', '--json']);
@@ -105,14 +91,7 @@ d('sdepmd doctor / attach / detach in a real systemd: each fault created, named,
     if (!f) throw new Error(`doctor did not report ${id}; it said:\n${r.text}`);
     return f;
   };
-  const dumpOnFailure = async <T>(fn: () => Promise<T>): Promise<T> => {
-    try {
-      return await fn();
-    } catch (e) {
-      if (sb) report(`journal (last 80 lines):\n${await sb.journal(undefined, 80)}`);
-      throw e;
-    }
-  };
+  const dumpOnFailure = <T>(fn: () => Promise<T>): Promise<T> => shell.dumpOnFailure(fn, report);
   const timed = (name: string, fn: () => Promise<void>) => async () => {
     const t0 = Date.now();
     await dumpOnFailure(fn);

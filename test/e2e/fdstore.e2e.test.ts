@@ -16,11 +16,12 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { bootSystemd, SystemdSandbox, systemdSandboxAvailable, ExecResult, stopAndCheckClean } from '../support/nsystemd';
+import { bootSystemd, SystemdSandbox, systemdSandboxAvailable, stopAndCheckClean } from '../support/nsystemd';
 import { allOf, erlAvailable, peerDescribe } from '../support/peers';
 import { JournalEntry, messageOf, parseJournalJson } from './systemd-e2e-probe';
 import { HAMMER_PATH, HAMMER_SCRIPT, HammerResult, parseRawState, RAW_PATH, RAW_SCRIPT, RawEvent } from './fdstore-scripts';
 import { reporter, sleep, waitFor as waitForEvery } from '../support/wait';
+import { erlangAppUnit, sandboxShell } from '../support/sandbox';
 
 const REPO = path.resolve(__dirname, '..', '..');
 const INSTALL = path.join(REPO, 'scripts', 'install.sh');
@@ -46,13 +47,7 @@ const report = reporter('fdstore-e2e');
 const waitFor = <T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30000, everyMs = 100): Promise<T> =>
   waitForEvery(what, fn, timeoutMs, everyMs);
 
-const appUnit = (name: string): string => `[Unit]
-Description=Erlang app ${name} (sdepmd fdstore e2e)
-
-[Service]
-Environment=HOME=/root
-ExecStart=/usr/bin/erl -sname ${name} -noshell -noinput
-`;
+const appUnit = (name: string): string => erlangAppUnit(name, 'sdepmd fdstore e2e');
 
 interface NodeRow {
   name: string;
@@ -86,16 +81,10 @@ interface Measured {
 
 d('registrations survive restart, crash and live upgrade (fd store), under a real systemd', () => {
   let sb: SystemdSandbox | undefined;
-  const box = (): SystemdSandbox => {
-    if (!sb) throw new Error('sandbox not booted');
-    return sb;
-  };
+  const shell = sandboxShell(() => sb);
+  const { box, sh, show, isActive } = shell;
   const table: Measured[] = [];
 
-  const sh = (cmd: string | string[], timeoutMs = 60000): Promise<ExecResult> => box().exec(cmd, { timeoutMs });
-  const show = async (unit: string, prop: string): Promise<string> =>
-    (await sh(['systemctl', 'show', '-p', prop, '--value', unit])).stdout.trim();
-  const isActive = async (unit: string): Promise<string> => (await sh(['systemctl', 'is-active', unit])).stdout.trim();
   const nodes = async (): Promise<Map<string, NodeRow>> => {
     const r = await sh(['/usr/local/bin/sdepmd', 'names', '--json']);
     if (r.code !== 0) throw new Error(`sdepmd names --json failed (${r.code}): ${r.stdout}${r.stderr}`);
@@ -106,7 +95,7 @@ d('registrations survive restart, crash and live upgrade (fd store), under a rea
   const cursorNow = async (): Promise<string> => {
     const r = await sh(['journalctl', '--no-pager', '-n', '1', '-o', 'json']);
     const e = parseJournalJson(r.stdout)[0];
-    return String(e?.__CURSOR ?? '');
+    return e?.__CURSOR ?? '';
   };
   const journalSince = async (cursor: string): Promise<JournalEntry[]> => {
     const args = ['journalctl', '--no-pager', '-u', 'epmd.service', '-o', 'json'];
@@ -129,14 +118,7 @@ d('registrations survive restart, crash and live upgrade (fd store), under a rea
       cursor: await cursorNow(),
     };
   };
-  const dumpOnFailure = async <T>(fn: () => Promise<T>): Promise<T> => {
-    try {
-      return await fn();
-    } catch (e) {
-      if (sb) report(`journal of epmd.service (last 80 lines):\n${await sb.journal('epmd.service', 80)}`);
-      throw e;
-    }
-  };
+  const dumpOnFailure = <T>(fn: () => Promise<T>): Promise<T> => shell.dumpOnFailure(fn, report, 80, 'epmd.service');
   const startRaw = async (c: typeof RAW): Promise<void> => {
     await sh(['rm', '-f', c.state]);
     const r = await sh([
@@ -443,7 +425,6 @@ d('registrations survive restart, crash and live upgrade (fd store), under a rea
     dumpOnFailure(async () => {
       const s = box();
       const problems: string[] = [];
-      const all = [...APPS, RAW.name];
       let repairedMs = -1;
       const r = await runEvent(
         'stop+start',

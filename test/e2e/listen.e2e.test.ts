@@ -8,6 +8,7 @@
 import * as path from 'path';
 import { bootSystemd, SystemdSandbox, systemdSandboxAvailable, stopAndCheckClean } from '../support/nsystemd';
 import { peerDescribe } from '../support/peers';
+import { sandboxShell } from '../support/sandbox';
 
 const REPO = path.resolve(__dirname, '..', '..');
 const PROBE = '/root/listen-probe.js';
@@ -41,10 +42,7 @@ const d = peerDescribe('systemd sandbox', systemdSandboxAvailable());
 
 d('listenFds under a real systemd (sd_listen_fds semantics)', () => {
   let sb: SystemdSandbox | undefined;
-  const box = (): SystemdSandbox => {
-    if (!sb) throw new Error('sandbox not booted');
-    return sb;
-  };
+  const { box } = sandboxShell(() => sb);
   const probeService = (execStart: string): string =>
     `[Service]\nType=oneshot\nSockets=listen-a.socket listen-b.socket\nExecStart=${execStart}\n`;
   const runProbe = async (execStart: string, out: string): Promise<ProbeOutput> => {

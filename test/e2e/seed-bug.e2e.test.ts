@@ -7,33 +7,16 @@
 import * as fs from 'fs';
 import { bootSystemd, SystemdSandbox, systemdSandboxAvailable, stopAndCheckClean } from '../support/nsystemd';
 import { allOf, cEpmdAvailable, erlAvailable, peerDescribe } from '../support/peers';
+import { erlangAppUnit, sandboxShell } from '../support/sandbox';
+import { waitFor } from '../support/wait';
 
 const d = peerDescribe('systemd sandbox + erl + C epmd', allOf(systemdSandboxAvailable(), erlAvailable(), cEpmdAvailable()));
 
-const appUnit = (name: string): string => `[Unit]
-Description=Erlang app ${name} (seed-bug reproduction, no epmd unit)
-
-[Service]
-Environment=HOME=/root
-ExecStart=/usr/bin/erl -sname ${name} -noshell -noinput
-`;
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+const appUnit = (name: string): string => erlangAppUnit(name, 'seed-bug reproduction, no epmd unit');
 
 d('seed bug: epmd lives in the first app unit cgroup (no sdepmd)', () => {
   let sb: SystemdSandbox | undefined;
-  const box = (): SystemdSandbox => {
-    if (!sb) throw new Error('sandbox not booted');
-    return sb;
-  };
+  const { box, registered } = sandboxShell(() => sb);
 
   beforeAll(async () => {
     // Debian enables /lib/systemd/system/epmd.socket (sockets.target) and epmd.service
@@ -76,11 +59,6 @@ d('seed bug: epmd lives in the first app unit cgroup (no sdepmd)', () => {
     const s = box();
     await s.installUnit('billing_prod.service', appUnit('billing_prod'));
     await s.installUnit('billing_stage.service', appUnit('billing_stage'));
-
-    const registered = async (...names: string[]): Promise<string | undefined> => {
-      const r = await s.exec(['epmd', '-names']);
-      return r.code === 0 && names.every((n) => r.stdout.includes(`name ${n} at port`)) ? r.stdout : undefined;
-    };
 
     try {
       await s.systemctl('start', 'billing_prod.service').then((r) => expect(r.code).toBe(0));

@@ -105,6 +105,7 @@ export interface JournalEntry {
   MESSAGE?: string | number[];
   SYSLOG_IDENTIFIER?: string;
   _PID?: string;
+  __CURSOR?: string;
   [k: string]: unknown;
 }
 

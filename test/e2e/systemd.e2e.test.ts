@@ -9,7 +9,7 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { bootSystemd, SystemdSandbox, systemdSandboxAvailable, ExecResult, stopAndCheckClean } from '../support/nsystemd';
+import { bootSystemd, SystemdSandbox, systemdSandboxAvailable, stopAndCheckClean } from '../support/nsystemd';
 import { allOf, cEpmdAvailable, erlAvailable, peerDescribe } from '../support/peers';
 import {
   JournalEntry,
@@ -21,6 +21,7 @@ import {
   PROBE_SCRIPT,
 } from './systemd-e2e-probe';
 import { reporter, sleep, waitFor } from '../support/wait';
+import { erlangAppUnit, sandboxShell } from '../support/sandbox';
 
 const REPO = path.resolve(__dirname, '..', '..');
 const INSTALL = path.join(REPO, 'scripts', 'install.sh');
@@ -32,33 +33,16 @@ const d = peerDescribe('systemd sandbox + erl + C epmd', allOf(systemdSandboxAva
 
 const report = reporter('systemd-e2e');
 
-const appUnit = (name: string): string => `[Unit]
-Description=Erlang app ${name} (sdepmd e2e)
-
-[Service]
-Environment=HOME=/root
-ExecStart=/usr/bin/erl -sname ${name} -noshell -noinput
-`;
+const appUnit = (name: string): string => erlangAppUnit(name, 'sdepmd e2e');
 
 d('sdepmd under a real systemd: install, activation, seed scenario fixed, journal, watchdog, stop', () => {
   let sb: SystemdSandbox | undefined;
-  const box = (): SystemdSandbox => {
-    if (!sb) throw new Error('sandbox not booted');
-    return sb;
-  };
+  const shell = sandboxShell(() => sb);
+  const { box, sh, show, isActive, names, registered } = shell;
   /** `systemctl is-enabled epmd.socket epmd.service` before sdepmd was installed (Debian's enablement). */
   let enabledBefore: string[] = [];
 
   // ---- small helpers over the sandbox -------------------------------------------------------------------------
-  const sh = (cmd: string | string[], timeoutMs = 60000): Promise<ExecResult> => box().exec(cmd, { timeoutMs });
-  const show = async (unit: string, prop: string): Promise<string> =>
-    (await sh(['systemctl', 'show', '-p', prop, '--value', unit])).stdout.trim();
-  const isActive = async (unit: string): Promise<string> => (await sh(['systemctl', 'is-active', unit])).stdout.trim();
-  const names = (): Promise<ExecResult> => sh(['epmd', '-names']);
-  const registered = async (...want: string[]): Promise<string | undefined> => {
-    const r = await names();
-    return r.code === 0 && want.every((n) => r.stdout.includes(`name ${n} at port`)) ? r.stdout : undefined;
-  };
   const probe = async <T>(...args: string[]): Promise<T> => {
     const r = await sh(['node', PROBE_PATH, ...args]);
     if (r.code !== 0) throw new Error(`probe ${args.join(' ')} failed (${r.code}): ${r.stderr}`);
@@ -72,14 +56,7 @@ d('sdepmd under a real systemd: install, activation, seed scenario fixed, journa
     (await journalJson('epmd.service')).filter((e) => e.SYSLOG_IDENTIFIER === 'sdepmd');
   const waitJournal = (what: string, pred: (e: JournalEntry) => boolean, timeoutMs = 15000): Promise<JournalEntry> =>
     waitFor(what, async () => (await journalJson('epmd.service')).find(pred), timeoutMs, 250);
-  const dumpOnFailure = async <T>(fn: () => Promise<T>): Promise<T> => {
-    try {
-      return await fn();
-    } catch (e) {
-      if (sb) report(`journal (last 120 lines):\n${await sb.journal(undefined, 120)}`);
-      throw e;
-    }
-  };
+  const dumpOnFailure = <T>(fn: () => Promise<T>): Promise<T> => shell.dumpOnFailure(fn, report, 120);
   const pingAll = async (): Promise<string> => {
     // A throwaway node: it must not start an epmd of its own (that would pollute the process checks).
     const evalText =
@@ -114,7 +91,8 @@ d('sdepmd under a real systemd: install, activation, seed scenario fixed, journa
       report(`install.sh --enable: exit ${inst.code}\n${inst.stdout}${inst.stderr}`);
       expect(inst.code).toBe(0);
       expect(inst.stderr).not.toMatch(/installing npm dependencies|internal error/);
-      expect((await sh(['readlink', '-f', '/usr/local/bin/sdepmd'])).stdout.trim()).toBe('/usr/local/lib/sdepmd/bin/sdepmd');
+      // /usr/local/bin/sdepmd -> lib/sdepmd/bin/sdepmd -> sdepmd.js (the name the type checker can read).
+      expect((await sh(['readlink', '-f', '/usr/local/bin/sdepmd'])).stdout.trim()).toBe('/usr/local/lib/sdepmd/bin/sdepmd.js');
       expect((await sh(['/usr/local/bin/sdepmd', '--version'])).stdout.trim()).toMatch(/^\d+\.\d+\.\d+/);
       // Ours are the units systemd loaded (they override Debian's of the same names).
       expect(await show('epmd.socket', 'FragmentPath')).toBe('/etc/systemd/system/epmd.socket');

@@ -227,7 +227,7 @@ describe('frameRequest (property-based)', () => {
 
 // ---------------------------------------------------------------------------------------------------------------
 
-/** What decodeRequest must say about a body, from the C epmd's rules (NOTES §5), written independently. */
+/** What decodeRequest must say about a body, from the C epmd's rules (docs/protocol.md), written independently. */
 function modelDecode(body: Buffer): { ok: boolean; kind?: string } {
   const tag = body[0];
   if (tag === NAMES_REQ) return { ok: true, kind: 'names' };

@@ -48,14 +48,15 @@ const until = async (predicate: () => boolean, ms = 3000) => {
 /** Sends `bytes` in the given pieces (each its own segment), then resets the connection at once. */
 function sendAndReset(port: number, pieces: readonly Buffer[]): Promise<void> {
   return new Promise((resolve) => {
-    const socket: Socket = connect({ host: '127.0.0.1', port }, async () => {
+    const sendAll = async (): Promise<void> => {
       socket.setNoDelay(true);
       for (const piece of pieces) {
         socket.write(piece);
         await new Promise((r) => setTimeout(r, 2));
       }
       socket.resetAndDestroy();
-    });
+    };
+    const socket: Socket = connect({ host: '127.0.0.1', port }, () => void sendAll());
     socket.on('error', () => undefined);
     socket.on('close', () => resolve());
   });

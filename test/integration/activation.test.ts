@@ -34,10 +34,10 @@ async function activate(specs: string[], env: NodeJS.ProcessEnv, args: string[] 
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const first = await new Promise<string>((resolve, reject) => {
-    readline.createInterface({ input: child.stdout! }).once('line', resolve);
+    readline.createInterface({ input: child.stdout }).once('line', resolve);
     void exited.then((code) => reject(new Error(`exited ${code}: ${stderr}`)));
   });
   return { child, ports: (JSON.parse(first) as { ports: number[] }).ports, stderr: () => stderr, exited };

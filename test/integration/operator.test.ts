@@ -22,8 +22,8 @@ function sdepmd(args: string[], opts: { uid?: number; env?: NodeJS.ProcessEnv } 
     });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d));
-    child.stderr.on('data', (d: Buffer) => (stderr += d));
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const t = setTimeout(() => child.kill('SIGKILL'), 20_000);
     child.on('close', (code) => {
       clearTimeout(t);

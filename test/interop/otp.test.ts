@@ -6,8 +6,9 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { exchange, parseNamesReply } from '../../src/cli/client';
-import { encodeNameRequest, encodeSimpleRequest } from '../../src/protocol/codec';
+import { exchange } from '../../src/cli/client';
+import { decodeNamesReply, encodeNameRequest, encodeSimpleRequest } from '../../src/protocol/codec';
+import { killQuietly } from '../support/processes';
 import { NAMES_REQ, PORT_PLEASE2_REQ } from '../../src/protocol/constants';
 import { startDaemon, stopAll, type TestDaemon } from '../support/daemons';
 import { allOf, cEpmdAvailable, erlAvailable, findCEpmd, peerDescribe } from '../support/peers';
@@ -39,8 +40,8 @@ function startNode(name: string, extra: string[] = []): ErlNode {
   });
   let out = '';
   let err = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   const node: ErlNode = { name, child, stdout: () => out, stderr: () => err, exited };
   nodes.push(node);
@@ -48,17 +49,12 @@ function startNode(name: string, extra: string[] = []): ErlNode {
 }
 
 function killGroup(node: ErlNode, signal: NodeJS.Signals = 'SIGKILL'): void {
-  if (node.child.pid === undefined) return;
-  try {
-    process.kill(-node.child.pid, signal);
-  } catch {
-    // already gone
-  }
+  if (node.child.pid !== undefined) killQuietly(-node.child.pid, signal);
 }
 
 async function names(): Promise<string[]> {
   const reply = await exchange({ host: '127.0.0.1', port: daemon.port }, encodeSimpleRequest(NAMES_REQ), 3000);
-  const parsed = parseNamesReply(reply);
+  const parsed = decodeNamesReply(reply);
   expect(parsed.epmdPort).toBe(daemon.port);
   return parsed.nodes.map((n) => n.name);
 }
@@ -88,7 +84,6 @@ const d = peerDescribe('erl + C epmd client', allOf(erlAvailable(), cEpmdAvailab
 
 d('real OTP nodes with sdepmd', () => {
   let a: ErlNode;
-  let b: ErlNode;
   let h: ErlNode;
 
   beforeAll(async () => {
@@ -104,7 +99,7 @@ d('real OTP nodes with sdepmd', () => {
       `io:format("RPC_NODE=~p~n", [rpc:call(B, erlang, node, [])]), ` +
       `io:format("RPC_REVERSE=~p~n", [rpc:call(B, lists, reverse, [[1, 2, 3]])]), ` +
       `io:format("EPMD_NAMES=~p~n", [erl_epmd:names()]).`;
-    b = startNode(NAME_B);
+    startNode(NAME_B);
     h = startNode(NAME_H, ['-hidden']);
     a = startNode(NAME_A, ['-eval', script]);
     await waitFor('all three nodes in NAMES', async () => {
@@ -185,7 +180,7 @@ d('real OTP nodes with sdepmd', () => {
     try {
       await waitFor('the node on the strict daemon', async () => {
         const reply = await exchange({ host: '127.0.0.1', port: strict.port }, encodeSimpleRequest(NAMES_REQ), 3000);
-        return parseNamesReply(reply).nodes.some((n) => n.name === `k2_${rand}`);
+        return decodeNamesReply(reply).nodes.some((n) => n.name === `k2_${rand}`);
       }, 20_000);
       const r = spawnSync(findCEpmd()!, ['-port', String(strict.port), '-kill'], { timeout: 10_000 });
       expect({ code: r.status, stdout: r.stdout.toString() }).toEqual({ code: 1, stdout: 'Killing not allowed - living nodes in database.\n' });

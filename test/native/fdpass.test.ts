@@ -73,7 +73,7 @@ describe('fdpass addon', () => {
     if (addon instanceof Error) throw addon;
     expectTypeError(() => addon.sendFds(-1, Buffer.from('x'), []));
     expectTypeError(() => addon.sendFds(3, Buffer.alloc(0), []));
-    expectTypeError(() => addon.sendFds(3, Buffer.from('x'), new Array(254).fill(0)));
+    expectTypeError(() => addon.sendFds(3, Buffer.from('x'), new Array<number>(254).fill(0)));
     expectTypeError(() => addon.recvFds(3, 0, 1));
     expectTypeError(() => addon.execve('', ['x'], []));
     expectTypeError(() => addon.execve('/bin/true', [], []));

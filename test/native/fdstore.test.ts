@@ -17,6 +17,7 @@ import {
   validateFdName,
 } from '../../src/systemd/fdstore';
 
+import { loadAddon } from '../../src/native/addon';
 import { startSink } from '../support/notify-sink';
 
 /*
@@ -90,8 +91,8 @@ describe('message composition and FDNAME validation', () => {
 });
 
 describe('native addon', () => {
-  // eslint-disable-next-line @typescript-eslint/no-var-requires
-  const addon = require(DEFAULT_ADDON_PATH) as { notifyWithFds: (...args: unknown[]) => number };
+  // Typed loosely on purpose: the tests call it with wrong arguments.
+  const addon = loadAddon() as unknown as { notifyWithFds: (...args: unknown[]) => number };
 
   test('exports notifyWithFds', () => {
     expect(Object.keys(addon)).toContain('notifyWithFds');

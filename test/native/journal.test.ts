@@ -37,7 +37,7 @@ wait
 function unshareAvailable(): { ok: boolean; reason?: string } {
   if (process.getuid?.() !== 0) return { ok: false, reason: 'needs root for a private mount namespace' };
   const r = spawnSync('unshare', ['-m', 'true']);
-  return r.status === 0 ? { ok: true } : { ok: false, reason: `unshare -m failed: ${r.stderr}` };
+  return r.status === 0 ? { ok: true } : { ok: false, reason: `unshare -m failed: ${r.stderr.toString()}` };
 }
 
 /** Parses journald's native protocol: KEY=value\n, or KEY\n<64-bit LE length><value>\n for binary values. */
@@ -89,7 +89,7 @@ describe('journalSend arguments', () => {
   // The addon's TypeError comes from Node's own realm, not jest's sandbox: check the name, not the constructor.
   test('bad arguments throw a TypeError', () => {
     if (addon instanceof Error) throw addon;
-    const send = addon.journalSend as (...a: unknown[]) => number;
+    const send = addon.journalSend.bind(addon) as (...a: unknown[]) => number;
     for (const bad of [[], [[]], ['MESSAGE=x'], [[1]], [['nokey']], [['_X=1']], [['lower=1']], [['X=a\0b']], [new Array(33).fill('A=1')], [['1X=1']], [['=x']]]) {
       let thrown: unknown = null;
       try {

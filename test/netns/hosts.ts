@@ -10,6 +10,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import type { Availability } from '../support/peers';
+import { killQuietly, stopChild } from '../support/processes';
 
 export const NS_PREFIX = 'sdf-';
 export const CLIENT = path.join(__dirname, 'ns-client.js');
@@ -52,13 +53,7 @@ export function deleteStale(): void {
     }
     if (alive && pid !== process.pid) continue;
     // Processes a crashed run left inside (daemons, Erlang nodes) would keep the namespace alive: end them first.
-    for (const p of run(['ip', 'netns', 'pids', name], false).split('\n').filter(Boolean)) {
-      try {
-        process.kill(Number(p), 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
+    for (const p of run(['ip', 'netns', 'pids', name], false).split('\n').filter(Boolean)) killQuietly(Number(p));
     run(['ip', 'netns', 'del', name], false);
   }
 }
@@ -134,7 +129,7 @@ export async function nsHold(ns: string, host: string, port: number, request: Bu
   });
   const reply = await new Promise<string>((resolve, reject) => {
     let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
+    child.stdout.on('data', (d: Buffer) => {
       out += d.toString();
       if (out.includes('\n')) {
         const o = JSON.parse(out.split('\n')[0]!) as { reply?: string; error?: string };
@@ -162,8 +157,8 @@ export function nsSpawn(ns: string, command: string[], env: NodeJS.ProcessEnv = 
   for (const k of ['NOTIFY_SOCKET', 'LISTEN_FDS', 'LISTEN_PID', 'LISTEN_FDNAMES']) delete fullEnv[k];
   const child = spawn('ip', ['netns', 'exec', ns, ...command], { stdio: ['ignore', 'pipe', 'pipe'], env: fullEnv });
   let output = '';
-  child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (output += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const p: NsProcess = {
     child,
@@ -171,11 +166,7 @@ export function nsSpawn(ns: string, command: string[], env: NodeJS.ProcessEnv = 
     output: () => output,
     async stop() {
       running.delete(p);
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill('SIGTERM');
-      const t = setTimeout(() => child.kill('SIGKILL'), 3000);
-      await exited;
-      clearTimeout(t);
+      await stopChild(child, exited);
     },
   };
   running.add(p);

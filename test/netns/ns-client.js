@@ -13,17 +13,18 @@
 'use strict';
 const net = require('node:net');
 
-const [mode, host, portText, arg, arg2, arg3] = process.argv.slice(2);
+const [mode, host, portText, arg = '', arg2, arg3] = process.argv.slice(2);
 const port = Number(portText);
-const out = (o) => process.stdout.write(`${JSON.stringify(o)}\n`);
+const out = (/** @type {Record<string, unknown>} */ o) => process.stdout.write(`${JSON.stringify(o)}\n`);
 
 if (mode === 'probe') {
   const request = Buffer.from(arg, 'hex');
   const localAddress = arg2 && arg2 !== '-' ? arg2 : undefined;
   const waitMs = Number(arg3 ?? 1500);
+  /** @type {Buffer[]} */
   const chunks = [];
   let done = false;
-  const finish = (ended, error) => {
+  const finish = (/** @type {string} */ ended, /** @type {string | undefined} */ error = undefined) => {
     if (done) return;
     done = true;
     socket.destroy();
@@ -36,13 +37,14 @@ if (mode === 'probe') {
   });
   socket.on('data', (d) => chunks.push(d));
   socket.on('close', () => finish('closed'));
-  socket.on('error', (e) => {
+  socket.on('error', (/** @type {NodeJS.ErrnoException} */ e) => {
     if (e.code === 'ECONNREFUSED' || e.code === 'ETIMEDOUT' || e.code === 'EHOSTUNREACH' || e.code === 'ENETUNREACH') finish('refused', e.code);
     else if (e.code === 'ECONNRESET' || e.code === 'EPIPE') finish('closed');
     else finish('error', e.code || e.message);
   });
   setTimeout(() => finish('error', 'overall timeout'), waitMs + 5000);
 } else if (mode === 'hold') {
+  /** @type {Buffer[]} */
   const chunks = [];
   let printed = false;
   const socket = net.connect({ host, port }, () => socket.write(Buffer.from(arg, 'hex')));
@@ -53,7 +55,7 @@ if (mode === 'probe') {
       out({ reply: Buffer.concat(chunks).toString('hex') });
     }
   });
-  socket.on('error', (e) => out({ error: e.code || e.message }));
+  socket.on('error', (/** @type {NodeJS.ErrnoException} */ e) => out({ error: e.code || e.message }));
   socket.on('close', () => process.exit(0));
   process.stdin.on('end', () => process.exit(0));
   process.stdin.resume();

@@ -12,11 +12,12 @@
 'use strict';
 const net = require('node:net');
 
-const [port, name, expectedPort, durationMs, concurrency = '8', registerEveryMs = '250', host = '127.0.0.1'] = process.argv.slice(2);
+const [port, name = '', expectedPort, durationMs, concurrency = '8', registerEveryMs = '250', host = '127.0.0.1'] = process.argv.slice(2);
 const PORT = Number(port);
 const DEADLINE = Date.now() + Number(durationMs);
 const TIMEOUT_MS = 5000;
 
+/** @param {Buffer} body */
 function frame(body) {
   const out = Buffer.alloc(2 + body.length);
   out.writeUInt16BE(body.length, 0);
@@ -25,6 +26,7 @@ function frame(body) {
 }
 const lookupReq = frame(Buffer.concat([Buffer.from('z'), Buffer.from(name)]));
 
+/** @param {string} nodeName @param {number} nodePort */
 function alive2(nodeName, nodePort) {
   const n = Buffer.from(nodeName);
   const body = Buffer.alloc(11 + n.length + 2);
@@ -40,9 +42,15 @@ function alive2(nodeName, nodePort) {
   return frame(body);
 }
 
-/** One request on a new connection; resolves with the reply once `enough(reply)` or on close. */
+/**
+ * One request on a new connection; resolves with the reply once `enough(reply)` or on close.
+ * @param {Buffer} request
+ * @param {(reply: Buffer) => boolean} enough
+ * @returns {Promise<{ reply: Buffer, socket: net.Socket }>}
+ */
 function exchange(request, enough = () => false, keepOpen = false) {
   return new Promise((resolve, reject) => {
+    /** @type {Buffer[]} */
     const chunks = [];
     const s = net.connect({ host, port: PORT, noDelay: true });
     const timer = setTimeout(() => {
@@ -70,9 +78,9 @@ function exchange(request, enough = () => false, keepOpen = false) {
   });
 }
 
-const stats = { lookups: 0, lookupErrors: 0, registrations: 0, registrationErrors: 0, maxLatencyMs: 0, errorSamples: [] };
-const fail = (what, e) => {
-  if (stats.errorSamples.length < 5) stats.errorSamples.push(`${what}: ${e && e.message ? e.message : e}`);
+const stats = { lookups: 0, lookupErrors: 0, registrations: 0, registrationErrors: 0, maxLatencyMs: 0, errorSamples: /** @type {string[]} */ ([]) };
+const fail = (/** @type {string} */ what, /** @type {unknown} */ e) => {
+  if (stats.errorSamples.length < 5) stats.errorSamples.push(`${what}: ${e instanceof Error ? e.message : String(e)}`);
 };
 
 async function lookupLoop() {
@@ -112,7 +120,7 @@ async function registerLoop() {
 }
 
 const started = Date.now();
-Promise.all([...Array.from({ length: Number(concurrency) }, lookupLoop), registerLoop()]).then(() => {
+void Promise.all([...Array.from({ length: Number(concurrency) }, lookupLoop), registerLoop()]).then(() => {
   const seconds = (Date.now() - started) / 1000;
   process.stdout.write(`${JSON.stringify({ ...stats, seconds, rate: Math.round(stats.lookups / seconds) })}\n`);
 });

@@ -9,6 +9,7 @@ import { exchange } from '../../src/cli/client';
 import { encodeSimpleRequest } from '../../src/protocol/codec';
 import { NAMES_REQ } from '../../src/protocol/constants';
 import { findCEpmd } from './peers';
+import { stopChild } from './processes';
 
 export const REPO = path.join(__dirname, '..', '..');
 export const SDEPMD_BIN = path.join(REPO, 'bin', 'sdepmd');
@@ -78,11 +79,7 @@ export async function startDaemon(kind: DaemonKind, options: StartOptions = {}):
     stderr: () => stderr,
     async stop() {
       running.delete(daemon);
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
-      await exited;
-      clearTimeout(timer);
+      await stopChild(child, exited);
     },
   };
   running.add(daemon);

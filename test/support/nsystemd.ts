@@ -17,6 +17,7 @@ import { spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { killQuietly } from './processes';
 
 export interface Availability {
   ok: boolean;
@@ -222,13 +223,7 @@ function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
   process.on('exit', () => {
-    for (const s of live) {
-      try {
-        process.kill(s.pid, 'SIGKILL');
-      } catch {
-        /* already gone */
-      }
-    }
+    for (const s of live) killQuietly(s.pid);
   });
 }
 
@@ -385,11 +380,7 @@ export async function bootSystemd(opts: BootOptions = {}): Promise<SystemdSandbo
 
   const killNamespace = async (): Promise<void> => {
     // Killing PID 1 of a PID namespace kills every process in it.
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      /* gone */
-    }
+    killQuietly(pid);
     const ud = unifiedDir(cgroup);
     if (ud && fs.existsSync(path.join(ud, 'cgroup.kill'))) {
       try {

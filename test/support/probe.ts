@@ -30,8 +30,9 @@ export function probe(port: number, writes: readonly Buffer[], options: ProbeOpt
     const chunks: Buffer[] = [];
     let done = false;
     let timer: NodeJS.Timeout | undefined;
-    const socket: Socket = connect({ host, port, localAddress: options.localAddress, allowHalfOpen: true }, async () => {
-      // Each write its own segment, so that a split request really arrives split.
+    const socket: Socket = connect({ host, port, localAddress: options.localAddress, allowHalfOpen: true }, () => void writeAll());
+    // Each write its own segment, so that a split request really arrives split.
+    const writeAll = async (): Promise<void> => {
       socket.setNoDelay(true);
       for (let i = 0; i < writes.length; i++) {
         if (done || socket.destroyed) break;
@@ -40,7 +41,7 @@ export function probe(port: number, writes: readonly Buffer[], options: ProbeOpt
       }
       if (options.halfClose && !socket.destroyed) socket.end();
       if (!done) timer = setTimeout(() => finish('open'), waitMs);
-    });
+    };
     const finish = (ended: 'closed' | 'open') => {
       if (done) return;
       done = true;

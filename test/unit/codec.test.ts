@@ -1,4 +1,8 @@
 import {
+  decodeAlive2Reply,
+  decodeNamesReply,
+  decodePort2Reply,
+  decodePortHeaderReply,
   decodeRequest,
   encodeAlive2Reply,
   encodeAlive2Request,
@@ -15,7 +19,7 @@ import {
   PORT2_NOT_FOUND,
   type Request,
 } from '../../src/protocol/codec';
-import { ALIVE2_REQ, NAMES_REQ, PORT_PLEASE2_REQ, STOP_REQ } from '../../src/protocol/constants';
+import { ALIVE2_REQ, NAMES_REQ, nodeTypeName, PORT_PLEASE2_REQ, STOP_REQ } from '../../src/protocol/constants';
 
 const node = {
   name: Buffer.from('billing_prod'),
@@ -167,5 +171,41 @@ describe('replies', () => {
   test('frame prefixes the length', () => {
     expect(frame(Buffer.from('abc')).toString('hex')).toBe('0003616263');
     expect(encodeAlive2Request(node)[2]).toBe(ALIVE2_REQ);
+  });
+});
+
+describe('reply decoders (what a client reads), against the encoders', () => {
+  test('PORT2_RESP: found, not found, cut short', () => {
+    const reply = encodePort2Reply({ ...node, name: Buffer.from('né'), extra: Buffer.from([1, 2]) });
+    expect(decodePort2Reply(reply)).toEqual({ found: true, ...node, name: Buffer.from('né'), extra: Buffer.from([1, 2]) });
+    expect(decodePort2Reply(PORT2_NOT_FOUND)).toEqual({ found: false });
+    for (const cut of [3, 11, 13, reply.length - 1]) {
+      expect(() => decodePort2Reply(reply.subarray(0, cut))).toThrow(/PORT2_RESP cut short/);
+    }
+    expect(() => decodePort2Reply(Buffer.from('y'))).toThrow(/not a PORT2_RESP/);
+  });
+
+  test('ALIVE2 replies: 32-bit and 16-bit creation, null until whole', () => {
+    const wide = encodeAlive2Reply(0, 0xdeadbeef, 6);
+    expect(decodeAlive2Reply(wide)).toEqual({ result: 0, creation: 0xdeadbeef });
+    expect(decodeAlive2Reply(wide.subarray(0, 5))).toBeNull();
+    expect(decodeAlive2Reply(encodeAlive2Reply(1, 0x12345, 5))).toEqual({ result: 1, creation: 0x2345 });
+    expect(decodeAlive2Reply(Buffer.alloc(0))).toBeNull();
+    expect(() => decodeAlive2Reply(Buffer.from('w'))).toThrow(/not an ALIVE2 reply/);
+  });
+
+  test('NAMES: the port as an unsigned 32-bit number, the text as sent, its lines parsed', () => {
+    const reply = Buffer.concat([encodePortHeader(4369), encodeNamesLine({ name: Buffer.from('a'), port: 1 }), encodeNamesLine({ name: Buffer.from('b c'), port: 65535 })]);
+    expect(decodeNamesReply(reply)).toEqual({
+      epmdPort: 4369,
+      text: 'name a at port 1\nname b c at port 65535\n',
+      nodes: [{ name: 'a', port: 1 }, { name: 'b c', port: 65535 }],
+    });
+    expect(decodePortHeaderReply(Buffer.from([0xff, 0xff, 0xff, 0xff])).epmdPort).toBe(0xffffffff);
+    expect(() => decodePortHeaderReply(Buffer.from([0, 0, 1]))).toThrow(/too short/);
+  });
+
+  test('node type names', () => {
+    expect([nodeTypeName(77), nodeTypeName(72), nodeTypeName(0)]).toEqual(['normal', 'hidden', null]);
   });
 });

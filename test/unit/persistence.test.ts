@@ -109,13 +109,54 @@ describe('replayJournal', () => {
     expect(st.skipped).toBe(1);
   });
 
+  test('a line of the wrong shape is skipped with its reason; the good lines before and after it all stand', () => {
+    const bad = [
+      { op: 'add', ...stored('x', 'reg-5'), name: 'not hex' },
+      { op: 'add', ...stored('x', 'reg-6'), port: 70000 },
+      { op: 'add', ...stored('x', 'reg-7'), creation: -1 },
+      { op: 'add', fdName: 'reg-8' },
+      { op: 'add', ...stored('x', 'reg-9'), extra: 'zz' },
+      { op: 'add', ...stored('x', '../etc/passwd') },
+      { op: 'remove', fdName: 7 },
+      { op: 'header', creationCounter: '5', nextSeq: 0 },
+      ['op', 'add'],
+      null,
+    ];
+    const lines = [
+      JSON.stringify({ op: 'add', ...stored('a', 'reg-0', 5) }),
+      ...bad.map((b) => JSON.stringify(b)),
+      JSON.stringify({ op: 'add', ...stored('b', 'reg-1', 6) }),
+    ];
+    const st = replayJournal(lines.join('\n'));
+    expect([...st.records.keys()]).toEqual(['reg-0', 'reg-1']);
+    expect(st.records.get('reg-1')).toEqual(stored('b', 'reg-1', 6));
+    expect(st.skipped).toBe(bad.length);
+    expect(st.problems).toEqual([
+      'line 2: not a journal "add" entry: name: expected a hex node name, got "not hex"',
+      'line 3: not a journal "add" entry: port: expected an integer from 0 to 65535, got 70000',
+      'line 4: not a journal "add" entry: creation: expected an integer from 0 to 4294967295, got -1',
+      'line 5: not a journal "add" entry: name: expected a hex node name, got nothing',
+      'line 6: not a journal "add" entry: extra: expected hex bytes, got "zz"',
+      'line 7: not a journal "add" entry: fdName: expected a registration fd name (reg-<base 36>), got "../etc/passwd"',
+      'line 8: not a journal "remove" entry: fdName: expected a registration fd name (reg-<base 36>), got 7',
+      'line 9: not a journal "header" entry: creationCounter: expected an integer from 0 to 4294967295, got "5"',
+      'line 10: not a journal entry: the document: expected an object, got ["op","add"]',
+      'line 11: not a journal entry: the document: expected an object, got null',
+    ]);
+  });
+
+  test('extra fields in a line are dropped, not carried into the record', () => {
+    const st = replayJournal(JSON.stringify({ op: 'add', ...stored('a', 'reg-0'), injected: { x: 1 } }));
+    expect(st.records.get('reg-0')).toEqual(stored('a', 'reg-0'));
+  });
+
   test('creation numbers above 2^31 stay unsigned', () => {
     const st = replayJournal(JSON.stringify({ op: 'add', ...stored('a', 'reg-0', 0xfffffff0) }));
     expect(st.creationCounter).toBe(0xfffffff0);
   });
 
   test('empty text: empty state', () => {
-    expect(replayJournal('')).toEqual({ records: new Map(), creationCounter: 0, nextSeq: 0, skipped: 0 });
+    expect(replayJournal('')).toEqual({ records: new Map(), creationCounter: 0, nextSeq: 0, skipped: 0, problems: [] });
   });
 });
 
@@ -256,6 +297,7 @@ describe('Persistence', () => {
     expect(store.removed).toEqual(['reg-zz']);
     expect(p.stats.restored).toBe(2);
     expect(p.creationCounter).toBeGreaterThanOrEqual(13);
+    expect(p.journalProblems).toEqual([]);
     // The journal now holds exactly the adopted ones.
     const after = replayJournal(readJournal());
     expect([...after.records.keys()].sort()).toEqual([n1, n2].sort());
@@ -280,6 +322,30 @@ describe('Persistence', () => {
     // The adopted registration must still be in the journal, or it is lost at the next restart.
     expect(p.record(n1)).toBeDefined();
     expect(replayJournal(readJournal()).records.has(n1)).toBe(true);
+  });
+
+  test('recover() with a damaged journal line: the good registrations are adopted, the bad line is reported', () => {
+    const before = make();
+    before.recover([]);
+    const n1 = before.added(rec('alpha', 11), devNull(), 11, onError)!;
+    const n2 = before.added(rec('beta', 12), devNull(), 12, onError)!;
+    before.close();
+    // Damage alpha's line (a hand edit, a bug in an older version): beta's must still come back.
+    const lines = readJournal().split('\n');
+    const at = lines.findIndex((l) => l.includes(`"fdName":"${n1}"`));
+    lines[at] = lines[at]!.replace(/"port":\d+/, '"port":"40000"');
+    fs.writeFileSync(journal, lines.join('\n'));
+    const [f1, f2] = [devNull(), devNull()];
+    const p = make();
+    const r = p.recover([
+      { fd: f1, name: n1 },
+      { fd: f2, name: n2 },
+    ]);
+    expect(r.adopt.map((a) => [a.fd, a.record.fdName])).toEqual([[f2, n2]]);
+    // Without a record alpha's connection cannot be served: it is an orphan, closed and dropped from the store.
+    expect(r.orphans.map((o) => o.name)).toEqual([n1]);
+    expect(p.journalProblems).toEqual([`line ${at + 1}: not a journal "add" entry: port: expected an integer from 0 to 65535, got "40000"`]);
+    expect(replayJournal(readJournal()).records.has(n2)).toBe(true);
   });
 
   test('compaction keeps the content: many adds and removes, then a fresh Persistence replays the same table', () => {

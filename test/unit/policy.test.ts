@@ -1,4 +1,5 @@
-import { isLocalOnly, isLocalPeer, isLoopback, normaliseAddress } from '../../src/policy/policy';
+import { formatEndpoint, isLocalOnly, isLocalPeer, isLoopback, normaliseAddress } from '../../src/policy/policy';
+import { runtimeDirectory } from '../../src/systemd/runtime-directory';
 
 describe('local-peer policy', () => {
   test('normalises IPv4-mapped IPv6 and zone indexes', () => {
@@ -30,5 +31,20 @@ describe('local-peer policy', () => {
     expect(['alive2', 'dump', 'kill', 'stop'].every((k) => isLocalOnly(k as never))).toBe(true);
     expect(isLocalOnly('port_please2')).toBe(false);
     expect(isLocalOnly('names')).toBe(false);
+  });
+});
+
+describe('shared formatting', () => {
+  test('host:port, IPv6 in brackets', () => {
+    expect(formatEndpoint('127.0.0.1', 4369)).toBe('127.0.0.1:4369');
+    expect(formatEndpoint('::1', 4369)).toBe('[::1]:4369');
+    expect(formatEndpoint('0.0.0.0', 0)).toBe('0.0.0.0:0');
+  });
+
+  test('the first directory of RUNTIME_DIRECTORY', () => {
+    expect(runtimeDirectory('/run/sdepmd')).toBe('/run/sdepmd');
+    expect(runtimeDirectory('/run/a:/run/b')).toBe('/run/a');
+    expect(runtimeDirectory('')).toBeUndefined();
+    expect(runtimeDirectory(undefined)).toBeUndefined();
   });
 });
