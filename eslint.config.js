@@ -25,7 +25,10 @@ module.exports = defineConfig(
     rules: {
       '@eslint-community/eslint-comments/require-description': 'error',
       // `const { op: _op, ...rest } = x` drops a field on purpose.
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', ignoreRestSiblings: true }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_', ignoreRestSiblings: true },
+      ],
     },
   },
   {

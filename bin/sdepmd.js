@@ -12,7 +12,9 @@ try {
   cli = loadCli(CLI_PATH);
 } catch (err) {
   const e = /** @type {NodeJS.ErrnoException} */ (err);
-  process.stderr.write(`sdepmd: cannot load dist/cli/cli.js (${e.code || e.message}); build first: npm ci && npm run build\n`);
+  process.stderr.write(
+    `sdepmd: cannot load dist/cli/cli.js (${e.code || e.message}); build first: npm ci && npm run build\n`,
+  );
   process.exit(70);
 }
 cli.main(process.argv.slice(2)).then(

@@ -52,30 +52,105 @@ interface FlagSpec {
 
 /** The daemon's flags and the C client's verbs: one table for the parser, the help, and typo suggestions. */
 export const FLAGS: readonly FlagSpec[] = [
-  { name: 'port', type: 'string', arg: 'N', describe: 'Port to listen on / to ask (default: ERL_EPMD_PORT, else 4369)' },
-  { name: 'address', type: 'string', arg: 'LIST', describe: 'Comma-separated addresses to listen on (loopback is always added; default: ERL_EPMD_ADDRESS, else all). Ignored under socket activation: see sdepmd listen' },
-  { name: 'debug', alias: 'd', type: 'count', describe: 'More log detail; repeat for more (-d: every request, -d -d: packet hex)' },
-  { name: 'relaxed_command_check', type: 'boolean', describe: 'Allow -kill with nodes registered, and -stop (also ERL_EPMD_RELAXED_COMMAND_CHECK)' },
+  {
+    name: 'port',
+    type: 'string',
+    arg: 'N',
+    describe: 'Port to listen on / to ask (default: ERL_EPMD_PORT, else 4369)',
+  },
+  {
+    name: 'address',
+    type: 'string',
+    arg: 'LIST',
+    describe:
+      'Comma-separated addresses to listen on (loopback is always added; default: ERL_EPMD_ADDRESS, else all). Ignored under socket activation: see sdepmd listen',
+  },
+  {
+    name: 'debug',
+    alias: 'd',
+    type: 'count',
+    describe: 'More log detail; repeat for more (-d: every request, -d -d: packet hex)',
+  },
+  {
+    name: 'relaxed_command_check',
+    type: 'boolean',
+    describe: 'Allow -kill with nodes registered, and -stop (also ERL_EPMD_RELAXED_COMMAND_CHECK)',
+  },
   { name: 'systemd', type: 'boolean', describe: 'Require sockets passed by systemd (epmd.socket)' },
   { name: 'daemon', type: 'boolean', describe: 'Detach into the background once listening' },
-  { name: 'packet_timeout', type: 'string', arg: 'SECONDS', describe: "Idle seconds allowed before a connection's request is complete (default 60)" },
-  { name: 'delay_accept', type: 'string', arg: 'SECONDS', describe: 'Seconds to wait before serving a new connection (testing)' },
-  { name: 'delay_write', type: 'string', arg: 'SECONDS', describe: 'Seconds to wait before each write of a reply (testing)' },
-  { name: 'request_budget', type: 'string', arg: 'SECONDS', describe: 'Seconds a connection may take to send its whole request, however slowly it dribbles (default 60)' },
+  {
+    name: 'packet_timeout',
+    type: 'string',
+    arg: 'SECONDS',
+    describe: "Idle seconds allowed before a connection's request is complete (default 60)",
+  },
+  {
+    name: 'delay_accept',
+    type: 'string',
+    arg: 'SECONDS',
+    describe: 'Seconds to wait before serving a new connection (testing)',
+  },
+  {
+    name: 'delay_write',
+    type: 'string',
+    arg: 'SECONDS',
+    describe: 'Seconds to wait before each write of a reply (testing)',
+  },
+  {
+    name: 'request_budget',
+    type: 'string',
+    arg: 'SECONDS',
+    describe: 'Seconds a connection may take to send its whole request, however slowly it dribbles (default 60)',
+  },
   { name: 'max_connections', type: 'string', arg: 'N', describe: 'Most open connections (0: no limit)' },
-  { name: 'max_connections_per_peer', type: 'string', arg: 'N', describe: 'Most open connections per non-loopback peer (0: no limit)' },
+  {
+    name: 'max_connections_per_peer',
+    type: 'string',
+    arg: 'N',
+    describe: 'Most open connections per non-loopback peer (0: no limit)',
+  },
   { name: 'max_registrations', type: 'string', arg: 'N', describe: 'Most registered nodes (0: no limit)' },
-  { name: 'fdstore_max', type: 'string', arg: 'N', describe: "Keep up to N registrations in systemd's fd store, so that they survive restarts (needs FileDescriptorStoreMax=N and RuntimeDirectory= in the unit; default 0: off)" },
-  { name: 'control_socket', type: 'string', arg: 'PATH', describe: 'Path of the local control socket for sdepmd status and metrics (default: $RUNTIME_DIRECTORY or /run/sdepmd, control-PORT.sock; "none" for none)' },
+  {
+    name: 'fdstore_max',
+    type: 'string',
+    arg: 'N',
+    describe:
+      "Keep up to N registrations in systemd's fd store, so that they survive restarts (needs FileDescriptorStoreMax=N and RuntimeDirectory= in the unit; default 0: off)",
+  },
+  {
+    name: 'control_socket',
+    type: 'string',
+    arg: 'PATH',
+    describe:
+      'Path of the local control socket for sdepmd status and metrics (default: $RUNTIME_DIRECTORY or /run/sdepmd, control-PORT.sock; "none" for none)',
+  },
   { name: 'names', type: 'boolean', describe: 'List the names registered with the running epmd' },
-  { name: 'kill', type: 'boolean', describe: 'Kill the running epmd (refused while nodes are registered, unless relaxed)' },
-  { name: 'stop', type: 'string', arg: 'NAME', describe: 'Unregister NAME by closing its connection (needs relaxed command check)' },
-  { name: 'dump', type: 'boolean', describe: "Dump the running epmd's table, as the C epmd does (NUL-separated lines)" },
+  {
+    name: 'kill',
+    type: 'boolean',
+    describe: 'Kill the running epmd (refused while nodes are registered, unless relaxed)',
+  },
+  {
+    name: 'stop',
+    type: 'string',
+    arg: 'NAME',
+    describe: 'Unregister NAME by closing its connection (needs relaxed command check)',
+  },
+  {
+    name: 'dump',
+    type: 'boolean',
+    describe: "Dump the running epmd's table, as the C epmd does (NUL-separated lines)",
+  },
   { name: 'started', type: 'boolean', describe: 'Exit 0 if an epmd answers, 1 if not; print nothing' },
 ];
 
 /** Every spelling the top level accepts, without dashes (for "did you mean"). */
-const FLAG_NAMES: readonly string[] = [...FLAGS.flatMap((f) => (f.alias ? [f.name, f.alias] : [f.name])), 'help', 'h', 'version'];
+const FLAG_NAMES: readonly string[] = [
+  ...FLAGS.flatMap((f) => (f.alias ? [f.name, f.alias] : [f.name])),
+  'help',
+  'h',
+  'version',
+];
 
 const HELP_WIDTH = 110;
 
@@ -84,7 +159,8 @@ export function topLevelHelp(): string {
   const verbWidth = Math.max(...VERBS.map((v) => v.name.length));
   const flag = (f: FlagSpec) => `-${f.name}${f.alias ? `, -${f.alias}` : ''}${f.arg ? ` ${f.arg}` : ''}`;
   const flagWidth = Math.max(...FLAGS.map((f) => flag(f).length));
-  const row = (left: string, width: number, text: string) => `  ${left.padEnd(width)}  ${wrapText(text, HELP_WIDTH, width + 4)}`;
+  const row = (left: string, width: number, text: string) =>
+    `  ${left.padEnd(width)}  ${wrapText(text, HELP_WIDTH, width + 4)}`;
   return [
     'sdepmd: a systemd-native Erlang Port Mapper Daemon (epmd)',
     '',
@@ -113,7 +189,8 @@ export function buildParser(argv: readonly string[]): Argv<CliArgs> {
   let parser = yargs([...argv])
     .scriptName('sdepmd')
     .parserConfiguration({ 'short-option-groups': false, 'camel-case-expansion': false, 'dot-notation': false });
-  for (const f of FLAGS) parser = parser.option(f.name, { type: f.type, describe: f.describe, ...(f.alias ? { alias: f.alias } : {}) });
+  for (const f of FLAGS)
+    parser = parser.option(f.name, { type: f.type, describe: f.describe, ...(f.alias ? { alias: f.alias } : {}) });
   return parser
     .conflicts('names', ['kill', 'stop', 'dump', 'started'])
     .conflicts('kill', ['stop', 'dump', 'started'])
@@ -142,7 +219,8 @@ export function unknownWordsMessage(argv: readonly string[]): string | null {
     if (FLAG_NAMES.includes(name)) continue;
     // A command typed as a flag: point at the command.
     const verb = suggest(name, SUBCOMMANDS);
-    if (verb !== null && suggest(name, FLAG_NAMES) === null) return `unknown flag ${word}; did you mean the command ${JSON.stringify(verb)}?`;
+    if (verb !== null && suggest(name, FLAG_NAMES) === null)
+      return `unknown flag ${word}; did you mean the command ${JSON.stringify(verb)}?`;
     return unknownFlagMessage(word, FLAG_NAMES, '-');
   }
   return null;
@@ -214,7 +292,11 @@ async function runDaemon(argv: readonly string[], args: CliArgs, io: CliIo): Pro
   // Loaded here so that the client verbs do not pay for the daemon's modules.
   const { startDaemon, StartupError, AlreadyRunningError } = await import('../daemon/daemon');
   try {
-    const daemon = await startDaemon(resolved.value, { env: io.env, handleSignals: true, command: [entryScript(), ...argv] });
+    const daemon = await startDaemon(resolved.value, {
+      env: io.env,
+      handleSignals: true,
+      command: [entryScript(), ...argv],
+    });
     tellParent({ type: 'ready' });
     return await daemon.stopped;
   } catch (err) {

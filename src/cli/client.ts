@@ -25,7 +25,10 @@ export interface Endpoint {
 
 /** Raised when the daemon cannot be reached at all (as opposed to answering oddly). */
 export class CannotConnectError extends Error {
-  constructor(readonly endpoint: Endpoint, cause: Error) {
+  constructor(
+    readonly endpoint: Endpoint,
+    cause: Error,
+  ) {
     super(`cannot connect to epmd at ${formatEndpoint(endpoint.host, endpoint.port)}: ${cause.message}`);
   }
 }

@@ -12,16 +12,55 @@ export interface VerbSummary {
 }
 
 export const VERBS: readonly VerbSummary[] = [
-  { name: 'names', args: '[--json]', summary: 'List the registered nodes: name, port, type, versions, creation, extra' },
-  { name: 'status', args: '[--json]', summary: "The daemon's version, uptime, sockets, counters, log level and fd store; says why when nothing answers" },
-  { name: 'metrics', args: '[--output FILE]', summary: "The daemon's counters and gauges in the Prometheus text format (for node_exporter's textfile collector)" },
-  { name: 'doctor', args: '[--json | --snapshot]', summary: 'Inspect this host and print each problem with its evidence and the commands that fix it' },
-  { name: 'attach', args: '[--dry-run] [--wants] [--force] UNIT...', summary: "Make Erlang units depend on epmd.service (a drop-in with Requires=, After=, -start_epmd false merged into the unit's ERL_ZFLAGS)" },
+  {
+    name: 'names',
+    args: '[--json]',
+    summary: 'List the registered nodes: name, port, type, versions, creation, extra',
+  },
+  {
+    name: 'status',
+    args: '[--json]',
+    summary: "The daemon's version, uptime, sockets, counters, log level and fd store; says why when nothing answers",
+  },
+  {
+    name: 'metrics',
+    args: '[--output FILE]',
+    summary: "The daemon's counters and gauges in the Prometheus text format (for node_exporter's textfile collector)",
+  },
+  {
+    name: 'doctor',
+    args: '[--json | --snapshot]',
+    summary: 'Inspect this host and print each problem with its evidence and the commands that fix it',
+  },
+  {
+    name: 'attach',
+    args: '[--dry-run] [--wants] [--force] UNIT...',
+    summary:
+      "Make Erlang units depend on epmd.service (a drop-in with Requires=, After=, -start_epmd false merged into the unit's ERL_ZFLAGS)",
+  },
   { name: 'detach', args: '[--dry-run] UNIT...', summary: 'Remove the drop-in that attach wrote' },
-  { name: 'reload', args: '[--port N]', summary: 'Live-upgrade the running daemon to the installed code and wait: exit 1 when the new code fails its check (the old code then still serves)' },
-  { name: 'adopt', args: '[--pid N] [--dry-run] [--no-start]', summary: "As root: take over a running C epmd's registrations (pidfd_getfd), end it, start sdepmd, and hand them over" },
-  { name: 'listen', args: '[--dry-run] ADDRESS...', summary: 'Make epmd.socket listen only on these addresses (plus loopback), without restarting any app' },
-  { name: 'allow', args: '[--dry-run] CIDR...', summary: 'Let only these networks (plus loopback) reach epmd.socket (IPAddressAllow=/IPAddressDeny=)' },
+  {
+    name: 'reload',
+    args: '[--port N]',
+    summary:
+      'Live-upgrade the running daemon to the installed code and wait: exit 1 when the new code fails its check (the old code then still serves)',
+  },
+  {
+    name: 'adopt',
+    args: '[--pid N] [--dry-run] [--no-start]',
+    summary:
+      "As root: take over a running C epmd's registrations (pidfd_getfd), end it, start sdepmd, and hand them over",
+  },
+  {
+    name: 'listen',
+    args: '[--dry-run] ADDRESS...',
+    summary: 'Make epmd.socket listen only on these addresses (plus loopback), without restarting any app',
+  },
+  {
+    name: 'allow',
+    args: '[--dry-run] CIDR...',
+    summary: 'Let only these networks (plus loopback) reach epmd.socket (IPAddressAllow=/IPAddressDeny=)',
+  },
 ];
 
 export const SUBCOMMANDS: readonly string[] = VERBS.map((v) => v.name);

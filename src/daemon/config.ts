@@ -51,7 +51,8 @@ export function parseInteger(what: string, raw: unknown, min: number, max: numbe
   const text = typeof raw === 'number' ? String(raw) : typeof raw === 'string' ? raw.trim() : '';
   if (!/^\d+$/.test(text)) return { ok: false, error: `${what} must be a whole number, got ${JSON.stringify(raw)}` };
   const value = Number(text);
-  if (value < min || value > max) return { ok: false, error: `${what} must be between ${min} and ${max}, got ${value}` };
+  if (value < min || value > max)
+    return { ok: false, error: `${what} must be between ${min} and ${max}, got ${value}` };
   return { ok: true, value };
 }
 
@@ -112,7 +113,11 @@ export function resolveDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEnv):
   if (!delayWrite.ok) return delayWrite;
   const maxConnections = count('--max_connections', flags.max_connections, DEFAULT_LIMITS.maxConnections);
   if (!maxConnections.ok) return maxConnections;
-  const maxPerPeer = count('--max_connections_per_peer', flags.max_connections_per_peer, DEFAULT_LIMITS.maxConnectionsPerPeer);
+  const maxPerPeer = count(
+    '--max_connections_per_peer',
+    flags.max_connections_per_peer,
+    DEFAULT_LIMITS.maxConnectionsPerPeer,
+  );
   if (!maxPerPeer.ok) return maxPerPeer;
   const fdStoreMax = count('--fdstore_max', flags.fdstore_max, 0);
   if (!fdStoreMax.ok) return fdStoreMax;
@@ -138,7 +143,8 @@ export function resolveDaemonConfig(flags: DaemonFlags, env: NodeJS.ProcessEnv):
       logLevel: DEFAULT_LOG_LEVEL + (flags.debug ?? 0),
       systemd: flags.systemd === true,
       fdStoreMax: fdStoreMax.value,
-      controlSocket: flags.control_socket === undefined ? undefined : flags.control_socket === 'none' ? null : flags.control_socket,
+      controlSocket:
+        flags.control_socket === undefined ? undefined : flags.control_socket === 'none' ? null : flags.control_socket,
     },
   };
 }

@@ -20,7 +20,22 @@ import { socketFd } from '../engine/socket-fd';
 import { receiveAdoptFrames, type NodeInfoRecord } from './handover';
 import { nodeTypeName } from '../protocol/constants';
 import { runtimeDirectory } from '../systemd/runtime-directory';
-import { array, boolean, dictionary, either, integer, literal, matching, nullable, object, optional, parseJson, string, type FieldsOf, type Shape } from '../util/shape';
+import {
+  array,
+  boolean,
+  dictionary,
+  either,
+  integer,
+  literal,
+  matching,
+  nullable,
+  object,
+  optional,
+  parseJson,
+  string,
+  type FieldsOf,
+  type Shape,
+} from '../util/shape';
 
 /** One registered node, as `sdepmd names --json` prints it. */
 export interface NodeRecord {
@@ -55,7 +70,13 @@ export interface StatusRecord {
   readonly refusals?: Readonly<Record<string, number>>;
   /** Present when registrations are kept in systemd's fd store. `notRestored`: found in the store at start, but
    * their node had gone while epmd was down. */
-  readonly fdStore?: { readonly enabled: boolean; readonly stored: number; readonly restored: number; readonly notRestored?: number; readonly detail?: string };
+  readonly fdStore?: {
+    readonly enabled: boolean;
+    readonly stored: number;
+    readonly restored: number;
+    readonly notRestored?: number;
+    readonly detail?: string;
+  };
 }
 
 export type ControlCommand = 'status' | 'names';
@@ -116,7 +137,8 @@ export async function startControlServer(
       else if (command === 'upgrade' && provider.upgrade) {
         socket.removeAllListeners('data');
         socket.setTimeout(0);
-        const tell = (r: UpgradeReply) => new Promise<void>((resolve) => socket.end(`${JSON.stringify(r)}\n`, () => resolve()));
+        const tell = (r: UpgradeReply) =>
+          new Promise<void>((resolve) => socket.end(`${JSON.stringify(r)}\n`, () => resolve()));
         void provider.upgrade(tell);
         return;
       } else if (command === 'adopt' && provider.adopt) {
@@ -199,12 +221,23 @@ const STATUS_RECORD: Shape<StatusRecord> = object({
     refused: COUNT,
     limitHits: COUNT,
   } satisfies FieldsOf<ServerStats>),
-  fdStore: optional(object({ enabled: boolean, stored: COUNT, restored: COUNT, notRestored: optional(COUNT), detail: optional(string) })),
+  fdStore: optional(
+    object({
+      enabled: boolean,
+      stored: COUNT,
+      restored: COUNT,
+      notRestored: optional(COUNT),
+      detail: optional(string),
+    }),
+  ),
 } satisfies FieldsOf<StatusRecord>);
 const ERROR_REPLY = object({ error: string });
 
 export type ControlReply<T extends ControlCommand> = T extends 'status' ? StatusRecord : NodeRecord[];
-const REPLY_SHAPES: { readonly [C in ControlCommand]: Shape<ControlReply<C>> } = { status: STATUS_RECORD, names: array(NODE_RECORD) };
+const REPLY_SHAPES: { readonly [C in ControlCommand]: Shape<ControlReply<C>> } = {
+  status: STATUS_RECORD,
+  names: array(NODE_RECORD),
+};
 
 /** The most a control reply may hold (the names of 100,000 nodes take about 25 MiB). */
 const MAX_REPLY_BYTES = 64 * 1024 * 1024;
@@ -223,7 +256,11 @@ export function decodeControlReply<T extends ControlCommand>(command: T, text: s
 }
 
 /** Asks the daemon behind a control socket; rejects when there is none, or when its answer is not what it should be. */
-export function queryControl<T extends ControlCommand>(socketPath: string, command: T, timeoutMs = 5000): Promise<ControlReply<T>> {
+export function queryControl<T extends ControlCommand>(
+  socketPath: string,
+  command: T,
+  timeoutMs = 5000,
+): Promise<ControlReply<T>> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -231,7 +268,8 @@ export function queryControl<T extends ControlCommand>(socketPath: string, comma
     socket.setTimeout(timeoutMs, () => socket.destroy(new Error(`no answer on ${socketPath} within ${timeoutMs} ms`)));
     socket.on('data', (chunk: Buffer) => {
       size += chunk.length;
-      if (size > MAX_REPLY_BYTES) socket.destroy(new Error(`answer on ${socketPath} is larger than ${MAX_REPLY_BYTES} bytes`));
+      if (size > MAX_REPLY_BYTES)
+        socket.destroy(new Error(`answer on ${socketPath} is larger than ${MAX_REPLY_BYTES} bytes`));
       else chunks.push(chunk);
     });
     socket.on('error', reject);

@@ -200,9 +200,15 @@ class Daemon {
     const server = this.#server;
     const persistence = this.#persistence;
     server.registry.advanceCreation(persistence.creationCounter);
-    for (const orphan of recovery.orphans) log.warning(`fd store: dropped ${orphan.name}: no registration record for it`);
-    const gone = recovery.missing.map((record) => ({ record, why: 'its connection did not come back from the fd store' }));
-    const watched = recovery.adopt.map(({ fd, record }) => watchRestored(new Socket({ fd, readable: true, writable: true }), record));
+    for (const orphan of recovery.orphans)
+      log.warning(`fd store: dropped ${orphan.name}: no registration record for it`);
+    const gone = recovery.missing.map((record) => ({
+      record,
+      why: 'its connection did not come back from the fd store',
+    }));
+    const watched = recovery.adopt.map(({ fd, record }) =>
+      watchRestored(new Socket({ fd, readable: true, writable: true }), record),
+    );
     if (watched.length > 0) await new Promise((r) => setTimeout(r, STALE_CHECK_MS));
     let restored = 0;
     for (const w of watched) {
@@ -218,16 +224,21 @@ class Daemon {
     }
     for (const { record, why } of gone) {
       const name = Buffer.from(record.name, 'hex');
-      log.notice(`not restored ${printableName(name)} port ${record.port} (creation ${record.creation}): ${why}; its node went away while epmd was down`, {
-        event: 'not_restored',
-        node: name.toString('utf8'),
-        port: record.port,
-        peer: record.peer,
-        creation: record.creation,
-      });
+      log.notice(
+        `not restored ${printableName(name)} port ${record.port} (creation ${record.creation}): ${why}; its node went away while epmd was down`,
+        {
+          event: 'not_restored',
+          node: name.toString('utf8'),
+          port: record.port,
+          peer: record.peer,
+          creation: record.creation,
+        },
+      );
     }
     if (restored > 0 || gone.length > 0) {
-      log.notice(`fd store: ${restored} registration(s) restored${gone.length > 0 ? `, ${gone.length} not restored (their nodes went away while epmd was down)` : ''}`);
+      log.notice(
+        `fd store: ${restored} registration(s) restored${gone.length > 0 ? `, ${gone.length} not restored (their nodes went away while epmd was down)` : ''}`,
+      );
     }
   }
 
@@ -238,10 +249,14 @@ class Daemon {
     if (this.#inherited) {
       const inherited = this.#inherited;
       for (const l of inherited.listeners) if (l.fromSystemd) this.#fromSystemd.add(l.fd);
-      this.#served = await server.listen(inherited.listeners.map((l): ListenTarget => ({ kind: 'fd', fd: l.fd, name: l.name })));
+      this.#served = await server.listen(
+        inherited.listeners.map((l): ListenTarget => ({ kind: 'fd', fd: l.fd, name: l.name })),
+      );
     } else if (origin.kind === 'activated') {
       for (const p of origin.listening) this.#fromSystemd.add(p.fd);
-      this.#served = await server.listen(origin.listening.map((p): ListenTarget => ({ kind: 'fd', fd: p.fd, name: p.name })));
+      this.#served = await server.listen(
+        origin.listening.map((p): ListenTarget => ({ kind: 'fd', fd: p.fd, name: p.name })),
+      );
     } else {
       this.#served = await bindOwnSockets(server, this.#config, this.#log);
     }
@@ -250,7 +265,8 @@ class Daemon {
   /** Phase 4, serve: the control socket, and the log line that says what is served. */
   async serve(): Promise<void> {
     const config = this.#config;
-    this.#controlPath = config.controlSocket === undefined ? controlSocketPath(this.#server.epmdPort, this.#env) : config.controlSocket;
+    this.#controlPath =
+      config.controlSocket === undefined ? controlSocketPath(this.#server.epmdPort, this.#env) : config.controlSocket;
     await this.#openControl((m) => this.#log.info(`${m}; sdepmd status will not work`));
     const origin = this.#origin.kind;
     this.#log.notice(
@@ -369,7 +385,11 @@ class Daemon {
 
   #statusText(): string {
     const server = this.#server;
-    return composeStatus({ registered: server.registry.size, lookups: server.stats.lookups, refused: server.stats.refused });
+    return composeStatus({
+      registered: server.registry.size,
+      lookups: server.stats.lookups,
+      refused: server.stats.refused,
+    });
   }
 
   #statusRecord(): StatusRecord {
@@ -420,7 +440,11 @@ class Daemon {
    */
   readonly #onTerm = (signal: NodeJS.Signals): void => {
     if (signal === 'SIGTERM' && this.#notifier.active) this.#sayWhoRestarts();
-    void this.#stop(`${signal} received`, 0, this.#persistence.enabled && signal === 'SIGTERM' ? 'preserve' : 'hang-up');
+    void this.#stop(
+      `${signal} received`,
+      0,
+      this.#persistence.enabled && signal === 'SIGTERM' ? 'preserve' : 'hang-up',
+    );
   };
   readonly #onUsr1 = (): void => this.#changeLevel(+1);
   readonly #onUsr2 = (): void => this.#changeLevel(-1);
@@ -431,7 +455,10 @@ class Daemon {
   };
   readonly #onInternalError = (err: unknown): void => {
     const e = err instanceof Error ? err : new Error(String(err));
-    this.#log.error(`internal error, carrying on: ${e.message} (${(e.stack ?? '').split('\n')[1]?.trim() ?? 'no stack'})`, { event: 'internal_error' });
+    this.#log.error(
+      `internal error, carrying on: ${e.message} (${(e.stack ?? '').split('\n')[1]?.trim() ?? 'no stack'})`,
+      { event: 'internal_error' },
+    );
   };
 
   #detachSignals(): void {
@@ -543,7 +570,12 @@ class Daemon {
       }
       const registration = server.registry.lookup(name);
       if (registration && persistence.enabled) {
-        registration.owner.fdName = persistence.added(recordOf(registration), registration.owner.fd, server.registry.creationCounter, this.#keepError);
+        registration.owner.fdName = persistence.added(
+          recordOf(registration),
+          registration.owner.fd,
+          server.registry.creationCounter,
+          this.#keepError,
+        );
       }
       adopted.push(display);
     }
@@ -560,7 +592,9 @@ class Daemon {
     this.#notifier.stopping();
     this.#stopTimers();
     const kept = mode === 'preserve' ? ', kept in the fd store for the next start' : '';
-    this.#log.notice(`shutting down: ${reason}; ${this.#server.registry.size} node(s) were registered${kept}`, { event: 'stopping' });
+    this.#log.notice(`shutting down: ${reason}; ${this.#server.registry.size} node(s) were registered${kept}`, {
+      event: 'stopping',
+    });
     this.#detachSignals();
     await this.#server.close(mode, drainMs);
     this.#persistence.close();
@@ -599,7 +633,10 @@ async function bindOwnSockets(server: EpmdServer, config: DaemonConfig, log: Log
  * Watches a connection handed back by the fd store until stop(): stop() says why its node is gone (EOF, bytes, an
  * error), or null when it is still there. Bytes count as gone: the node would be unregistered for them anyway.
  */
-function watchRestored(socket: Socket, record: StoredRecord): { socket: Socket; record: StoredRecord; stop(): string | null } {
+function watchRestored(
+  socket: Socket,
+  record: StoredRecord,
+): { socket: Socket; record: StoredRecord; stop(): string | null } {
   let gone: string | null = null;
   const onData = (chunk: Buffer) => (gone ??= `its node sent ${chunk.length} byte(s)`);
   const onEnd = () => (gone ??= 'its connection was closed');

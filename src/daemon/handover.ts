@@ -50,7 +50,8 @@ export interface UpgradeState {
 type Checked<T> = { ok: true; value: T } | { ok: false; error: string };
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-const isUint = (v: unknown, max: number): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= max;
+const isUint = (v: unknown, max: number): v is number =>
+  typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= max;
 const isHex = (v: unknown, maxBytes: number): v is string =>
   typeof v === 'string' && v.length % 2 === 0 && v.length <= 2 * maxBytes && /^[0-9a-f]*$/.test(v);
 const isFd = (v: unknown): v is number => isUint(v, 0x7fffffff) && v >= 3;
@@ -60,7 +61,8 @@ export function checkNodeInfo(v: unknown): Checked<NodeInfoRecord> {
   if (!isHex(v.name, 1020) || v.name.length === 0) return { ok: false, error: 'name must be 1..1020 bytes, hex' };
   const refusal = validateName(Buffer.from(v.name, 'hex'));
   if (refusal) return { ok: false, error: refusal };
-  if (!isHex(v.extra, MAX_EXTRA_BYTES)) return { ok: false, error: `extra must be at most ${MAX_EXTRA_BYTES} bytes, hex` };
+  if (!isHex(v.extra, MAX_EXTRA_BYTES))
+    return { ok: false, error: `extra must be at most ${MAX_EXTRA_BYTES} bytes, hex` };
   for (const field of ['port', 'highestVersion', 'lowestVersion'] as const) {
     if (!isUint(v[field], 0xffff)) return { ok: false, error: `${field} must be 0..65535` };
   }
@@ -86,7 +88,8 @@ export function checkRecord(v: unknown): Checked<RegistrationRecord> {
   if (!info.ok) return info;
   const r = v as Record<string, unknown>;
   if (!isUint(r.creation, 0xffffffff)) return { ok: false, error: 'creation must be a 32-bit unsigned integer' };
-  if (!isUint(r.registeredAt, Number.MAX_SAFE_INTEGER)) return { ok: false, error: 'registeredAt must be a time in ms' };
+  if (!isUint(r.registeredAt, Number.MAX_SAFE_INTEGER))
+    return { ok: false, error: 'registeredAt must be a time in ms' };
   if (typeof r.peer !== 'string' || r.peer.length > 64) return { ok: false, error: 'peer must be an address' };
   if (r.fdName !== null && (typeof r.fdName !== 'string' || r.fdName.length === 0 || r.fdName.length > 255)) {
     return { ok: false, error: 'fdName must be null or a name' };
@@ -119,7 +122,8 @@ export function parseUpgradeState(text: string): Checked<UpgradeState> {
   if (!isObject(v) || v.format !== 1) return { ok: false, error: 'not an upgrade state of format 1' };
   if (typeof v.fromVersion !== 'string' || v.fromVersion.length > 64) return { ok: false, error: 'fromVersion' };
   for (const field of ['pid', 'startedAt', 'handOverAt', 'upgrades', 'creationCounter'] as const) {
-    if (!isUint(v[field], Number.MAX_SAFE_INTEGER)) return { ok: false, error: `${field} must be a non-negative integer` };
+    if (!isUint(v[field], Number.MAX_SAFE_INTEGER))
+      return { ok: false, error: `${field} must be a non-negative integer` };
   }
   if (!isObject(v.stats)) return { ok: false, error: 'stats' };
   const stats = {} as Record<keyof ServerStats, number>;
@@ -128,12 +132,19 @@ export function parseUpgradeState(text: string): Checked<UpgradeState> {
     if (!isUint(n, Number.MAX_SAFE_INTEGER)) return { ok: false, error: `stats.${field}` };
     stats[field] = n;
   }
-  if (!Array.isArray(v.listeners) || !Array.isArray(v.registrations)) return { ok: false, error: 'listeners and registrations must be arrays' };
+  if (!Array.isArray(v.listeners) || !Array.isArray(v.registrations))
+    return { ok: false, error: 'listeners and registrations must be arrays' };
   const seen = new Set<number>();
   const fdOnce = (fd: unknown): fd is number => isFd(fd) && !seen.has(fd) && Boolean(seen.add(fd));
   const listeners: HandedListener[] = [];
   for (const l of v.listeners as unknown[]) {
-    if (!isObject(l) || !fdOnce(l.fd) || typeof l.name !== 'string' || l.name.length > 255 || typeof l.fromSystemd !== 'boolean') {
+    if (
+      !isObject(l) ||
+      !fdOnce(l.fd) ||
+      typeof l.name !== 'string' ||
+      l.name.length > 255 ||
+      typeof l.fromSystemd !== 'boolean'
+    ) {
       return { ok: false, error: 'a listener is malformed, or its fd is repeated' };
     }
     listeners.push({ fd: l.fd, name: l.name, fromSystemd: l.fromSystemd });
@@ -181,15 +192,24 @@ const MAX_FRAME_BYTES = 2 * 1024 * 1024;
 export function sendAdoptFrames(sock: number, nodes: readonly { info: NodeInfoRecord; fd: number }[]): void {
   for (let i = 0; i === 0 || i < nodes.length; i += NODES_PER_FRAME) {
     const chunk = nodes.slice(i, i + NODES_PER_FRAME);
-    const json = Buffer.from(JSON.stringify({ nodes: chunk.map((n) => n.info), last: i + NODES_PER_FRAME >= nodes.length }));
+    const json = Buffer.from(
+      JSON.stringify({ nodes: chunk.map((n) => n.info), last: i + NODES_PER_FRAME >= nodes.length }),
+    );
     const header = Buffer.alloc(4);
     header.writeUInt32BE(json.length);
-    sendFds(sock, Buffer.concat([header, json]), chunk.map((n) => n.fd));
+    sendFds(
+      sock,
+      Buffer.concat([header, json]),
+      chunk.map((n) => n.fd),
+    );
   }
 }
 
 /** Reads adoption frames from `sock` (non-blocking; polls) until the last one; fds of a bad frame are closed. */
-export async function receiveAdoptFrames(sock: number, timeoutMs: number): Promise<Checked<{ info: NodeInfoRecord; fd: number }[]>> {
+export async function receiveAdoptFrames(
+  sock: number,
+  timeoutMs: number,
+): Promise<Checked<{ info: NodeInfoRecord; fd: number }[]>> {
   const deadline = Date.now() + timeoutMs;
   const out: { info: NodeInfoRecord; fd: number }[] = [];
   let pending = Buffer.alloc(0);
@@ -225,8 +245,10 @@ export async function receiveAdoptFrames(sock: number, timeoutMs: number): Promi
         return fail('a frame is not JSON');
       }
       pending = pending.subarray(4 + length);
-      if (!isObject(frame) || !Array.isArray(frame.nodes) || typeof frame.last !== 'boolean') return fail('a malformed frame');
-      if (frame.nodes.length !== fds.length) return fail(`a frame names ${frame.nodes.length} nodes but carried ${fds.length} fds`);
+      if (!isObject(frame) || !Array.isArray(frame.nodes) || typeof frame.last !== 'boolean')
+        return fail('a malformed frame');
+      if (frame.nodes.length !== fds.length)
+        return fail(`a frame names ${frame.nodes.length} nodes but carried ${fds.length} fds`);
       for (const [i, node] of (frame.nodes as unknown[]).entries()) {
         const info = checkNodeInfo(node);
         if (!info.ok) return fail(`node ${i}: ${info.error}`);

@@ -27,7 +27,14 @@ export type LogLevelName = (typeof LOG_LEVEL_NAMES)[number];
 export const DEFAULT_LOG_LEVEL = 3;
 export const MAX_LOG_LEVEL = LOG_LEVEL_NAMES.length - 1;
 
-const LEVEL_PRIORITY: readonly Priority[] = [Priority.Err, Priority.Warning, Priority.Notice, Priority.Info, Priority.Debug, Priority.Debug];
+const LEVEL_PRIORITY: readonly Priority[] = [
+  Priority.Err,
+  Priority.Warning,
+  Priority.Notice,
+  Priority.Info,
+  Priority.Debug,
+  Priority.Debug,
+];
 const PRIORITY_LABEL: Record<number, string> = { 3: 'error', 4: 'warning', 5: 'notice', 6: 'info', 7: 'debug' };
 
 export type LogSink = (line: string) => void;
@@ -109,7 +116,13 @@ export class Logger {
     this.#level = clampLevel(options.level ?? DEFAULT_LOG_LEVEL);
     this.#journal = options.journal ?? stderrIsJournal();
     this.#sink = options.sink ?? ((line) => process.stderr.write(line));
-    this.#send = !this.#journal ? null : options.send !== undefined ? options.send : options.sink ? null : nativeJournal();
+    this.#send = !this.#journal
+      ? null
+      : options.send !== undefined
+        ? options.send
+        : options.sink
+          ? null
+          : nativeJournal();
   }
 
   /** Whether entries go to the journal with fields (sd_journal_sendv) rather than as stderr lines. */
@@ -170,9 +183,7 @@ export class Logger {
       // journald's socket is gone (or refused the entry): keep the line, on the stream.
     }
     this.#sink(
-      this.#journal
-        ? `<${priority}>${text}\n`
-        : `${new Date().toISOString()} ${PRIORITY_LABEL[priority]} ${text}\n`,
+      this.#journal ? `<${priority}>${text}\n` : `${new Date().toISOString()} ${PRIORITY_LABEL[priority]} ${text}\n`,
     );
   }
 }
@@ -183,7 +194,10 @@ function clampLevel(level: number): number {
 
 /** Hex dump of a packet, for trace lines. Long packets are cut, with the full length said. */
 export function hex(bytes: Buffer, max = 128): string {
-  const shown = bytes.subarray(0, max).toString('hex').replace(/(..)(?!$)/g, '$1 ');
+  const shown = bytes
+    .subarray(0, max)
+    .toString('hex')
+    .replace(/(..)(?!$)/g, '$1 ');
   return bytes.length > max ? `${shown} … (${bytes.length} bytes)` : shown;
 }
 

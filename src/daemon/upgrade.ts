@@ -33,18 +33,30 @@ export const UPGRADE_STATE_ENV = 'SDEPMD_UPGRADE_STATE';
 /** How long the new code may take to load in check mode. */
 const CHECK_TIMEOUT_MS = 30_000;
 
-export type CheckResult = { readonly ok: true; readonly version: string } | { readonly ok: false; readonly error: string };
+export type CheckResult =
+  { readonly ok: true; readonly version: string } | { readonly ok: false; readonly error: string };
 
 /** Runs the new code in check mode; it must exit 0 and print its version. */
 export function checkNewCode(command: readonly string[], env: NodeJS.ProcessEnv): Promise<CheckResult> {
   return new Promise((resolve) => {
     const childEnv: NodeJS.ProcessEnv = { ...env, [UPGRADE_CHECK_ENV]: '1' };
-    for (const name of ['LISTEN_PID', 'LISTEN_FDS', 'LISTEN_FDNAMES', 'NOTIFY_SOCKET', 'WATCHDOG_PID', 'WATCHDOG_USEC', UPGRADE_STATE_ENV]) {
+    for (const name of [
+      'LISTEN_PID',
+      'LISTEN_FDS',
+      'LISTEN_FDNAMES',
+      'NOTIFY_SOCKET',
+      'WATCHDOG_PID',
+      'WATCHDOG_USEC',
+      UPGRADE_STATE_ENV,
+    ]) {
       delete childEnv[name];
     }
     let out = '';
     let err = '';
-    const child = spawn(process.execPath, [...process.execArgv, ...command], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...process.execArgv, ...command], {
+      env: childEnv,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const timer = setTimeout(() => child.kill('SIGKILL'), CHECK_TIMEOUT_MS);
     child.stdout.on('data', (d: Buffer) => (out = (out + d.toString('utf8')).slice(-4096)));
     child.stderr.on('data', (d: Buffer) => (err = (err + d.toString('utf8')).slice(-4096)));
@@ -121,8 +133,12 @@ export async function execNewCode(options: ExecOptions): Promise<string> {
     fs.writeFileSync(file, JSON.stringify(state), { mode: 0o600 });
     // Node marks stdin, stdout and stderr close-on-exec at start (libuv's uv_disable_stdio_inheritance): without
     // clearing that too, the new code would log to /dev/null instead of the journal.
-    for (const fd of [0, 1, 2, ...listeners.map((l) => l.fd), ...registrations.map((r) => r.fd)]) setInheritable(fd, true);
-    execve(process.execPath, [process.execPath, ...process.execArgv, ...options.command], { ...options.env, [UPGRADE_STATE_ENV]: file });
+    for (const fd of [0, 1, 2, ...listeners.map((l) => l.fd), ...registrations.map((r) => r.fd)])
+      setInheritable(fd, true);
+    execve(process.execPath, [process.execPath, ...process.execArgv, ...options.command], {
+      ...options.env,
+      [UPGRADE_STATE_ENV]: file,
+    });
   } catch (err) {
     return (err as Error).message;
   }
@@ -159,5 +175,9 @@ export function readUpgradeState(file: string): UpgradeState {
       return false;
     }
   };
-  return { ...state, listeners: state.listeners.filter((l) => open(l.fd)), registrations: state.registrations.filter((r) => open(r.fd)) };
+  return {
+    ...state,
+    listeners: state.listeners.filter((l) => open(l.fd)),
+    registrations: state.registrations.filter((r) => open(r.fd)),
+  };
 }

@@ -87,7 +87,12 @@ type Handle = object;
 
 /** The engine's native entry points (see engine.c for each). */
 export interface EngineAddon {
-  engineOpen(onRequest: EngineHandlers['request'], onEvent: EngineHandlers['event'], shared: Buffer, options: EngineOptions): Handle;
+  engineOpen(
+    onRequest: EngineHandlers['request'],
+    onEvent: EngineHandlers['event'],
+    shared: Buffer,
+    options: EngineOptions,
+  ): Handle;
   engineListen(engine: Handle, host: string, port: number, backlog: number, v6only: boolean): number;
   engineAdoptListener(engine: Handle, fd: number, backlog: number, dup: boolean): number;
   engineListenerInfo(engine: Handle, id: number): [number, string, number] | null;
@@ -108,7 +113,10 @@ export interface EngineAddon {
 /** An Error for a negative errno, worded like Node's: `listen EADDRINUSE: address already in use 0.0.0.0:4369`. */
 export function errnoError(syscall: string, errno: number, detail?: string): Error & { code: string; errno: number } {
   const [code, message] = getSystemErrorMap().get(errno) ?? [`errno ${-errno}`, 'unknown error'];
-  const err = new Error(`${syscall} ${code}: ${message}${detail ? ` ${detail}` : ''}`) as Error & { code: string; errno: number };
+  const err = new Error(`${syscall} ${code}: ${message}${detail ? ` ${detail}` : ''}`) as Error & {
+    code: string;
+    errno: number;
+  };
   err.code = code;
   err.errno = errno;
   return err;
@@ -206,7 +214,12 @@ export class NativeEngine {
     const raw = this.#addon.engineWatched(this.#handle);
     const connections: Watched[] = [];
     for (let i = 1; i + 3 < raw.length; i += 4) {
-      connections.push({ id: raw[i]!, phase: raw[i + 1] ? 'draining' : 'reading', lastActivityMs: raw[i + 2]!, bytes: raw[i + 3]! });
+      connections.push({
+        id: raw[i]!,
+        phase: raw[i + 1] ? 'draining' : 'reading',
+        lastActivityMs: raw[i + 2]!,
+        bytes: raw[i + 3]!,
+      });
     }
     return { nowMs: raw[0] ?? 0, connections };
   }

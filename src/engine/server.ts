@@ -238,7 +238,10 @@ export class EpmdServer {
   /** Live upgrade: stops accepting and hands over the listening fds, which the caller then owns. */
   releaseListeners(): { fd: number; source: string }[] {
     this.#engine.setAccepting(false);
-    const released = this.#listeners.map((l) => ({ fd: this.#engine.closeListener(l.id, true), source: describeServedAddress(l.served) }));
+    const released = this.#listeners.map((l) => ({
+      fd: this.#engine.closeListener(l.id, true),
+      source: describeServedAddress(l.served),
+    }));
     this.#listeners.length = 0;
     return released.filter((r) => r.fd >= 0);
   }
@@ -355,7 +358,8 @@ export class EpmdServer {
       if (window.suppressed > 0) log.warning(`${window.suppressed} more refusal(s) not logged`);
       this.#refusalWindow = { second, logged: 0, suppressed: 0 };
     }
-    if (this.#refusalWindow.logged++ < REFUSALS_LOGGED_PER_SECOND) log.warning(`refused ${peer}: ${why}`, fields ?? { event: 'refused', peer });
+    if (this.#refusalWindow.logged++ < REFUSALS_LOGGED_PER_SECOND)
+      log.warning(`refused ${peer}: ${why}`, fields ?? { event: 'refused', peer });
     else this.#refusalWindow.suppressed++;
   }
 

@@ -42,7 +42,16 @@ export interface SdepmdAddon extends EngineAddon {
 }
 
 /** dist/native/addon.js and src/native/addon.ts are both two levels below the repo root. */
-export const DEFAULT_ADDON_PATH = path.join(__dirname, '..', '..', 'native', 'sdepmd', 'build', 'Release', 'sdepmd.node');
+export const DEFAULT_ADDON_PATH = path.join(
+  __dirname,
+  '..',
+  '..',
+  'native',
+  'sdepmd',
+  'build',
+  'Release',
+  'sdepmd.node',
+);
 
 const REQUIRED_EXPORTS: readonly (keyof SdepmdAddon)[] = [
   'notifyWithFds',
@@ -89,7 +98,9 @@ export function loadAddon(addonPath: string = DEFAULT_ADDON_PATH): SdepmdAddon |
       if (missing.length > 0) throw new Error(`it does not export ${missing.join(', ')}`);
       cached = mod as SdepmdAddon;
     } catch (err) {
-      cached = new Error(`cannot load the native addon ${addonPath}: ${(err as Error).message} (build it: npm run build)`);
+      cached = new Error(
+        `cannot load the native addon ${addonPath}: ${(err as Error).message} (build it: npm run build)`,
+      );
     }
     cache.set(addonPath, cached);
   }

@@ -68,7 +68,10 @@ export function findCEpmds(): number[] {
 }
 
 /** Inodes of the TCP sockets listening on `port` (IPv4 and IPv6). */
-export function listeningInodes(port: number, tables: readonly string[] = ['/proc/net/tcp', '/proc/net/tcp6']): Set<string> {
+export function listeningInodes(
+  port: number,
+  tables: readonly string[] = ['/proc/net/tcp', '/proc/net/tcp6'],
+): Set<string> {
   const inodes = new Set<string>();
   const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
   for (const table of tables) {
@@ -130,7 +133,8 @@ export async function adoptCommand(opts: AdoptOptions, io: AdoptIo): Promise<num
       say(`no C epmd serves port ${opts.port}; nothing to adopt`);
       return 0;
     }
-    if (found.length > 1) return fail(`several epmd processes serve port ${opts.port} (${found.join(', ')}): choose one with --pid`);
+    if (found.length > 1)
+      return fail(`several epmd processes serve port ${opts.port} (${found.join(', ')}): choose one with --pid`);
     pid = found[0]!;
   }
 
@@ -176,7 +180,9 @@ export async function adoptCommand(opts: AdoptOptions, io: AdoptIo): Promise<num
     }
   }
   closeFd(pidfd);
-  say(`epmd pid ${pid} holds ${dumped.length} registration(s); copied ${taken.length}: ${taken.map((t) => t.display).join(', ') || 'none'}`);
+  say(
+    `epmd pid ${pid} holds ${dumped.length} registration(s); copied ${taken.length}: ${taken.map((t) => t.display).join(', ') || 'none'}`,
+  );
   if (lost.length > 0) io.stderr(`sdepmd adopt: could not copy: ${lost.join(', ')}\n`);
   if (opts.dryRun) {
     for (const t of taken) closeFd(t.fd);
@@ -190,7 +196,8 @@ export async function adoptCommand(opts: AdoptOptions, io: AdoptIo): Promise<num
   // 4. Start sdepmd (start jobs only: no app that requires epmd.service is restarted).
   if (opts.startUnits) {
     const started = await run('systemctl', ['start', 'epmd.socket', 'epmd.service'], 60_000);
-    if (started.code !== 0) io.stderr(`sdepmd adopt: systemctl start epmd.socket epmd.service: ${started.stderr.trim()}\n`);
+    if (started.code !== 0)
+      io.stderr(`sdepmd adopt: systemctl start epmd.socket epmd.service: ${started.stderr.trim()}\n`);
   }
   const deadline = Date.now() + 15_000;
   for (;;) {
@@ -200,7 +207,9 @@ export async function adoptCommand(opts: AdoptOptions, io: AdoptIo): Promise<num
     } catch (err) {
       if (Date.now() > deadline) {
         for (const t of taken) closeFd(t.fd);
-        return fail(`sdepmd does not answer on ${opts.controlPath} (${(err as Error).message}); the ${taken.length} copied registration(s) are lost: their nodes must register again`);
+        return fail(
+          `sdepmd does not answer on ${opts.controlPath} (${(err as Error).message}); the ${taken.length} copied registration(s) are lost: their nodes must register again`,
+        );
       }
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -214,7 +223,9 @@ export async function adoptCommand(opts: AdoptOptions, io: AdoptIo): Promise<num
   } finally {
     for (const t of taken) closeFd(t.fd);
   }
-  say(`sdepmd adopted ${reply.adopted.length} registration(s)${reply.adopted.length ? `: ${reply.adopted.join(', ')}` : ''}`);
+  say(
+    `sdepmd adopted ${reply.adopted.length} registration(s)${reply.adopted.length ? `: ${reply.adopted.join(', ')}` : ''}`,
+  );
   for (const r of reply.refused) io.stderr(`sdepmd adopt: refused ${r.name}: ${r.reason}\n`);
   return reply.refused.length === 0 && lost.length === 0 ? 0 : 1;
 }
@@ -253,7 +264,10 @@ export function sendToDaemon(controlPath: string, taken: readonly Taken[]): Prom
         sent = true;
         input = input.slice('ready\n'.length);
         try {
-          sendAdoptFrames(socketFd(socket), taken.map((t) => ({ info: t.info, fd: t.fd })));
+          sendAdoptFrames(
+            socketFd(socket),
+            taken.map((t) => ({ info: t.info, fd: t.fd })),
+          );
         } catch (err) {
           socket.destroy(err as Error);
         }

@@ -26,7 +26,19 @@ const REPO_UNITS = path.resolve(__dirname, '..', '..', 'units');
 export const INSTALLED_DROP_IN = path.join(INSTALLED_DIR, DROP_IN_NAME);
 export const REPO_DROP_IN = path.join(REPO_UNITS, DROP_IN_NAME);
 
-const UNIT_SUFFIXES = ['.service', '.socket', '.target', '.timer', '.path', '.mount', '.automount', '.swap', '.slice', '.scope', '.device'];
+const UNIT_SUFFIXES = [
+  '.service',
+  '.socket',
+  '.target',
+  '.timer',
+  '.path',
+  '.mount',
+  '.automount',
+  '.swap',
+  '.slice',
+  '.scope',
+  '.device',
+];
 
 export function normalizeUnit(name: string): string {
   return UNIT_SUFFIXES.some((s) => name.endsWith(s)) ? name : `${name}.service`;
@@ -55,7 +67,8 @@ export interface AttachOptions {
 /** epmd's own units: attaching them would make the dependency point at itself. */
 const EPMD_UNITS = ['epmd.service', 'epmd.socket'];
 /** What runs an Erlang VM: erl, erlexec, beam.smp, Elixir's tools, rebar3, or a release script (bin/NAME foreground). */
-const ERLANG_EXEC = /(^|[\s/])(erl|erlexec|beam(\.smp)?|elixir|iex|mix|rebar3?)(\s|;|$)|\bbin\/\S+ (foreground|console|start|daemon)\b|\/erts-[\d.]+\//;
+const ERLANG_EXEC =
+  /(^|[\s/])(erl|erlexec|beam(\.smp)?|elixir|iex|mix|rebar3?)(\s|;|$)|\bbin\/\S+ (foreground|console|start|daemon)\b|\/erts-[\d.]+\//;
 
 /** -start_epmd false added to (or set in) a flags value, keeping every other flag. */
 export function mergeStartEpmd(flags: string): string {
@@ -81,7 +94,9 @@ export function environmentValue(assignments: readonly string[], name: string): 
 /** The drop-in for one unit: the template with its flags line carrying the unit's merged ERL_ZFLAGS. */
 export function contentFor(template: string, zflags: string): string {
   const line = `Environment=${JSON.stringify(`ERL_ZFLAGS=${mergeStartEpmd(zflags)}`)}`;
-  return /^Environment="?ERL_[AZ]?FLAGS=.*$/m.test(template) ? template.replace(/^Environment="?ERL_[AZ]?FLAGS=.*$/m, line) : `${template.trimEnd()}\n${line}\n`;
+  return /^Environment="?ERL_[AZ]?FLAGS=.*$/m.test(template)
+    ? template.replace(/^Environment="?ERL_[AZ]?FLAGS=.*$/m, line)
+    : `${template.trimEnd()}\n${line}\n`;
 }
 
 export function dropInContent(variant: DropInVariant = 'requires'): string {
@@ -115,7 +130,12 @@ interface Checked {
 }
 
 /** Refuses units systemd does not know, epmd's own, cycles, and (unless --force) non-Erlang units. */
-async function checkUnits(units: readonly string[], opts: AttachOptions, deps: AttachDeps, verb: 'attach' | 'detach'): Promise<Checked> {
+async function checkUnits(
+  units: readonly string[],
+  opts: AttachOptions,
+  deps: AttachDeps,
+  verb: 'attach' | 'detach',
+): Promise<Checked> {
   const refused: string[] = [];
   const zflags = new Map<string, string>();
   const askSystemd = opts.root === undefined || opts.askSystemd === true;
@@ -144,16 +164,22 @@ async function checkUnits(units: readonly string[], opts: AttachOptions, deps: A
     if (verb === 'detach') continue;
     orderedBefore ??= await unitsBeforeEpmd(deps);
     if (orderedBefore.has(unit)) {
-      refused.push(`${unit}: epmd.service or epmd.socket is ordered after it, so the drop-in would make an ordering cycle`);
+      refused.push(
+        `${unit}: epmd.service or epmd.socket is ordered after it, so the drop-in would make an ordering cycle`,
+      );
       continue;
     }
     if (!opts.force && !ERLANG_EXEC.test(info.ExecStart ?? '')) {
-      refused.push(`${unit}: it does not run an Erlang VM (ExecStart: ${(info.ExecStart ?? '').slice(0, 120) || 'none'}); --force attaches it anyway`);
+      refused.push(
+        `${unit}: it does not run an Erlang VM (ExecStart: ${(info.ExecStart ?? '').slice(0, 120) || 'none'}); --force attaches it anyway`,
+      );
       continue;
     }
     const fromFiles = environmentFilesSetting(info.EnvironmentFiles ?? '', 'ERL_ZFLAGS');
     if (!opts.force && fromFiles) {
-      refused.push(`${unit}: its EnvironmentFile ${fromFiles} sets ERL_ZFLAGS, which would override the drop-in: add -start_epmd false there, or --force`);
+      refused.push(
+        `${unit}: its EnvironmentFile ${fromFiles} sets ERL_ZFLAGS, which would override the drop-in: add -start_epmd false there, or --force`,
+      );
       continue;
     }
     zflags.set(unit, environmentValue(splitQuoted(info.Environment ?? ''), 'ERL_ZFLAGS'));
@@ -173,8 +199,23 @@ function showProperties(text: string): Partial<Record<string, string>> {
 
 /** Every unit epmd.service and epmd.socket are ordered after, transitively (After=). */
 async function unitsBeforeEpmd(deps: AttachDeps): Promise<Set<string>> {
-  const r = await deps.systemctl(['list-dependencies', '--after', '--plain', '--all', '--no-legend', '--no-pager', ...EPMD_UNITS]);
-  return new Set(r.code === 0 ? r.stdout.split('\n').map((l) => l.trim().replace(/^[●○*\s]+/, '')).filter(Boolean) : []);
+  const r = await deps.systemctl([
+    'list-dependencies',
+    '--after',
+    '--plain',
+    '--all',
+    '--no-legend',
+    '--no-pager',
+    ...EPMD_UNITS,
+  ]);
+  return new Set(
+    r.code === 0
+      ? r.stdout
+          .split('\n')
+          .map((l) => l.trim().replace(/^[●○*\s]+/, ''))
+          .filter(Boolean)
+      : [],
+  );
 }
 
 /** The first EnvironmentFile (of `systemctl show -p EnvironmentFiles`) that sets `name`, or null. */
@@ -278,7 +319,12 @@ export async function detachUnits(names: readonly string[], opts: AttachOptions,
 }
 
 /** After attach or detach: reload systemd (or say it would), and tell how to apply the change. */
-async function finish(verb: 'attach' | 'detach', changed: readonly string[], opts: AttachOptions, deps: AttachDeps): Promise<number> {
+async function finish(
+  verb: 'attach' | 'detach',
+  changed: readonly string[],
+  opts: AttachOptions,
+  deps: AttachDeps,
+): Promise<number> {
   if (changed.length === 0) return 0;
   if (opts.dryRun) {
     if (opts.root === undefined || opts.askSystemd) deps.stdout('would run: systemctl daemon-reload\n');
@@ -286,6 +332,8 @@ async function finish(verb: 'attach' | 'detach', changed: readonly string[], opt
     return 0;
   }
   if (!(await reload(opts, deps, verb))) return 1;
-  deps.stdout(`note: restart to apply (a running unit keeps its old settings): systemctl restart ${changed.join(' ')}\n`);
+  deps.stdout(
+    `note: restart to apply (a running unit keeps its old settings): systemctl restart ${changed.join(' ')}\n`,
+  );
   return 0;
 }

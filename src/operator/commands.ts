@@ -8,7 +8,13 @@ import type { Argv, Options } from 'yargs';
 import type { CliIo } from '../cli/cli';
 import { unknownFlagMessage, usageMessage, USAGE_EXIT_CODE, VERBS } from '../cli/verbs';
 import { resolvePort } from '../daemon/config';
-import { controlSocketPath, describeNodeType, queryControl, type NodeRecord, type StatusRecord } from '../daemon/control';
+import {
+  controlSocketPath,
+  describeNodeType,
+  queryControl,
+  type NodeRecord,
+  type StatusRecord,
+} from '../daemon/control';
 import { names, portPlease } from '../cli/client';
 import { attachUnits, detachUnits, dropInContent, type AttachDeps } from './attach';
 import { diagnose, formatFindings, isHealthy } from './findings';
@@ -22,7 +28,10 @@ const PORT: Options = { type: 'string', describe: 'The epmd port (default: ERL_E
 const JSON_OUT: Options = { type: 'boolean', default: false, describe: 'Print JSON for scripts' };
 const CONTROL: Options = { type: 'string', describe: "The daemon's control socket (default: derived from the port)" };
 const DRY_RUN: Options = { type: 'boolean', default: false, describe: 'Print what would change, change nothing' };
-const ROOT: Options = { type: 'string', describe: 'Write under this directory instead of / (for tests; skips systemctl)' };
+const ROOT: Options = {
+  type: 'string',
+  describe: 'Write under this directory instead of / (for tests; skips systemctl)',
+};
 
 interface VerbSpec {
   readonly options: Readonly<Record<string, Options>>;
@@ -44,7 +53,11 @@ const SPECS: Readonly<Record<string, VerbSpec>> = {
     options: {
       port: PORT,
       control_socket: CONTROL,
-      output: { type: 'string', describe: "Write to FILE atomically (a temporary file, then rename), as node_exporter's textfile collector needs" },
+      output: {
+        type: 'string',
+        describe:
+          "Write to FILE atomically (a temporary file, then rename), as node_exporter's textfile collector needs",
+      },
     },
     run: metricsCommand,
   },
@@ -52,7 +65,12 @@ const SPECS: Readonly<Record<string, VerbSpec>> = {
     options: {
       port: PORT,
       json: JSON_OUT,
-      snapshot: { type: 'boolean', default: false, describe: 'Print the gathered host snapshot (the inputs of the checks) as JSON instead of the findings, e.g. for a bug report' },
+      snapshot: {
+        type: 'boolean',
+        default: false,
+        describe:
+          'Print the gathered host snapshot (the inputs of the checks) as JSON instead of the findings, e.g. for a bug report',
+      },
     },
     run: doctorCommand,
   },
@@ -60,13 +78,25 @@ const SPECS: Readonly<Record<string, VerbSpec>> = {
     options: {
       'dry-run': DRY_RUN,
       root: ROOT,
-      wants: { type: 'boolean', default: false, describe: 'Depend on epmd.socket only (Wants=/After=epmd.socket): epmd restarts are never passed on to the app' },
-      force: { type: 'boolean', default: false, describe: 'Attach a unit that does not look like an Erlang VM, or whose EnvironmentFile= sets ERL_ZFLAGS' },
+      wants: {
+        type: 'boolean',
+        default: false,
+        describe: 'Depend on epmd.socket only (Wants=/After=epmd.socket): epmd restarts are never passed on to the app',
+      },
+      force: {
+        type: 'boolean',
+        default: false,
+        describe: 'Attach a unit that does not look like an Erlang VM, or whose EnvironmentFile= sets ERL_ZFLAGS',
+      },
     },
     positionals: { min: 1, label: 'UNIT' },
     run: (a, io) => attachCommand('attach', a, io),
   },
-  detach: { options: { 'dry-run': DRY_RUN, root: ROOT }, positionals: { min: 1, label: 'UNIT' }, run: (a, io) => attachCommand('detach', a, io) },
+  detach: {
+    options: { 'dry-run': DRY_RUN, root: ROOT },
+    positionals: { min: 1, label: 'UNIT' },
+    run: (a, io) => attachCommand('detach', a, io),
+  },
   reload: { options: { port: PORT, control_socket: CONTROL }, run: reloadVerb },
   adopt: {
     options: {
@@ -74,7 +104,12 @@ const SPECS: Readonly<Record<string, VerbSpec>> = {
       control_socket: CONTROL,
       pid: { type: 'number', describe: "The old epmd's pid (default: the C epmd that holds the port)" },
       'dry-run': DRY_RUN,
-      start: { type: 'boolean', default: true, describe: 'Start epmd.socket and epmd.service once the old epmd is gone (--no-start: sdepmd is started another way)' },
+      start: {
+        type: 'boolean',
+        default: true,
+        describe:
+          'Start epmd.socket and epmd.service once the old epmd is gone (--no-start: sdepmd is started another way)',
+      },
     },
     run: adoptVerb,
   },
@@ -83,8 +118,17 @@ const SPECS: Readonly<Record<string, VerbSpec>> = {
       port: PORT,
       'dry-run': DRY_RUN,
       root: ROOT,
-      reset: { type: 'boolean', default: false, describe: "Remove the drop-in: listen on every address again (the shipped epmd.socket's ListenStream=4369)" },
-      later: { type: 'boolean', default: false, describe: 'Write the drop-in and reload only: the addresses apply at the next start of epmd.socket (a boot), with no gap now' },
+      reset: {
+        type: 'boolean',
+        default: false,
+        describe: "Remove the drop-in: listen on every address again (the shipped epmd.socket's ListenStream=4369)",
+      },
+      later: {
+        type: 'boolean',
+        default: false,
+        describe:
+          'Write the drop-in and reload only: the addresses apply at the next start of epmd.socket (a boot), with no gap now',
+      },
     },
     positionals: { min: 0, label: 'ADDRESS' },
     run: (a, io) => exposureCommand('listen', a, io),
@@ -93,7 +137,11 @@ const SPECS: Readonly<Record<string, VerbSpec>> = {
     options: {
       'dry-run': DRY_RUN,
       root: ROOT,
-      reset: { type: 'boolean', default: false, describe: 'Remove the drop-in: let every address reach epmd.socket again' },
+      reset: {
+        type: 'boolean',
+        default: false,
+        describe: 'Remove the drop-in: let every address reach epmd.socket again',
+      },
     },
     positionals: { min: 0, label: 'CIDR' },
     run: (a, io) => exposureCommand('allow', a, io),
@@ -133,9 +181,9 @@ export async function runSubcommand(argv: readonly string[], io: CliIo): Promise
     });
   let args: VerbArgs | null = null;
   try {
-    args = (await parser.parseAsync([...argv.slice(1)], {}, (_e, _a, out) => {
+    args = await parser.parseAsync([...argv.slice(1)], {}, (_e, _a, out) => {
       output = out;
-    }));
+    });
   } catch (err) {
     failure ??= (err as Error).message;
   }
@@ -149,7 +197,8 @@ export async function runSubcommand(argv: readonly string[], io: CliIo): Promise
     if (!want && positionals.length > 0) failure = `unexpected argument ${JSON.stringify(positionals[0])}`;
     else if (want && positionals.length < want.min) failure = `give at least ${want.min} ${want.label}`;
   }
-  if (failure !== null && /^Unknown arguments?:/.test(failure)) failure = unknownWords(argv.slice(1), Object.keys(spec.options)) ?? failure;
+  if (failure !== null && /^Unknown arguments?:/.test(failure))
+    failure = unknownWords(argv.slice(1), Object.keys(spec.options)) ?? failure;
   if (failure || !args) {
     io.stderr(usageMessage(failure ?? 'invalid arguments', verb));
     return USAGE_EXIT_CODE;
@@ -198,11 +247,19 @@ async function exposureCommand(verb: ExposureVerb, args: VerbArgs, io: CliIo): P
   if (!port.ok) return usageError(io, port.error, verb);
   const words = args._.map(String);
   if (args.reset === true && words.length > 0) return usageError(io, '--reset takes no addresses', verb);
-  if (args.reset !== true && words.length === 0) return usageError(io, `give at least one ${verb === 'listen' ? 'ADDRESS' : 'CIDR'}, or --reset`, verb);
+  if (args.reset !== true && words.length === 0)
+    return usageError(io, `give at least one ${verb === 'listen' ? 'ADDRESS' : 'CIDR'}, or --reset`, verb);
   const root = str(args.root);
   return applyExposure(
     verb,
-    { words, reset: args.reset === true, dryRun: args['dry-run'] === true, later: args.later === true, port: port.value, ...(root !== undefined ? { root } : {}) },
+    {
+      words,
+      reset: args.reset === true,
+      dryRun: args['dry-run'] === true,
+      later: args.later === true,
+      port: port.value,
+      ...(root !== undefined ? { root } : {}),
+    },
     { systemctl: (a) => run('systemctl', ['--no-pager', ...a], 120_000), stdout: io.stdout, stderr: io.stderr },
   );
 }
@@ -222,7 +279,10 @@ async function adoptVerb(args: VerbArgs, io: CliIo): Promise<number> {
   const pid = typeof args.pid === 'number' && Number.isInteger(args.pid) && args.pid > 0 ? args.pid : undefined;
   if (args.pid !== undefined && pid === undefined) return usageError(io, '--pid must be a process id', 'adopt');
   const { adoptCommand } = await import('./adopt');
-  return adoptCommand({ port: t.port, controlPath: t.control, pid, dryRun: args['dry-run'] === true, startUnits: args.start !== false }, io);
+  return adoptCommand(
+    { port: t.port, controlPath: t.control, pid, dryRun: args['dry-run'] === true, startUnits: args.start !== false },
+    io,
+  );
 }
 
 /** Exit codes: 0 healthy (warnings allowed), 1 at least one error finding. */
@@ -248,7 +308,13 @@ function target(args: VerbArgs, io: CliIo): { port: number; control: string } | 
 }
 
 /** Says why nothing answered (and what to run next); exit code 1. */
-async function noAnswer(io: CliIo, verb: string, t: { port: number; control: string }, controlError: unknown, json: boolean): Promise<number> {
+async function noAnswer(
+  io: CliIo,
+  verb: string,
+  t: { port: number; control: string },
+  controlError: unknown,
+  json: boolean,
+): Promise<number> {
   const explained = explainNoAnswer(await gatherNoAnswer(t.port, t.control, controlError));
   if (json) io.stdout(`${JSON.stringify({ answering: false, ...explained }, null, 2)}\n`);
   else io.stderr(formatNoAnswer(verb, explained));
@@ -273,7 +339,14 @@ async function namesCommand(args: VerbArgs, io: CliIo): Promise<number> {
   if (args.json === true) io.stdout(`${JSON.stringify(nodes, null, 2)}\n`);
   else if (nodes.length === 0) io.stdout('no nodes registered\n');
   else {
-    const rows = nodes.map((n) => [n.name, String(n.port), String(n.nodeType), `${n.lowestVersion}-${n.highestVersion}`, n.creation === null ? '?' : String(n.creation), n.extra || '-']);
+    const rows = nodes.map((n) => [
+      n.name,
+      String(n.port),
+      String(n.nodeType),
+      `${n.lowestVersion}-${n.highestVersion}`,
+      n.creation === null ? '?' : String(n.creation),
+      n.extra || '-',
+    ]);
     io.stdout(table(['NAME', 'PORT', 'TYPE', 'VERSIONS', 'CREATION', 'EXTRA'], rows));
   }
   return 0;
@@ -341,7 +414,9 @@ async function statusCommand(args: VerbArgs, io: CliIo): Promise<number> {
 }
 
 function describeRefusals(refusals: StatusRecord['refusals']): string {
-  const parts = Object.entries(refusals ?? {}).filter(([, n]) => n > 0).map(([why, n]) => `${why} ${n}`);
+  const parts = Object.entries(refusals ?? {})
+    .filter(([, n]) => n > 0)
+    .map(([why, n]) => `${why} ${n}`);
   return parts.length > 0 ? ` (${parts.join(', ')})` : '';
 }
 
@@ -381,7 +456,11 @@ function describeSocket(s: StatusRecord['sockets'][number]): string {
 
 export function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: readonly string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  const line = (cells: readonly string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
   return [line(header), ...rows.map(line)].join('\n') + '\n';
 }
 

@@ -65,8 +65,13 @@ export function listenDropIn(addresses: readonly string[], port: number): Built 
   const list: string[] = [...LOOPBACK];
   for (const word of addresses) {
     const address = word.replace(/^\[(.*)\]$/, '$1');
-    if (!isIP(address)) return { ok: false, error: `${JSON.stringify(word)} is not an IP address (listen takes addresses; allow takes networks)` };
-    if (address === '0.0.0.0' || address === '::') return { ok: false, error: `${word} is every address: use sdepmd listen --reset for that` };
+    if (!isIP(address))
+      return {
+        ok: false,
+        error: `${JSON.stringify(word)} is not an IP address (listen takes addresses; allow takes networks)`,
+      };
+    if (address === '0.0.0.0' || address === '::')
+      return { ok: false, error: `${word} is every address: use sdepmd listen --reset for that` };
     if (!list.includes(address)) list.push(address);
   }
   const streams = list.map((a) => `ListenStream=${a.includes(':') ? `[${a}]` : a}:${port}`);
@@ -103,7 +108,11 @@ export function validCidr(word: string): boolean {
 export function allowDropIn(cidrs: readonly string[]): Built {
   const list = ['localhost'];
   for (const word of cidrs) {
-    if (!validCidr(word)) return { ok: false, error: `${JSON.stringify(word)} is not an address or network (e.g. 10.0.0.0/8, fd00::/8, 192.0.2.7)` };
+    if (!validCidr(word))
+      return {
+        ok: false,
+        error: `${JSON.stringify(word)} is not an address or network (e.g. 10.0.0.0/8, fd00::/8, 192.0.2.7)`,
+      };
     if (word === 'any') return { ok: false, error: 'allow any is no restriction: use sdepmd allow --reset for that' };
     if (!list.includes(word)) list.push(word);
   }
@@ -111,8 +120,8 @@ export function allowDropIn(cidrs: readonly string[]): Built {
     ok: true,
     content: [
       '# Written by `sdepmd allow`; remove with `sdepmd allow --reset`.',
-      '# Only loopback and these networks may reach epmd.socket. systemd filters the socket\'s packets (BPF on its',
-      '# cgroup): other peers cannot even connect. Node-to-node traffic (the nodes\' own ports) is not affected.',
+      "# Only loopback and these networks may reach epmd.socket. systemd filters the socket's packets (BPF on its",
+      "# cgroup): other peers cannot even connect. Node-to-node traffic (the nodes' own ports) is not affected.",
       '[Socket]',
       'IPAddressDeny=',
       'IPAddressDeny=any',
@@ -137,7 +146,15 @@ function indent(text: string): string {
 
 /** Units that would be bounced by a restart of epmd: those requiring, bound to, or wanting epmd.service/socket. */
 async function dependentApps(deps: ExposureDeps): Promise<string[]> {
-  const r = await deps.systemctl(['show', '-p', 'RequiredBy,BoundBy,WantedBy,RequisiteOf,PartOf', '--value', '--', EPMD_SERVICE, EPMD_SOCKET]);
+  const r = await deps.systemctl([
+    'show',
+    '-p',
+    'RequiredBy,BoundBy,WantedBy,RequisiteOf,PartOf',
+    '--value',
+    '--',
+    EPMD_SERVICE,
+    EPMD_SOCKET,
+  ]);
   const units = r.stdout.split(/\s+/).filter((u) => u.endsWith('.service') && u !== EPMD_SERVICE);
   return [...new Set(units)].sort();
 }
@@ -193,7 +210,8 @@ export async function applyExposure(verb: ExposureVerb, opts: ExposureOptions, d
     if (askSystemd) {
       say('would run: systemctl daemon-reload');
       for (const step of steps) say(`would run: systemctl ${step.join(' ')}`);
-      if (steps.length > 0) say('  (if epmd.socket is active; no app restarts; registered nodes register again on their own)');
+      if (steps.length > 0)
+        say('  (if epmd.socket is active; no app restarts; registered nodes register again on their own)');
       else if (verb === 'listen') say(`  (then the addresses apply at the next start of ${EPMD_SOCKET})`);
       else say('  (IPAddressAllow=/IPAddressDeny= apply to the listening socket at once: nothing restarts)');
     }
@@ -221,18 +239,27 @@ export async function applyExposure(verb: ExposureVerb, opts: ExposureOptions, d
   if (verb === 'listen') {
     const socketState = await unitState(EPMD_SOCKET, deps);
     if (opts.later || socketState !== 'active') {
-      say(`${EPMD_SOCKET} is ${socketState || 'not loaded'}${opts.later ? ' (--later)' : ''}: the addresses apply at its next start`);
+      say(
+        `${EPMD_SOCKET} is ${socketState || 'not loaded'}${opts.later ? ' (--later)' : ''}: the addresses apply at its next start`,
+      );
     } else {
       const t0 = Date.now();
       for (const step of steps) {
         const r = await deps.systemctl(step);
-        if (r.code !== 0) return fail(`systemctl ${step.join(' ')} failed (exit ${r.code}): ${r.stderr.trim()}; see journalctl -u ${EPMD_SOCKET} -u ${EPMD_SERVICE}`);
+        if (r.code !== 0)
+          return fail(
+            `systemctl ${step.join(' ')} failed (exit ${r.code}): ${r.stderr.trim()}; see journalctl -u ${EPMD_SOCKET} -u ${EPMD_SERVICE}`,
+          );
         say(`ran: systemctl ${step.join(' ')}`);
       }
-      say(`${EPMD_SOCKET} listens on the new addresses (${Date.now() - t0} ms); registered nodes register again on their own (OTP 23.3 and later)`);
+      say(
+        `${EPMD_SOCKET} listens on the new addresses (${Date.now() - t0} ms); registered nodes register again on their own (OTP 23.3 and later)`,
+      );
     }
   } else {
-    const shown = (await deps.systemctl(['show', '-p', 'IPAddressAllow,IPAddressDeny', '--', EPMD_SOCKET])).stdout.trim().split('\n');
+    const shown = (await deps.systemctl(['show', '-p', 'IPAddressAllow,IPAddressDeny', '--', EPMD_SOCKET])).stdout
+      .trim()
+      .split('\n');
     say(`applied at once, nothing restarted: ${shown.join('; ')}`);
   }
 

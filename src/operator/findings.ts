@@ -90,8 +90,21 @@ export const EPMD_SOCKET = 'epmd.socket';
 
 /** The CLI verbs and subcommands of sdepmd: a node process with one of these is a client, not a daemon. */
 const SDEPMD_CLIENT_WORDS = new Set([
-  '-names', '--names', '-kill', '--kill', '-stop', '--stop', '-dump', '--dump', '-started', '--started',
-  '-help', '--help', '-h', '-version', '--version',
+  '-names',
+  '--names',
+  '-kill',
+  '--kill',
+  '-stop',
+  '--stop',
+  '-dump',
+  '--dump',
+  '-started',
+  '--started',
+  '-help',
+  '--help',
+  '-h',
+  '-version',
+  '--version',
   ...SUBCOMMANDS,
 ]);
 
@@ -189,7 +202,9 @@ function appServiceOf(cgroup: string): string | null {
 function strayFix(f: Facts, p: ProcessInfo): string[] {
   const unit = appServiceOf(p.cgroup);
   // adopt asks the epmd on this port for its registrations: an epmd on another port is only ended.
-  const end = f.portHolders.has(p.pid) ? [`sdepmd adopt --pid ${p.pid}`] : [`kill ${p.pid}`, `systemctl start ${EPMD_SOCKET}`];
+  const end = f.portHolders.has(p.pid)
+    ? [`sdepmd adopt --pid ${p.pid}`]
+    : [`kill ${p.pid}`, `systemctl start ${EPMD_SOCKET}`];
   return unit ? [`sdepmd attach ${unit}`, ...end] : end;
 }
 
@@ -334,7 +349,11 @@ function restartFix(f: Facts, unit: string): string[] {
 }
 
 /** What an app unit lacks to be attached: dependency lines, and -start_epmd false on VMs that would spawn epmd. */
-function attachGaps(f: Facts, unitId: string, vms: readonly ProcessInfo[]): { gaps: string[]; spawning: ProcessInfo[] } {
+function attachGaps(
+  f: Facts,
+  unitId: string,
+  vms: readonly ProcessInfo[],
+): { gaps: string[]; spawning: ProcessInfo[] } {
   const unit = f.units.get(unitId);
   return {
     gaps: unit ? dependencyGaps(unit) : [`Requires=${EPMD_SERVICE}`, `After=${EPMD_SERVICE}`],
@@ -386,7 +405,11 @@ export const socketNotEnabled: Rule = (f) => {
         `systemctl show ${EPMD_SOCKET}: UnitFileState=${socket.unitFileState || '(none)'}, ActiveState=${socket.activeState}, SubState=${socket.subState}`,
         ...(socketListening(socket) || notListeningIsSeparate(socket) ? [] : portEvidence(f)),
       ],
-      fix: [...(masked ? [`systemctl unmask ${EPMD_SOCKET}`] : []), ...clearPortFix(f), `systemctl enable --now ${EPMD_SOCKET}`],
+      fix: [
+        ...(masked ? [`systemctl unmask ${EPMD_SOCKET}`] : []),
+        ...clearPortFix(f),
+        `systemctl enable --now ${EPMD_SOCKET}`,
+      ],
     },
   ];
 };
@@ -469,7 +492,10 @@ export const multipleEpmd: Rule = (f) =>
           title: `${f.epmds.length} epmd processes are running; there must be one, in ${EPMD_SERVICE}`,
           evidence: f.epmds.map((p) => `${describeProcess(p)} [${unitOfCgroup(p.cgroup) ?? p.cgroup}]`),
           // Never a restart of epmd.service (it restarts every app that requires it): end the extra processes.
-          fix: f.stray.length > 0 ? f.stray.flatMap((p) => strayFix(f, p)) : f.epmds.filter((p) => p.pid !== f.service?.mainPid).map((p) => `kill ${p.pid}`),
+          fix:
+            f.stray.length > 0
+              ? f.stray.flatMap((p) => strayFix(f, p))
+              : f.epmds.filter((p) => p.pid !== f.service?.mainPid).map((p) => `kill ${p.pid}`),
         },
       ];
 
@@ -505,7 +531,11 @@ export const epmdServiceFailing: Rule = (f) => {
         ...(journal.length > 0 ? journal : ['journalctl -u epmd: no lines']),
       ],
       fix: failing
-        ? [`journalctl -u ${EPMD_SERVICE} -n 50 --no-pager`, `systemctl reset-failed ${EPMD_SERVICE}`, `systemctl start ${EPMD_SOCKET} ${EPMD_SERVICE}`]
+        ? [
+            `journalctl -u ${EPMD_SERVICE} -n 50 --no-pager`,
+            `systemctl reset-failed ${EPMD_SERVICE}`,
+            `systemctl start ${EPMD_SOCKET} ${EPMD_SERVICE}`,
+          ]
         : [`journalctl -u ${EPMD_SERVICE} -n 50 --no-pager`],
     },
   ];
@@ -533,7 +563,10 @@ export const appNotAttached: Rule = (f) =>
           unit
             ? `systemctl show ${unitId}: Requires=${unit.requires.join(' ')}; After=${unit.after.join(' ')}`
             : `${unitId}: not known to systemctl`,
-          ...spawning.map((p) => `pid ${p.pid} starts its own epmd when none answers (no -start_epmd false on its command line or in ERL_AFLAGS/ERL_FLAGS/ERL_ZFLAGS)`),
+          ...spawning.map(
+            (p) =>
+              `pid ${p.pid} starts its own epmd when none answers (no -start_epmd false on its command line or in ERL_AFLAGS/ERL_FLAGS/ERL_ZFLAGS)`,
+          ),
         ],
         fix: [...(attached ? [] : [`sdepmd attach ${unitId}`]), ...restartFix(f, unitId)],
       },
@@ -558,7 +591,10 @@ export const nodeNotRegistered: Rule = (f) =>
               : `registered names on port ${f.s.port}: ${f.s.registered.map((r) => r.name).join(', ') || '(none)'}`,
             'nodes of OTP 23.3 and later retry every 2 s once epmd answers again; older ones never do',
           ],
-          fix: [...(gaps.length > 0 || spawning.length > 0 ? [`sdepmd attach ${unitId}`] : []), ...restartFix(f, unitId)],
+          fix: [
+            ...(gaps.length > 0 || spawning.length > 0 ? [`sdepmd attach ${unitId}`] : []),
+            ...restartFix(f, unitId),
+          ],
         },
       ];
     });
@@ -613,18 +649,23 @@ export const epmdNotAnswering: Rule = (f) =>
  */
 export const dependencyCycle: Rule = (f) =>
   // epmd.service is ordered after epmd.socket by design: the cycle is on the other side.
-  [...f.units.values()].filter((u) => u.id !== EPMD_SERVICE).flatMap((u) =>
-    [EPMD_SERVICE, EPMD_SOCKET]
-      .filter((epmd) => epmd !== u.id && u.after.includes(epmd) && (f.units.get(epmd)?.after ?? []).includes(u.id))
-      .slice(0, 1)
-      .map((epmd): Finding => ({
-        id: 'dependency-cycle',
-        severity: 'error',
-        title: `${u.id} and ${epmd} are each ordered after the other: an ordering cycle`,
-        evidence: [`systemctl show ${u.id}: After=${u.after.join(' ')}`, `systemctl show ${epmd}: After=${f.units.get(epmd)?.after.join(' ') ?? ''}`],
-        fix: [`sdepmd detach ${u.id}`],
-      })),
-  );
+  [...f.units.values()]
+    .filter((u) => u.id !== EPMD_SERVICE)
+    .flatMap((u) =>
+      [EPMD_SERVICE, EPMD_SOCKET]
+        .filter((epmd) => epmd !== u.id && u.after.includes(epmd) && (f.units.get(epmd)?.after ?? []).includes(u.id))
+        .slice(0, 1)
+        .map((epmd): Finding => ({
+          id: 'dependency-cycle',
+          severity: 'error',
+          title: `${u.id} and ${epmd} are each ordered after the other: an ordering cycle`,
+          evidence: [
+            `systemctl show ${u.id}: After=${u.after.join(' ')}`,
+            `systemctl show ${epmd}: After=${f.units.get(epmd)?.after.join(' ') ?? ''}`,
+          ],
+          fix: [`sdepmd detach ${u.id}`],
+        })),
+    );
 
 export const listenersUnknown: Rule = ({ s }) =>
   s.listeners !== null
@@ -693,18 +734,28 @@ export const epmdAddressIgnored: Rule = (f) => {
   const found: { where: string; value: string }[] = [];
   for (const u of f.s.units) {
     if (u.id === EPMD_SOCKET) continue;
-    for (const e of u.environment) if (e.startsWith('ERL_EPMD_ADDRESS=')) found.push({ where: `${u.id} Environment=`, value: e.slice('ERL_EPMD_ADDRESS='.length) });
+    for (const e of u.environment)
+      if (e.startsWith('ERL_EPMD_ADDRESS='))
+        found.push({ where: `${u.id} Environment=`, value: e.slice('ERL_EPMD_ADDRESS='.length) });
     const args = u.execStart.split(/\s+/);
     const i = args.findIndex((a) => a === '-address' || a === '--address');
     if (i >= 0 && args[i + 1] !== undefined) found.push({ where: `${u.id} ExecStart= -address`, value: args[i + 1]! });
   }
   for (const p of f.s.processes) {
     const value = p.environ.ERL_EPMD_ADDRESS;
-    if (value !== undefined) found.push({ where: `the environment of pid ${p.pid} (${p.comm})${unitOfCgroup(p.cgroup) ? ` in ${unitOfCgroup(p.cgroup)}` : ''}`, value });
+    if (value !== undefined)
+      found.push({
+        where: `the environment of pid ${p.pid} (${p.comm})${unitOfCgroup(p.cgroup) ? ` in ${unitOfCgroup(p.cgroup)}` : ''}`,
+        value,
+      });
   }
   for (const setting of f.s.epmdAddressSettings ?? []) found.push(setting);
   if (found.length === 0) return [];
-  const addresses = [...new Set(found.flatMap((x) => x.value.split(/[\s,]+/)).filter((a) => a && !isLoopbackAddress(a.replace(/^\[|\]$/g, ''))))];
+  const addresses = [
+    ...new Set(
+      found.flatMap((x) => x.value.split(/[\s,]+/)).filter((a) => a && !isLoopbackAddress(a.replace(/^\[|\]$/g, ''))),
+    ),
+  ];
   return [
     {
       id: 'epmd-address-ignored',

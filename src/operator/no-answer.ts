@@ -31,7 +31,12 @@ export interface NoAnswerFacts {
   readonly socketUnit: UnitInfo | null;
   readonly serviceUnit: UnitInfo | null;
   /** The EPMD NAMES probe on the port; null when it was not sent (the daemon is idle: a probe would start it). */
-  readonly tcp: null | { readonly kind: 'names'; readonly nodes: number } | { readonly kind: 'refused' } | { readonly kind: 'garbage'; readonly bytes: number } | { readonly kind: 'error'; readonly message: string };
+  readonly tcp:
+    | null
+    | { readonly kind: 'names'; readonly nodes: number }
+    | { readonly kind: 'refused' }
+    | { readonly kind: 'garbage'; readonly bytes: number }
+    | { readonly kind: 'error'; readonly message: string };
   /** Who holds the port, from `ss -Hltnp` (empty when hidden from a non-root user). */
   readonly holders: readonly { readonly pid: number; readonly comm: string; readonly cmdline: string }[];
 }
@@ -52,21 +57,42 @@ function errorCode(err: unknown): string {
 export async function gatherNoAnswer(port: number, control: string, controlError: unknown): Promise<NoAnswerFacts> {
   let socketUnit: UnitInfo | null = null;
   let serviceUnit: UnitInfo | null = null;
-  const show = await run('systemctl', ['show', '--no-pager', '-p', 'Id,LoadState,ActiveState,SubState,Result,MainPID,ExecStart,Listen,UnitFileState', '--', EPMD_SOCKET, EPMD_SERVICE], 5000);
+  const show = await run(
+    'systemctl',
+    [
+      'show',
+      '--no-pager',
+      '-p',
+      'Id,LoadState,ActiveState,SubState,Result,MainPID,ExecStart,Listen,UnitFileState',
+      '--',
+      EPMD_SOCKET,
+      EPMD_SERVICE,
+    ],
+    5000,
+  );
   if (show.code === 0) {
     const units = parseSystemctlShow(show.stdout).filter((u) => u.loadState !== 'not-found');
     socketUnit = units.find((u) => u.id === EPMD_SOCKET) ?? null;
     serviceUnit = units.find((u) => u.id === EPMD_SERVICE) ?? null;
   }
-  const idle = socketUnit?.activeState === 'active' && listensOn(socketUnit, port) && serviceUnit !== null && serviceUnit.activeState !== 'active' && serviceUnit.activeState !== 'activating';
+  const idle =
+    socketUnit?.activeState === 'active' &&
+    listensOn(socketUnit, port) &&
+    serviceUnit !== null &&
+    serviceUnit.activeState !== 'active' &&
+    serviceUnit.activeState !== 'activating';
   let tcp: NoAnswerFacts['tcp'] = null;
   if (!idle) {
     try {
       const reply = await exchangeLocal(port, encodeSimpleRequest(NAMES_REQ), 3000);
       const names = reply.length >= 4 ? decodeNamesReply(reply) : null;
-      tcp = names?.epmdPort === port ? { kind: 'names', nodes: names.nodes.length } : { kind: 'garbage', bytes: reply.length };
+      tcp =
+        names?.epmdPort === port
+          ? { kind: 'names', nodes: names.nodes.length }
+          : { kind: 'garbage', bytes: reply.length };
     } catch (err) {
-      tcp = err instanceof CannotConnectError ? { kind: 'refused' } : { kind: 'error', message: (err as Error).message };
+      tcp =
+        err instanceof CannotConnectError ? { kind: 'refused' } : { kind: 'error', message: (err as Error).message };
     }
   }
   const holders: { pid: number; comm: string; cmdline: string }[] = [];
@@ -85,7 +111,16 @@ export async function gatherNoAnswer(port: number, control: string, controlError
       }
     }
   }
-  return { port, control, controlError: errorCode(controlError), uid: process.getuid?.() ?? -1, socketUnit, serviceUnit, tcp, holders };
+  return {
+    port,
+    control,
+    controlError: errorCode(controlError),
+    uid: process.getuid?.() ?? -1,
+    socketUnit,
+    serviceUnit,
+    tcp,
+    holders,
+  };
 }
 
 const describeListen = (u: UnitInfo): string => u.listen.map((l) => l.replace(/ \(Stream\)$/, '')).join(', ') || '?';
@@ -104,9 +139,12 @@ export function explainNoAnswer(f: NoAnswerFacts): NoAnswer {
   if (f.controlError === 'EACCES' || f.controlError === 'EPERM') {
     return {
       cause: 'permission',
-      summary: 'permission denied: the control socket is open to root and the daemon\'s user only',
+      summary: "permission denied: the control socket is open to root and the daemon's user only",
       evidence: [where, `you are uid ${f.uid}`],
-      next: ['sudo sdepmd status', 'sdepmd names   # works without root, through the EPMD protocol (no creation numbers)'],
+      next: [
+        'sudo sdepmd status',
+        'sdepmd names   # works without root, through the EPMD protocol (no creation numbers)',
+      ],
     };
   }
   const s = f.socketUnit;
@@ -115,7 +153,11 @@ export function explainNoAnswer(f: NoAnswerFacts): NoAnswer {
     return {
       cause: 'idle',
       summary: `epmd.socket is listening, and epmd.service is idle (${svc.activeState}): systemd starts it on the first connection`,
-      evidence: [where, `${EPMD_SOCKET}: ${s.activeState}/${s.subState} on ${describeListen(s)}`, `${EPMD_SERVICE}: ${svc.activeState}/${svc.subState}${svc.result && svc.result !== 'success' ? `, last result ${svc.result}` : ''}`],
+      evidence: [
+        where,
+        `${EPMD_SOCKET}: ${s.activeState}/${s.subState} on ${describeListen(s)}`,
+        `${EPMD_SERVICE}: ${svc.activeState}/${svc.subState}${svc.result && svc.result !== 'success' ? `, last result ${svc.result}` : ''}`,
+      ],
       next: [`sdepmd names   # any epmd request starts it`, `systemctl start ${EPMD_SERVICE}`],
     };
   }
@@ -125,12 +167,26 @@ export function explainNoAnswer(f: NoAnswerFacts): NoAnswer {
     const cEpmd = f.holders.find((h) => h.comm === 'epmd');
     const serviceRunsC = svc?.activeState === 'active' && svc.execStart !== '' && !/sdepmd/.test(svc.execStart);
     const sdepmd = f.holders.find((h) => /sdepmd/.test(h.cmdline));
-    const who = cEpmd ? `the C epmd (pid ${cEpmd.pid})` : serviceRunsC ? `the C epmd (${EPMD_SERVICE}: ${svc.execStart})` : sdepmd ? `an sdepmd without this control socket (pid ${sdepmd.pid})` : 'another epmd';
+    const who = cEpmd
+      ? `the C epmd (pid ${cEpmd.pid})`
+      : serviceRunsC
+        ? `the C epmd (${EPMD_SERVICE}: ${svc.execStart})`
+        : sdepmd
+          ? `an sdepmd without this control socket (pid ${sdepmd.pid})`
+          : 'another epmd';
     return {
       cause: 'other-epmd',
       summary: `${who} answers on port ${f.port}, not an sdepmd with a control socket at ${f.control}`,
-      evidence: [where, `EPMD NAMES on port ${f.port}: answered, ${tcp.nodes} node(s)`, ...holders.map((h) => `port ${f.port} is held by ${h}`), ...(holders.length === 0 && f.uid !== 0 ? ['(run as root to see who holds the port)'] : [])],
-      next: sdepmd && !cEpmd ? [`sdepmd status --control_socket PATH   # the daemon's --control_socket`, 'sdepmd doctor'] : [`epmd -port ${f.port} -names`, 'sudo sdepmd doctor   # says how to replace it with sdepmd'],
+      evidence: [
+        where,
+        `EPMD NAMES on port ${f.port}: answered, ${tcp.nodes} node(s)`,
+        ...holders.map((h) => `port ${f.port} is held by ${h}`),
+        ...(holders.length === 0 && f.uid !== 0 ? ['(run as root to see who holds the port)'] : []),
+      ],
+      next:
+        sdepmd && !cEpmd
+          ? [`sdepmd status --control_socket PATH   # the daemon's --control_socket`, 'sdepmd doctor']
+          : [`epmd -port ${f.port} -names`, 'sudo sdepmd doctor   # says how to replace it with sdepmd'],
     };
   }
   if (tcp?.kind === 'refused') {
@@ -156,19 +212,32 @@ export function explainNoAnswer(f: NoAnswerFacts): NoAnswer {
     return {
       cause: 'not-epmd',
       summary: `something that is not epmd answers on port ${f.port}`,
-      evidence: [where, `EPMD NAMES on port ${f.port}: a reply of ${tcp.bytes} byte(s) that is not a NAMES reply`, ...holders.map((h) => `port ${f.port} is held by ${h}`)],
+      evidence: [
+        where,
+        `EPMD NAMES on port ${f.port}: a reply of ${tcp.bytes} byte(s) that is not a NAMES reply`,
+        ...holders.map((h) => `port ${f.port} is held by ${h}`),
+      ],
       next: ['sudo sdepmd doctor'],
     };
   }
   return {
     cause: 'no-reply',
     summary: `a connection to port ${f.port} got no EPMD reply`,
-    evidence: [where, tcp?.kind === 'error' ? tcp.message : 'no reply', ...holders.map((h) => `port ${f.port} is held by ${h}`)],
+    evidence: [
+      where,
+      tcp?.kind === 'error' ? tcp.message : 'no reply',
+      ...holders.map((h) => `port ${f.port} is held by ${h}`),
+    ],
     next: [`journalctl -u ${EPMD_SERVICE} -n 50 --no-pager`, 'sudo sdepmd doctor'],
   };
 }
 
 export function formatNoAnswer(verb: string, a: NoAnswer): string {
-  const lines = [`sdepmd ${verb}: ${a.summary}`, ...a.evidence.map((e) => `  ${e}`), '  next:', ...a.next.map((c) => `    ${c}`)];
+  const lines = [
+    `sdepmd ${verb}: ${a.summary}`,
+    ...a.evidence.map((e) => `  ${e}`),
+    '  next:',
+    ...a.next.map((c) => `    ${c}`),
+  ];
   return `${lines.join('\n')}\n`;
 }

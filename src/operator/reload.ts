@@ -25,7 +25,11 @@ export function requestUpgrade(controlPath: string, timeoutMs: number): Promise<
         if (reply.ok === true && typeof reply.toVersion === 'string') resolve(reply as UpgradeReply);
         else resolve({ ok: false, error: typeof reply.error === 'string' ? reply.error : 'malformed answer' });
       } catch {
-        reject(new Error(output ? `malformed answer on ${controlPath}` : `the daemon closed ${controlPath} without answering`));
+        reject(
+          new Error(
+            output ? `malformed answer on ${controlPath}` : `the daemon closed ${controlPath} without answering`,
+          ),
+        );
       }
     });
   });
@@ -48,7 +52,9 @@ export async function reloadCommand(controlPath: string, io: ReloadIo, timeoutMs
     return 1;
   }
   if (!reply.ok) {
-    io.stderr(`sdepmd reload: live upgrade failed; ${before.version} (pid ${before.pid}) still serves: ${reply.error}\n`);
+    io.stderr(
+      `sdepmd reload: live upgrade failed; ${before.version} (pid ${before.pid}) still serves: ${reply.error}\n`,
+    );
     return 1;
   }
   const deadline = Date.now() + timeoutMs;
@@ -62,7 +68,9 @@ export async function reloadCommand(controlPath: string, io: ReloadIo, timeoutMs
       continue; // the new code is not serving the control socket yet
     }
     if ((after.upgrades ?? 0) > upgradesBefore) {
-      io.stdout(`live upgrade: ${before.version} (pid ${before.pid}) → ${after.version} (pid ${after.pid}); ${after.registered} registration(s)\n`);
+      io.stdout(
+        `live upgrade: ${before.version} (pid ${before.pid}) → ${after.version} (pid ${after.pid}); ${after.registered} registration(s)\n`,
+      );
       return 0;
     }
   }

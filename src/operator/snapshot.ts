@@ -22,8 +22,24 @@ import {
 } from './findings';
 
 export const SHOW_PROPERTIES = [
-  'Id', 'LoadState', 'ActiveState', 'SubState', 'Result', 'MainPID', 'ControlGroup', 'Requires', 'Wants', 'BindsTo',
-  'After', 'Environment', 'ExecStart', 'NRestarts', 'UnitFileState', 'Listen', 'IPAddressAllow', 'IPAddressDeny',
+  'Id',
+  'LoadState',
+  'ActiveState',
+  'SubState',
+  'Result',
+  'MainPID',
+  'ControlGroup',
+  'Requires',
+  'Wants',
+  'BindsTo',
+  'After',
+  'Environment',
+  'ExecStart',
+  'NRestarts',
+  'UnitFileState',
+  'Listen',
+  'IPAddressAllow',
+  'IPAddressDeny',
 ] as const;
 
 export interface RunResult {
@@ -37,9 +53,17 @@ export function run(cmd: string, args: readonly string[], timeoutMs = 15_000): P
     execFile(
       cmd,
       [...args],
-      { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024, env: { ...process.env, SYSTEMD_PAGER: '', SYSTEMD_COLORS: '0', LC_ALL: 'C' } },
+      {
+        timeout: timeoutMs,
+        maxBuffer: 64 * 1024 * 1024,
+        env: { ...process.env, SYSTEMD_PAGER: '', SYSTEMD_COLORS: '0', LC_ALL: 'C' },
+      },
       (err, stdout, stderr) => {
-        const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 127) : 0;
+        const code = err
+          ? typeof (err as { code?: unknown }).code === 'number'
+            ? (err as { code: number }).code
+            : 127
+          : 0;
         resolve({ code, stdout: String(stdout), stderr: String(stderr) || (err && code === 127 ? err.message : '') });
       },
     );
@@ -107,7 +131,9 @@ export function parseSystemctlShow(text: string): UnitInfo[] {
       nRestarts: Number(one('NRestarts')) || 0,
       unitFileState: one('UnitFileState'),
       listen: props.get('Listen')?.filter(Boolean) ?? [],
-      ...(props.has('IPAddressAllow') ? { ipAddressAllow: list('IPAddressAllow'), ipAddressDeny: list('IPAddressDeny') } : {}),
+      ...(props.has('IPAddressAllow')
+        ? { ipAddressAllow: list('IPAddressAllow'), ipAddressDeny: list('IPAddressDeny') }
+        : {}),
     });
   }
   return units;
@@ -117,7 +143,13 @@ export function parseSystemctlShow(text: string): UnitInfo[] {
 export function parseListUnits(text: string): string[] {
   return text
     .split('\n')
-    .map((l) => l.trim().replace(/^[●*]\s*/, '').split(/\s+/)[0] ?? '')
+    .map(
+      (l) =>
+        l
+          .trim()
+          .replace(/^[●*]\s*/, '')
+          .split(/\s+/)[0] ?? '',
+    )
     .filter((u) => u.length > 0);
 }
 
@@ -133,7 +165,8 @@ export function parseSs(text: string): Listener[] {
     const port = Number(local.slice(colon + 1));
     if (colon < 0 || !Number.isInteger(port)) continue;
     const holders: { pid: number; comm: string }[] = [];
-    for (const m of line.matchAll(/\("((?:[^"\\]|\\.)*)",pid=(\d+),fd=\d+\)/g)) holders.push({ comm: m[1]!, pid: Number(m[2]) });
+    for (const m of line.matchAll(/\("((?:[^"\\]|\\.)*)",pid=(\d+),fd=\d+\)/g))
+      holders.push({ comm: m[1]!, pid: Number(m[2]) });
     listeners.push({ address: local.slice(0, colon), port, holders });
   }
   return listeners;
@@ -144,7 +177,7 @@ export function parseProcCgroup(text: string): string {
   const lines = text.split('\n');
   const unified = lines.find((l) => l.startsWith('0::'));
   const named = lines.find((l) => l.includes(':name=systemd:'));
-  const line = unified && unified !== '0::/' ? unified : named ?? unified ?? '';
+  const line = unified && unified !== '0::/' ? unified : (named ?? unified ?? '');
   return line.slice(line.indexOf(':', line.indexOf(':') + 1) + 1);
 }
 
@@ -182,10 +215,17 @@ function readErlEnviron(pid: number): Record<string, string> {
 async function registeredNames(port: number): Promise<Pick<HostSnapshot, 'registered' | 'registeredError'>> {
   try {
     const reply = await exchangeLocal(port, encodeSimpleRequest(NAMES_REQ), 3000);
-    if (reply.length < 4) return { registered: null, registeredError: `the NAMES reply on port ${port} is ${reply.length} byte(s): not an epmd` };
+    if (reply.length < 4)
+      return {
+        registered: null,
+        registeredError: `the NAMES reply on port ${port} is ${reply.length} byte(s): not an epmd`,
+      };
     const parsed = decodeNamesReply(reply);
     if (parsed.epmdPort !== port) {
-      return { registered: null, registeredError: `the answer on port ${port} is not an EPMD NAMES reply (${reply.subarray(0, 16).toString('hex')})` };
+      return {
+        registered: null,
+        registeredError: `the answer on port ${port} is not an EPMD NAMES reply (${reply.subarray(0, 16).toString('hex')})`,
+      };
     }
     return { registered: parsed.nodes.map((n) => ({ name: n.name, port: n.port })) };
   } catch (err) {
@@ -194,7 +234,10 @@ async function registeredNames(port: number): Promise<Pick<HostSnapshot, 'regist
 }
 
 /** Gathers the snapshot. `excludePids`: the doctor itself (and its parent), which must not count as an epmd. */
-export async function gatherSnapshot(port: number, excludePids: readonly number[] = [process.pid, process.ppid]): Promise<HostSnapshot> {
+export async function gatherSnapshot(
+  port: number,
+  excludePids: readonly number[] = [process.pid, process.ppid],
+): Promise<HostSnapshot> {
   // Ask epmd first: a NAMES request activates epmd.service behind its socket, so the processes read below include it.
   const names = await registeredNames(port);
 
@@ -221,7 +264,14 @@ export async function gatherSnapshot(port: number, excludePids: readonly number[
     else if (isEpmdProcess(p) || holderPids.has(p.pid)) processes.push(p);
   }
 
-  const list = await run('systemctl', ['list-units', '--type=service', '--state=running', '--plain', '--no-legend', '--no-pager']);
+  const list = await run('systemctl', [
+    'list-units',
+    '--type=service',
+    '--state=running',
+    '--plain',
+    '--no-legend',
+    '--no-pager',
+  ]);
   let systemdError: string | undefined;
   let units: UnitInfo[] = [];
   if (list.code !== 0) systemdError = `systemctl list-units: exit ${list.code}: ${oneLine(list.stderr || list.stdout)}`;
@@ -237,7 +287,8 @@ export async function gatherSnapshot(port: number, excludePids: readonly number[
   }
 
   const journal = await run('journalctl', ['-u', EPMD_SERVICE, '-n', '10', '--no-pager', '-o', 'short-iso', '-q']);
-  const epmdJournal = journal.code === 0 ? journal.stdout.split('\n').filter((l) => l.trim() && !/^-- No entries --$/.test(l)) : [];
+  const epmdJournal =
+    journal.code === 0 ? journal.stdout.split('\n').filter((l) => l.trim() && !/^-- No entries --$/.test(l)) : [];
 
   return {
     port,
@@ -254,7 +305,10 @@ export async function gatherSnapshot(port: number, excludePids: readonly number[
 }
 
 /** ERL_EPMD_ADDRESS in /etc/default/epmd, /etc/environment, and doctor's own environment. */
-export function epmdAddressSettings(env: NodeJS.ProcessEnv = process.env, files: readonly string[] = ['/etc/default/epmd', '/etc/environment']): { where: string; value: string }[] {
+export function epmdAddressSettings(
+  env: NodeJS.ProcessEnv = process.env,
+  files: readonly string[] = ['/etc/default/epmd', '/etc/environment'],
+): { where: string; value: string }[] {
   const found: { where: string; value: string }[] = [];
   for (const file of files) {
     let text = '';
@@ -310,5 +364,10 @@ function expandIpv6(address: string): string {
 }
 
 function oneLine(text: string): string {
-  return text.trim().split('\n').map((l) => l.trim()).filter(Boolean).join('; ');
+  return text
+    .trim()
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)
+    .join('; ');
 }

@@ -202,7 +202,8 @@ export class Connections {
 
   #handle(id: number, request: Request): Buffer | null | undefined {
     const ctx = this.#ctx;
-    if (isLocalOnly(request.kind) && !this.#isLocal(id)) return this.#drop(id, `${request.kind} request from a non-local peer`);
+    if (isLocalOnly(request.kind) && !this.#isLocal(id))
+      return this.#drop(id, `${request.kind} request from a non-local peer`);
     switch (request.kind) {
       case 'port_please2': {
         ctx.stats.lookups++;
@@ -223,10 +224,13 @@ export class Connections {
         return this.#reply(id, this.#dumpParts());
       case 'kill': {
         const allowed = ctx.relaxedCommandCheck || ctx.registry.size === 0;
-        ctx.log.notice(`KILL from ${this.peer(id)}: ${allowed ? 'exiting' : `refused, ${ctx.registry.size} node(s) registered`}`, {
-          event: 'kill',
-          peer: this.peer(id),
-        });
+        ctx.log.notice(
+          `KILL from ${this.peer(id)}: ${allowed ? 'exiting' : `refused, ${ctx.registry.size} node(s) registered`}`,
+          {
+            event: 'kill',
+            peer: this.peer(id),
+          },
+        );
         // An accepted KILL exits whether or not its reply could be written, as the C epmd does.
         return allowed ? this.#reply(id, KILL_OK, () => ctx.killRequested()) : this.#reply(id, KILL_REFUSED);
       }
@@ -249,12 +253,15 @@ export class Connections {
 
   #logLookup(id: number, name: Buffer, found: NodeRegistration | undefined): void {
     const peer = this.peer(id);
-    this.#ctx.log.debug(`PORT_PLEASE2 ${printableName(name)} from ${peer}: ${found ? `port ${found.port}` : 'not registered'}`, {
-      event: 'lookup',
-      node: name.toString('utf8'),
-      peer,
-      ...(found ? { port: found.port, creation: found.creation } : {}),
-    });
+    this.#ctx.log.debug(
+      `PORT_PLEASE2 ${printableName(name)} from ${peer}: ${found ? `port ${found.port}` : 'not registered'}`,
+      {
+        event: 'lookup',
+        node: name.toString('utf8'),
+        peer,
+        ...(found ? { port: found.port, creation: found.creation } : {}),
+      },
+    );
   }
 
   /** The C epmd's notion of a local peer: loopback, or a peer whose address is the one it connected to. */
@@ -325,7 +332,8 @@ export class Connections {
         if (owner === undefined) return;
         this.#kept.delete(id);
         // The C epmd unregisters a node that sends anything after ALIVE2_REQ.
-        if (owner) this.end(owner, kind === EngineEvent.data ? `node sent ${detail} unexpected byte(s)` : 'connection closed');
+        if (owner)
+          this.end(owner, kind === EngineEvent.data ? `node sent ${detail} unexpected byte(s)` : 'connection closed');
         return;
       }
       case EngineEvent.accepted:
@@ -336,9 +344,14 @@ export class Connections {
         return ctx.refused(normaliseAddress(peer), `connection limit (${ctx.limits.maxConnections}) reached`);
       case EngineEvent.limitPeer:
         ctx.stats.limitHits++;
-        return ctx.refused(normaliseAddress(peer), `per-peer connection limit (${ctx.limits.maxConnectionsPerPeer}) reached`);
+        return ctx.refused(
+          normaliseAddress(peer),
+          `per-peer connection limit (${ctx.limits.maxConnectionsPerPeer}) reached`,
+        );
       case EngineEvent.acceptPaused:
-        return ctx.acceptTrouble(`cannot accept connections (${errnoName(detail)}): pausing accepts, connections wait in the backlog`);
+        return ctx.acceptTrouble(
+          `cannot accept connections (${errnoName(detail)}): pausing accepts, connections wait in the backlog`,
+        );
       case EngineEvent.acceptError:
         return ctx.acceptTrouble(`accept failed: ${errnoName(detail)}`);
     }
@@ -381,7 +394,11 @@ export class Connections {
       if (c.phase === 'reading') {
         const received = this.engine.pending(c.id);
         this.engine.close(c.id, CloseHow.plain);
-        ctx.refused(peer, `no complete request, ${idle}`, received > 0 ? this.engine.shared.subarray(0, received) : undefined);
+        ctx.refused(
+          peer,
+          `no complete request, ${idle}`,
+          received > 0 ? this.engine.shared.subarray(0, received) : undefined,
+        );
       } else {
         this.engine.close(c.id, CloseHow.plain);
         ctx.refused(peer, `reply not read, ${idle} (${c.bytes} bytes unsent)`);

@@ -91,7 +91,8 @@ export function frameRequest(received: Buffer): Frame {
 const INCOMPLETE: Frame = { status: 'incomplete' };
 
 /** The result of decoding one request body. A refused request is answered by closing the connection. */
-export type Decoded = { readonly ok: true; readonly request: Request } | { readonly ok: false; readonly reason: string };
+export type Decoded =
+  { readonly ok: true; readonly request: Request } | { readonly ok: false; readonly reason: string };
 
 /** Fixed part of ALIVE2_REQ: tag(1) port(2) type(1) proto(1) hi(2) lo(2) nlen(2). */
 const ALIVE2_FIXED = 11;
@@ -332,7 +333,9 @@ export function frame(body: Buffer): Buffer {
   return out;
 }
 
-export function encodeAlive2Request(node: Omit<NodeInfo, 'name' | 'extra'> & { name: Buffer | string; extra?: Buffer }): Buffer {
+export function encodeAlive2Request(
+  node: Omit<NodeInfo, 'name' | 'extra'> & { name: Buffer | string; extra?: Buffer },
+): Buffer {
   const name = typeof node.name === 'string' ? Buffer.from(node.name, 'utf8') : node.name;
   const extra = node.extra ?? Buffer.alloc(0);
   const body = Buffer.allocUnsafe(ALIVE2_FIXED + name.length + 2 + extra.length);

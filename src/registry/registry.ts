@@ -19,7 +19,8 @@ export interface Registration<Owner = unknown> extends NodeInfo {
   readonly owner: Owner;
 }
 
-export type RegisterRefusal = 'duplicate name' | 'name too long' | 'name is not valid UTF-8' | 'extra too long' | 'registry full';
+export type RegisterRefusal =
+  'duplicate name' | 'name too long' | 'name is not valid UTF-8' | 'extra too long' | 'registry full';
 export type RegisterResult<Owner> =
   | { readonly ok: true; readonly registration: Registration<Owner> }
   | { readonly ok: false; readonly reason: RegisterRefusal };
@@ -46,7 +47,6 @@ export function validateName(name: Buffer): RegisterRefusal | null {
   if (codePoints(name) > MAX_NAME_CHARS) return 'name too long';
   return null;
 }
-
 
 /** The key under which a name is stored: its bytes, one char per byte. */
 export function nameKey(name: Buffer): string {
@@ -119,7 +119,8 @@ export class Registry<Owner = unknown> {
   restore(registration: Registration<Owner>): RegisterResult<Owner> {
     const key = nameKey(registration.name);
     if (this.#byName.has(key)) return { ok: false, reason: 'duplicate name' };
-    if (registration.highestVersion >= 6 && registration.creation > this.#creation) this.#creation = registration.creation;
+    if (registration.highestVersion >= 6 && registration.creation > this.#creation)
+      this.#creation = registration.creation;
     this.#insert(key, registration);
     return { ok: true, registration };
   }

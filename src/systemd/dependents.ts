@@ -10,7 +10,10 @@ const UNIT_DIRS = ['/etc/systemd/system', '/run/systemd/system'];
 
 /** Unit names whose files or drop-ins require `unit` (e.g. "billing.service", "erlang-app@.service"). */
 export function requiringUnits(unit = 'epmd.service', dirs: readonly string[] = UNIT_DIRS): string[] {
-  const wanted = new RegExp(`^[ \\t]*(Requires|BindsTo)[ \\t]*=([^\\n]*[ \\t])?${unit.replace(/[.@]/g, '\\$&')}([ \\t]|$)`, 'm');
+  const wanted = new RegExp(
+    `^[ \\t]*(Requires|BindsTo)[ \\t]*=([^\\n]*[ \\t])?${unit.replace(/[.@]/g, '\\$&')}([ \\t]|$)`,
+    'm',
+  );
   const found = new Set<string>();
   const check = (name: string, file: string) => {
     try {

@@ -28,8 +28,7 @@ export interface PassedFd {
 
 export type ListenFds =
   /** `fds` is empty when nothing was passed to this process. */
-  | { readonly ok: true; readonly fds: readonly PassedFd[] }
-  | { readonly ok: false; readonly error: string };
+  { readonly ok: true; readonly fds: readonly PassedFd[] } | { readonly ok: false; readonly error: string };
 
 /** The two calls listenFds needs from the native addon (injectable, for tests). */
 export type FdCalls = Pick<SdepmdAddon, 'setCloexec' | 'pidfdInodeId'>;
@@ -73,9 +72,11 @@ function parseListenFds(env: NodeJS.ProcessEnv, pid: number, fdCalls: FdCalls | 
   if (listenFdsText === undefined) return nothing;
   if (!/^[+-]?\d+$/.test(listenFdsText)) return fail(`LISTEN_FDS is not a count: ${JSON.stringify(listenFdsText)}`);
   const count = Number(listenFdsText);
-  if (count <= 0 || count > INT_MAX - SD_LISTEN_FDS_START) return fail(`LISTEN_FDS must be from 1 to ${INT_MAX - SD_LISTEN_FDS_START}, not ${listenFdsText}`);
+  if (count <= 0 || count > INT_MAX - SD_LISTEN_FDS_START)
+    return fail(`LISTEN_FDS must be from 1 to ${INT_MAX - SD_LISTEN_FDS_START}, not ${listenFdsText}`);
 
-  const names = env.LISTEN_FDNAMES === undefined ? null : env.LISTEN_FDNAMES === '' ? [] : env.LISTEN_FDNAMES.split(':');
+  const names =
+    env.LISTEN_FDNAMES === undefined ? null : env.LISTEN_FDNAMES === '' ? [] : env.LISTEN_FDNAMES.split(':');
   if (fdCalls instanceof Error) return fail(`cannot set FD_CLOEXEC on the passed fds: ${fdCalls.message}`);
   const fds: PassedFd[] = [];
   for (let i = 0; i < count; i++) {

@@ -20,7 +20,8 @@ export interface Notifier {
   stopWatchdog(): void;
 }
 
-export type WatchdogSetting = { readonly ok: true; readonly usec: number } | { readonly ok: false; readonly error: string };
+export type WatchdogSetting =
+  { readonly ok: true; readonly usec: number } | { readonly ok: false; readonly error: string };
 
 /**
  * WATCHDOG_USEC and WATCHDOG_PID read as sd_watchdog_enabled(3) does: `usec` is 0 when the watchdog is off (no
@@ -85,7 +86,8 @@ export function openNotifier(env: NodeJS.ProcessEnv = process.env, options: Noti
   if (!env.NOTIFY_SOCKET) return NOOP;
   // Loaded only under systemd: it is a native module, and costs start-up time elsewhere.
   const addon = options.addon ?? loadAddon();
-  if (addon instanceof Error) throw new Error(`NOTIFY_SOCKET is set, but systemd cannot be told anything: ${addon.message}`);
+  if (addon instanceof Error)
+    throw new Error(`NOTIFY_SOCKET is set, but systemd cannot be told anything: ${addon.message}`);
   let lastFailure: string | null = null;
   const send = (state: string): void => {
     let failure: string | null;

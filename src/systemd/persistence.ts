@@ -16,7 +16,17 @@ import type { PassedFd } from './listen';
 import type { FdStore } from './fdstore';
 import type { RegistrationRecord } from '../registry/registration-record';
 import { runtimeDirectory } from './runtime-directory';
-import { integer, literal, matching, object, optional, parseJson, string, type FieldsOf, type Shape } from '../util/shape';
+import {
+  integer,
+  literal,
+  matching,
+  object,
+  optional,
+  parseJson,
+  string,
+  type FieldsOf,
+  type Shape,
+} from '../util/shape';
 
 /** Prefix of the FDNAMEs this daemon gives to registration connections (listening sockets never carry it). */
 export const REGISTRATION_FD_PREFIX = 'reg-';
@@ -76,7 +86,13 @@ export function decodeJournalLine(line: string): JournalLine {
  * reported, line by line; the others still count, so that one bad line loses no other registration.
  */
 export function replayJournal(text: string): JournalState & { skipped: number; problems: string[] } {
-  const state = { records: new Map<string, StoredRecord>(), creationCounter: 0, nextSeq: 0, skipped: 0, problems: [] as string[] };
+  const state = {
+    records: new Map<string, StoredRecord>(),
+    creationCounter: 0,
+    nextSeq: 0,
+    skipped: 0,
+    problems: [] as string[],
+  };
   text.split('\n').forEach((line, i) => {
     if (line.trim() === '') return;
     let entry: JournalLine;
@@ -84,7 +100,8 @@ export function replayJournal(text: string): JournalState & { skipped: number; p
       entry = decodeJournalLine(line);
     } catch (err) {
       state.skipped++;
-      if (state.problems.length < MAX_PROBLEMS_REPORTED) state.problems.push(`line ${i + 1}: ${(err as Error).message}`);
+      if (state.problems.length < MAX_PROBLEMS_REPORTED)
+        state.problems.push(`line ${i + 1}: ${(err as Error).message}`);
       return;
     }
     if (entry.op === 'header') {
@@ -157,7 +174,8 @@ export class Persistence {
     this.#max = max;
     if (max <= 0) [this.enabled, this.detail] = [false, 'disabled (--fdstore_max 0)'];
     else if (!store.available) [this.enabled, this.detail] = [false, store.unavailableReason ?? 'fd store unavailable'];
-    else if (!options.runtimeDirectory) [this.enabled, this.detail] = [false, 'RUNTIME_DIRECTORY is not set (RuntimeDirectory= in the unit)'];
+    else if (!options.runtimeDirectory)
+      [this.enabled, this.detail] = [false, 'RUNTIME_DIRECTORY is not set (RuntimeDirectory= in the unit)'];
     else [this.enabled, this.detail] = [true, `up to ${max} registrations kept in the fd store`];
     this.#store = this.enabled ? store : null;
     const dir = runtimeDirectory(options.runtimeDirectory);

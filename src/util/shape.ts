@@ -35,7 +35,10 @@ export const boolean: Shape<boolean> = (v, at) => (typeof v === 'boolean' ? v : 
 
 /** A safe integer from `min` to `max`. */
 export function integer(min = Number.MIN_SAFE_INTEGER, max = Number.MAX_SAFE_INTEGER): Shape<number> {
-  return (v, at) => (Number.isSafeInteger(v) && (v as number) >= min && (v as number) <= max ? (v as number) : fail(at, `an integer from ${min} to ${max}`, v));
+  return (v, at) =>
+    Number.isSafeInteger(v) && (v as number) >= min && (v as number) <= max
+      ? (v as number)
+      : fail(at, `an integer from ${min} to ${max}`, v);
 }
 
 /** A string matching `pattern` (`what` names it in the error). */
@@ -44,7 +47,10 @@ export function matching(pattern: RegExp, what: string): Shape<string> {
 }
 
 export function literal<const T extends string>(...values: readonly T[]): Shape<T> {
-  return (v, at) => ((values as readonly unknown[]).includes(v) ? (v as T) : fail(at, values.map((x) => JSON.stringify(x)).join(' or '), v));
+  return (v, at) =>
+    (values as readonly unknown[]).includes(v)
+      ? (v as T)
+      : fail(at, values.map((x) => JSON.stringify(x)).join(' or '), v);
 }
 
 export function nullable<T>(shape: Shape<T>): Shape<T | null> {
@@ -52,7 +58,9 @@ export function nullable<T>(shape: Shape<T>): Shape<T | null> {
 }
 
 export function optional<T>(shape: Shape<T>): OptionalShape<T> {
-  return Object.assign((v: unknown, at: string) => (v === undefined ? undefined : shape(v, at)), { optional: true as const });
+  return Object.assign((v: unknown, at: string) => (v === undefined ? undefined : shape(v, at)), {
+    optional: true as const,
+  });
 }
 
 /** The first of `shapes` that accepts the value. */
@@ -90,8 +98,12 @@ export function dictionary<T>(value: Shape<T>): Shape<Record<string, T>> {
 export type FieldsOf<T> = { readonly [K in keyof Required<T>]: Shape<unknown> };
 
 type Fields = Record<string, Shape<unknown>>;
-type MandatoryOf<F extends Fields> = { -readonly [K in keyof F as F[K] extends OptionalShape<unknown> ? never : K]: ShapeOf<F[K]> };
-type OptionalsOf<F extends Fields> = { -readonly [K in keyof F as F[K] extends OptionalShape<unknown> ? K : never]?: Exclude<ShapeOf<F[K]>, undefined> };
+type MandatoryOf<F extends Fields> = {
+  -readonly [K in keyof F as F[K] extends OptionalShape<unknown> ? never : K]: ShapeOf<F[K]>;
+};
+type OptionalsOf<F extends Fields> = {
+  -readonly [K in keyof F as F[K] extends OptionalShape<unknown> ? K : never]?: Exclude<ShapeOf<F[K]>, undefined>;
+};
 export type ObjectOf<F extends Fields> = MandatoryOf<F> & OptionalsOf<F>;
 
 export function object<F extends Fields>(fields: F): Shape<ObjectOf<F>> {

@@ -59,8 +59,10 @@ interface Case {
 }
 
 const n = (body: string | Buffer) => frame(Buffer.isBuffer(body) ? body : Buffer.from(body, 'latin1'));
-const z = (name: string | Buffer) => n(Buffer.concat([Buffer.from('z'), Buffer.isBuffer(name) ? name : Buffer.from(name, 'utf8')]));
-const st = (name: string | Buffer) => n(Buffer.concat([Buffer.from('s'), Buffer.isBuffer(name) ? name : Buffer.from(name, 'utf8')]));
+const z = (name: string | Buffer) =>
+  n(Buffer.concat([Buffer.from('z'), Buffer.isBuffer(name) ? name : Buffer.from(name, 'utf8')]));
+const st = (name: string | Buffer) =>
+  n(Buffer.concat([Buffer.from('s'), Buffer.isBuffer(name) ? name : Buffer.from(name, 'utf8')]));
 const NAMES = n('n');
 const DUMP = n('d');
 const KILL = n('k');
@@ -68,7 +70,15 @@ const B = (hex: string) => Buffer.from(hex.replace(/\s+/g, ''), 'hex');
 
 /** The PORT2_RESP sdepmd sends for a default alive2(name) registration. */
 const port2For = (name: string) =>
-  encodePort2Reply({ name: Buffer.from(name), port: 5555, nodeType: 77, protocol: 0, highestVersion: 6, lowestVersion: 5, extra: Buffer.alloc(0) });
+  encodePort2Reply({
+    name: Buffer.from(name),
+    port: 5555,
+    nodeType: 77,
+    protocol: 0,
+    highestVersion: 6,
+    lowestVersion: 5,
+    extra: Buffer.alloc(0),
+  });
 
 /** (a) STOP of an unknown name. */
 const STOP_NOEXIST = (label: string): Divergence => ({
@@ -120,7 +130,10 @@ const CASES: Case[] = [
   {
     name: 'ALIVE2 fields stored verbatim: hidden type 72, protocol 1, hi 7, lo 3, port 65535, extra',
     run: async (s) => {
-      await s.register('register', alive2('hid', { type: 72, proto: 1, hi: 7, lo: 3, port: 65535, extra: Buffer.from('xyz\0\xff', 'latin1') }));
+      await s.register(
+        'register',
+        alive2('hid', { type: 72, proto: 1, hi: 7, lo: 3, port: 65535, extra: Buffer.from('xyz\0\xff', 'latin1') }),
+      );
       await s.register('register lo>hi', alive2('odd', { type: 0, proto: 255, hi: 6, lo: 9, port: 0 }));
       await s.send('PORT_PLEASE2 hid', z('hid'));
       await s.send('PORT_PLEASE2 odd', z('odd'));
@@ -139,7 +152,8 @@ const CASES: Case[] = [
       await s.send('PORT_PLEASE2 dup', z('dup'));
     },
     check: (c, s) => {
-      for (const obs of [c, s]) expect(obs.find((o) => o.label === 'second (duplicate)')?.text).toBe('"v\\x01\\x00\\x00\\x00c" [open]');
+      for (const obs of [c, s])
+        expect(obs.find((o) => o.label === 'second (duplicate)')?.text).toBe('"v\\x01\\x00\\x00\\x00c" [open]');
     },
   },
   {
@@ -151,7 +165,8 @@ const CASES: Case[] = [
       await s.names('first still registered');
     },
     check: (c, s) => {
-      for (const obs of [c, s]) expect(obs.find((o) => o.label === 'second (duplicate)')?.text).toBe('"y\\x01\\x00c" [open]');
+      for (const obs of [c, s])
+        expect(obs.find((o) => o.label === 'second (duplicate)')?.text).toBe('"y\\x01\\x00c" [open]');
     },
   },
   {
@@ -704,7 +719,10 @@ const CASES: Case[] = [
       name: `split ALIVE2 (${req.length} bytes) after byte ${i + 1}`,
       group: 'split-alive2',
       run: async (s) => {
-        const r = await s.register('register', req, { writes: [req.subarray(0, i + 1), req.subarray(i + 1)], gapMs: 30 });
+        const r = await s.register('register', req, {
+          writes: [req.subarray(0, i + 1), req.subarray(i + 1)],
+          gapMs: 30,
+        });
         await s.send('PORT_PLEASE2', z('splitting'));
         await r.eof('EOF');
       },
@@ -766,7 +784,8 @@ const CASES: Case[] = [
   },
   {
     name: 'peer address equal to the local address (eth0 -> eth0, IPv4 and IPv6) is local: ALIVE2 accepted',
-    unavailable: () => (nonLoopbackAddress('IPv4') && nonLoopbackAddress('IPv6') ? undefined : 'no non-loopback IPv4+IPv6 addresses'),
+    unavailable: () =>
+      nonLoopbackAddress('IPv4') && nonLoopbackAddress('IPv6') ? undefined : 'no non-loopback IPv4+IPv6 addresses',
     run: async (s) => {
       const v4 = nonLoopbackAddress('IPv4')!;
       const v6 = nonLoopbackAddress('IPv6')!;
@@ -777,10 +796,14 @@ const CASES: Case[] = [
   },
   {
     name: 'non-local peer (eth0 IPv6 -> ::1): ALIVE2 closed; 127.0.0.5 -> eth0 is local',
-    unavailable: () => (nonLoopbackAddress('IPv4') && nonLoopbackAddress('IPv6') ? undefined : 'no non-loopback IPv4+IPv6 addresses'),
+    unavailable: () =>
+      nonLoopbackAddress('IPv4') && nonLoopbackAddress('IPv6') ? undefined : 'no non-loopback IPv4+IPv6 addresses',
     run: async (s) => {
       await s.register('ALIVE2 v6 -> ::1', alive2('far6'), { host: '::1', localAddress: nonLoopbackAddress('IPv6')! });
-      await s.register('ALIVE2 127.0.0.5 -> eth0', alive2('loop5'), { host: nonLoopbackAddress('IPv4')!, localAddress: '127.0.0.5' });
+      await s.register('ALIVE2 127.0.0.5 -> eth0', alive2('loop5'), {
+        host: nonLoopbackAddress('IPv4')!,
+        localAddress: '127.0.0.5',
+      });
       await s.names();
     },
   },
@@ -810,8 +833,16 @@ const CASES: Case[] = [
     run: async (s) => {
       await s.register('register', alive2('slowpoke'));
       const req = z('slowpoke');
-      await s.timed('PORT_PLEASE2 in 3 pieces, 0.9 s apart', [req.subarray(0, 1), req.subarray(1, 4), req.subarray(4)], { gapMs: 900, waitMs: 1500 });
-      await s.timed('NAMES in 3 pieces, 0.9 s apart', [B('00'), B('01'), B('6e')], { gapMs: 900, waitMs: 1500, mask: 'names' });
+      await s.timed(
+        'PORT_PLEASE2 in 3 pieces, 0.9 s apart',
+        [req.subarray(0, 1), req.subarray(1, 4), req.subarray(4)],
+        { gapMs: 900, waitMs: 1500 },
+      );
+      await s.timed('NAMES in 3 pieces, 0.9 s apart', [B('00'), B('01'), B('6e')], {
+        gapMs: 900,
+        waitMs: 1500,
+        mask: 'names',
+      });
     },
   },
   {
@@ -823,9 +854,16 @@ const CASES: Case[] = [
       await s.register('register', alive2('slowpoke'));
       await alignToSecond();
       const req = z('slowpoke');
-      await s.timed('PORT_PLEASE2 in 2 pieces, 1.5 s apart', [req.subarray(0, 1), req.subarray(1)], { gapMs: 1500, waitMs: 1500 });
+      await s.timed('PORT_PLEASE2 in 2 pieces, 1.5 s apart', [req.subarray(0, 1), req.subarray(1)], {
+        gapMs: 1500,
+        waitMs: 1500,
+      });
       await alignToSecond();
-      await s.timed('NAMES in 2 pieces, 1.5 s apart', [B('00'), B('016e')], { gapMs: 1500, waitMs: 1500, mask: 'names' });
+      await s.timed('NAMES in 2 pieces, 1.5 s apart', [B('00'), B('016e')], {
+        gapMs: 1500,
+        waitMs: 1500,
+        mask: 'names',
+      });
     },
   },
   {
@@ -833,8 +871,16 @@ const CASES: Case[] = [
     configs: ['packet_timeout 1'],
     run: async (s) => {
       const timeout = { seconds: 1, sweep: 1 };
-      await s.timed('PORT_PLEASE2, 3.5 s gap after 1 byte', [B('00'), B('0a7a736c6f77706f6b65')], { gapMs: 3500, waitMs: 1000, timeout });
-      await s.timed('PORT_PLEASE2, 3.5 s gap after the header', [B('000a'), B('7a736c6f77706f6b65')], { gapMs: 3500, waitMs: 1000, timeout });
+      await s.timed('PORT_PLEASE2, 3.5 s gap after 1 byte', [B('00'), B('0a7a736c6f77706f6b65')], {
+        gapMs: 3500,
+        waitMs: 1000,
+        timeout,
+      });
+      await s.timed('PORT_PLEASE2, 3.5 s gap after the header', [B('000a'), B('7a736c6f77706f6b65')], {
+        gapMs: 3500,
+        waitMs: 1000,
+        timeout,
+      });
       await s.timed('nothing sent', [], { gapMs: 0, waitMs: 5000, timeout });
     },
   },
@@ -850,8 +896,14 @@ const CASES: Case[] = [
         timedProbe(s.port, [B('00')], { gapMs: 0, waitMs: 13_000 }),
       ]);
       s.record('NAMES in 3 pieces, 4.5 s apart', `${s.mask(served.reply, 'names')} [${served.ended}]`);
-      s.record('NAMES in 2 pieces, 5.5 s apart, from early in a second', `${s.mask(whole.reply, 'names')} [${whole.ended}]`);
-      s.record('one byte, then silence', `${show(closed.reply)} [${closed.ended === 'closed' ? closeBucket(closed.endedAtMs, 5, 5) : 'open'}]`);
+      s.record(
+        'NAMES in 2 pieces, 5.5 s apart, from early in a second',
+        `${s.mask(whole.reply, 'names')} [${whole.ended}]`,
+      );
+      s.record(
+        'one byte, then silence',
+        `${show(closed.reply)} [${closed.ended === 'closed' ? closeBucket(closed.endedAtMs, 5, 5) : 'open'}]`,
+      );
     },
   },
   // -delay_write S: the C epmd sleeps S before each write (the port header, then each NAMES or DUMP line), and its
@@ -873,8 +925,18 @@ const CASES: Case[] = [
     configs: ['delay_write 1'],
     run: async (s) => {
       await s.register('register', alive2('patient', { port: 40023 }), { replyWaitMs: 3000 });
-      await s.timed('NAMES, then EOF', [NAMES], { gapMs: 0, waitMs: 4000, mask: 'names', halfClose: true, chunks: 'sizes' });
-      await s.timed('PORT_PLEASE2, then more bytes 0.3 s later', [z('patient'), Buffer.from('more')], { gapMs: 300, waitMs: 4000, chunks: 'sizes' });
+      await s.timed('NAMES, then EOF', [NAMES], {
+        gapMs: 0,
+        waitMs: 4000,
+        mask: 'names',
+        halfClose: true,
+        chunks: 'sizes',
+      });
+      await s.timed('PORT_PLEASE2, then more bytes 0.3 s later', [z('patient'), Buffer.from('more')], {
+        gapMs: 300,
+        waitMs: 4000,
+        chunks: 'sizes',
+      });
     },
   },
   {
@@ -1007,7 +1069,8 @@ d('differential: C epmd vs sdepmd', () => {
                 expect(s.find((o) => o.label === label)?.text).toBe(want.sdepmd);
               }
               const rest = (obs: readonly Observation[]) => obs.filter((o) => !(o.label in div.labels));
-              if (describeDiff(rest(c), rest(s))) throw new Error(`differences besides divergence (${div.id}):\n${describeDiff(rest(c), rest(s))}`);
+              if (describeDiff(rest(c), rest(s)))
+                throw new Error(`differences besides divergence (${div.id}):\n${describeDiff(rest(c), rest(s))}`);
             } else if (describeDiff(c, s)) {
               throw new Error(`C epmd and sdepmd differ:\n${describeDiff(c, s)}`);
             }

@@ -48,7 +48,11 @@ const maskRun = (r: Run, port: number) => ({
 });
 
 /** A scenario: given a fresh daemon and a client, returns the transcript of the client runs. */
-type Scenario = (d: TestDaemon, client: ClientKind, session: Session) => Promise<Record<string, ReturnType<typeof maskRun>>>;
+type Scenario = (
+  d: TestDaemon,
+  client: ClientKind,
+  session: Session,
+) => Promise<Record<string, ReturnType<typeof maskRun>>>;
 
 const SCENARIOS: { name: string; relaxed: boolean; run: Scenario }[] = [
   {
@@ -68,7 +72,11 @@ const SCENARIOS: { name: string; relaxed: boolean; run: Scenario }[] = [
       await r1.eof('eof 1');
       await r2.eof('eof 2');
       out['-kill (empty)'] = maskRun(await runClient(client, [...p, '-kill']), d.port);
-      out['daemon exit'] = { code: await Promise.race([d.exited, sleep(3000).then(() => null)]), stdout: '', stderr: '' };
+      out['daemon exit'] = {
+        code: await Promise.race([d.exited, sleep(3000).then(() => null)]),
+        stdout: '',
+        stderr: '',
+      };
       return out;
     },
   },
@@ -86,7 +94,11 @@ const SCENARIOS: { name: string; relaxed: boolean; run: Scenario }[] = [
       out['-stop (1001 chars)'] = maskRun(await runClient(client, [...p, '-stop', 'x'.repeat(1001)]), d.port);
       out['-names'] = maskRun(await runClient(client, [...p, '-names']), d.port);
       out['-kill (nodes live, relaxed)'] = maskRun(await runClient(client, [...p, '-kill']), d.port);
-      out['daemon exit'] = { code: await Promise.race([d.exited, sleep(3000).then(() => null)]), stdout: '', stderr: '' };
+      out['daemon exit'] = {
+        code: await Promise.race([d.exited, sleep(3000).then(() => null)]),
+        stdout: '',
+        stderr: '',
+      };
       return out;
     },
   },
@@ -98,33 +110,42 @@ d('epmd client verbs: C client and sdepmd client, against C epmd and sdepmd', ()
   afterAll(stopAll);
 
   for (const scenario of SCENARIOS) {
-    test(scenario.name, async () => {
-      const combos: [ClientKind, DaemonKind][] = [
-        ['C client', 'c-epmd'],
-        ['C client', 'sdepmd'],
-        ['sdepmd client', 'c-epmd'],
-        ['sdepmd client', 'sdepmd'],
-      ];
-      const transcripts = await Promise.all(
-        combos.map(async ([client, kind]) => {
-          const daemon = await startDaemon(kind, { args: scenario.relaxed ? ['-relaxed_command_check'] : [] });
-          const session = new Session(daemon);
-          try {
-            return await scenario.run(daemon, client, session);
-          } finally {
-            session.closeAll();
-            await daemon.stop();
-          }
-        }),
-      );
-      const reference = transcripts[0]!;
-      if (process.env.SHOW_TRANSCRIPT) process.stdout.write(JSON.stringify(reference, null, 1) + '\n');
-      // Sanity: the reference itself looks like the C client's documented output.
-      expect(Object.values(reference).some((r) => r.stdout.includes('epmd: up and running on port <PORT> with data:\n'))).toBe(true);
-      combos.forEach(([client, kind], i) => {
-        expect({ who: `${client} vs ${kind}`, ...transcripts[i] }).toEqual({ who: `${client} vs ${kind}`, ...reference });
-      });
-    }, 60_000);
+    test(
+      scenario.name,
+      async () => {
+        const combos: [ClientKind, DaemonKind][] = [
+          ['C client', 'c-epmd'],
+          ['C client', 'sdepmd'],
+          ['sdepmd client', 'c-epmd'],
+          ['sdepmd client', 'sdepmd'],
+        ];
+        const transcripts = await Promise.all(
+          combos.map(async ([client, kind]) => {
+            const daemon = await startDaemon(kind, { args: scenario.relaxed ? ['-relaxed_command_check'] : [] });
+            const session = new Session(daemon);
+            try {
+              return await scenario.run(daemon, client, session);
+            } finally {
+              session.closeAll();
+              await daemon.stop();
+            }
+          }),
+        );
+        const reference = transcripts[0]!;
+        if (process.env.SHOW_TRANSCRIPT) process.stdout.write(JSON.stringify(reference, null, 1) + '\n');
+        // Sanity: the reference itself looks like the C client's documented output.
+        expect(
+          Object.values(reference).some((r) => r.stdout.includes('epmd: up and running on port <PORT> with data:\n')),
+        ).toBe(true);
+        combos.forEach(([client, kind], i) => {
+          expect({ who: `${client} vs ${kind}`, ...transcripts[i] }).toEqual({
+            who: `${client} vs ${kind}`,
+            ...reference,
+          });
+        });
+      },
+      60_000,
+    );
   }
 
   test('cannot connect (nothing listening): both clients print "epmd: Cannot connect to local epmd" and exit 1', async () => {
@@ -151,7 +172,7 @@ d('epmd client verbs: C client and sdepmd client, against C epmd and sdepmd', ()
     await daemon.stop();
   });
 
-  test('-stop with no name: the C client\'s usage on stderr, exit 1, from both clients', async () => {
+  test("-stop with no name: the C client's usage on stderr, exit 1, from both clients", async () => {
     for (const args of [['-stop'], ['-port', '1', '-stop'], ['-relaxed_command_check', '-stop']]) {
       const c = await runClient('C client', args);
       const s = await runClient('sdepmd client', args);

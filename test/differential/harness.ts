@@ -74,7 +74,8 @@ export function timedProbe(
       }
       if (!writes.length) lastWrite = Date.now();
       if (o.halfClose) socket.end();
-      if (o.reset !== undefined) setTimeout(() => done || (socket.resetAndDestroy(), finish('closed')), o.reset).unref();
+      if (o.reset !== undefined)
+        setTimeout(() => done || (socket.resetAndDestroy(), finish('closed')), o.reset).unref();
       setTimeout(() => finish('open'), o.waitMs).unref();
     };
     socket.on('data', (d: Buffer) => {
@@ -96,7 +97,8 @@ export function timedProbe(
  */
 export function closeBucket(ms: number, timeoutS: number, sweepS: number, slackMs = 700): string {
   if (ms <= timeoutS * 1000) return `closed within ${timeoutS} s (too early: ${ms} ms)`;
-  if (ms <= (timeoutS + 1 + sweepS) * 1000 + slackMs) return `closed after more than ${timeoutS} s, by ${timeoutS + 1 + sweepS} s`;
+  if (ms <= (timeoutS + 1 + sweepS) * 1000 + slackMs)
+    return `closed after more than ${timeoutS} s, by ${timeoutS + 1 + sweepS} s`;
   return `closed after ${timeoutS + 1 + sweepS} s (too late: ${ms} ms)`;
 }
 
@@ -135,7 +137,13 @@ export function alive2(
 }
 
 /** An ALIVE2_REQ whose length fields may lie: nlen and elen are written as given. */
-export function alive2Raw(nlen: number, name: Buffer, elen: number | null, extra: Buffer = Buffer.alloc(0), hi = 6): Buffer {
+export function alive2Raw(
+  nlen: number,
+  name: Buffer,
+  elen: number | null,
+  extra: Buffer = Buffer.alloc(0),
+  hi = 6,
+): Buffer {
   const head = Buffer.from([0x78, 0x15, 0xb3, 77, 0, hi >> 8, hi & 0xff, 0, 5, nlen >> 8, nlen & 0xff]);
   const e = elen === null ? Buffer.alloc(0) : Buffer.from([elen >> 8, elen & 0xff]);
   return frame(Buffer.concat([head, name, e, extra]));
@@ -165,7 +173,9 @@ export class Reg {
     alreadyClosed: boolean,
   ) {
     this.#closed = alreadyClosed;
-    this.closedP = alreadyClosed ? Promise.resolve() : new Promise((r) => socket.once('close', () => ((this.#closed = true), r())));
+    this.closedP = alreadyClosed
+      ? Promise.resolve()
+      : new Promise((r) => socket.once('close', () => ((this.#closed = true), r())));
     socket.on('data', (d: Buffer) => this.#after.push(d));
   }
 
@@ -219,7 +229,11 @@ export class Session {
   }
 
   /** One request (possibly in several writes); records the masked reply and how the connection ended. */
-  async send(label: string, writes: Buffer | readonly Buffer[], opts: RawOptions & { mask?: Mask } = {}): Promise<RawResult> {
+  async send(
+    label: string,
+    writes: Buffer | readonly Buffer[],
+    opts: RawOptions & { mask?: Mask } = {},
+  ): Promise<RawResult> {
     const list = Buffer.isBuffer(writes) ? [writes] : writes;
     const r = await rawProbe(this.port, list, opts);
     this.record(label, `${this.mask(r.reply, opts.mask ?? 'none')} [${r.ended}]`);
@@ -272,7 +286,11 @@ export class Session {
     // Wait for a whole reply (or a close), then linger to see whether the server closes the connection.
     const complete = () => {
       const r = Buffer.concat(chunks);
-      return (r[0] === 0x76 && r.length >= 6) || (r[0] === 0x79 && r.length >= 4) || (r.length > 0 && r[0] !== 0x76 && r[0] !== 0x79);
+      return (
+        (r[0] === 0x76 && r.length >= 6) ||
+        (r[0] === 0x79 && r.length >= 4) ||
+        (r.length > 0 && r[0] !== 0x76 && r[0] !== 0x79)
+      );
     };
     const deadline = Date.now() + (opts.replyWaitMs ?? 1000);
     while (!closed && !complete() && Date.now() < deadline) await sleep(5);
@@ -303,7 +321,7 @@ export class Session {
     const problems: string[] = [];
     if (creation === 0) problems.push('zero');
     if (width === 2 && (creation < 1 || creation > 3)) problems.push(`${creation} not in 1..3`);
-    if (hi !== undefined && (hi >= 6) !== (width === 4)) problems.push(`reply width ${width} for highest version ${hi}`);
+    if (hi !== undefined && hi >= 6 !== (width === 4)) problems.push(`reply width ${width} for highest version ${hi}`);
     if (name !== undefined && this.trackCreations) {
       const last = this.#lastCreation.get(`${width}:${name}`);
       if (last === creation) problems.push(`same creation ${creation} as the previous registration of this name`);
@@ -335,7 +353,9 @@ export class Session {
   ): Promise<TimedResult> {
     const r = await timedProbe(this.port, writes, o);
     const chunks = o.chunks
-      ? r.chunks.map((c) => `${o.chunks === 'sizes' ? `${c.bytes} B ` : ''}at ${Math.round(c.atMs / 1000)} s`).join(', ')
+      ? r.chunks
+          .map((c) => `${o.chunks === 'sizes' ? `${c.bytes} B ` : ''}at ${Math.round(c.atMs / 1000)} s`)
+          .join(', ')
       : '';
     const ended =
       r.ended === 'open'

@@ -65,8 +65,12 @@ d('epmd.socket keeps Backlog= through activation, reload and stop', () => {
     const before = await mainPid();
     const reload = await s.systemctl('reload', 'epmd.service');
     if (reload.code !== 0) throw new Error(`reload failed: ${reload.stderr}\n${await s.journal('epmd.service', 40)}`);
-    await waitFor('the live upgrade in the journal', async () =>
-      /live upgrade: /.test(await s.journal('epmd.service', 40)) ? true : undefined, 30000, 250);
+    await waitFor(
+      'the live upgrade in the journal',
+      async () => (/live upgrade: /.test(await s.journal('epmd.service', 40)) ? true : undefined),
+      30000,
+      250,
+    );
     expect(await mainPid()).toBe(before);
     expect((await s.exec(['epmd', '-names'])).code).toBe(0);
     seen.afterReload = await backlog();

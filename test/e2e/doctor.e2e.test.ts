@@ -20,7 +20,10 @@ const DROP_IN_SRC = fs.readFileSync(path.join(REPO, 'units', 'epmd-dependency.co
 const SDEPMD = '/usr/local/bin/sdepmd';
 const TEST_TIMEOUT = 180000;
 
-const d = peerDescribe('systemd sandbox + erl + C epmd', allOf(systemdSandboxAvailable(), erlAvailable(), cEpmdAvailable()));
+const d = peerDescribe(
+  'systemd sandbox + erl + C epmd',
+  allOf(systemdSandboxAvailable(), erlAvailable(), cEpmdAvailable()),
+);
 
 interface Finding {
   id: string;
@@ -70,10 +73,15 @@ d('sdepmd doctor / attach / detach in a real systemd: each fault created, named,
     return { code: j.code, ...parsed, text: t.stdout };
   };
   const waitGreen = (what: string, timeoutMs = 30000): Promise<DoctorResult> =>
-    waitFor(what, async () => {
-      const r = await doctor();
-      return r.code === 0 ? r : undefined;
-    }, timeoutMs, 500).catch(async (e: Error) => {
+    waitFor(
+      what,
+      async () => {
+        const r = await doctor();
+        return r.code === 0 ? r : undefined;
+      },
+      timeoutMs,
+      500,
+    ).catch(async (e: Error) => {
       const r = await doctor();
       throw new Error(`${e.message}; last doctor output:\n${r.text}`);
     });
@@ -82,7 +90,9 @@ d('sdepmd doctor / attach / detach in a real systemd: each fault created, named,
     expect(f.fix.length).toBeGreaterThan(0);
     for (const cmd of f.fix) {
       const r = await sh(cmd, 90000);
-      report(`fix: $ ${cmd} -> exit ${r.code}${r.stdout.trim() ? `\n${r.stdout.trim()}` : ''}${r.stderr.trim() ? `\n${r.stderr.trim()}` : ''}`);
+      report(
+        `fix: $ ${cmd} -> exit ${r.code}${r.stdout.trim() ? `\n${r.stdout.trim()}` : ''}${r.stderr.trim() ? `\n${r.stderr.trim()}` : ''}`,
+      );
       expect({ cmd, code: r.code, stderr: r.stderr }).toEqual({ cmd, code: 0, stderr: r.stderr });
     }
   };
@@ -110,193 +120,242 @@ d('sdepmd doctor / attach / detach in a real systemd: each fault created, named,
   // Nothing leaks: the namespace's processes, its cgroups and its scratch dir are gone.
   afterAll(() => stopAndCheckClean(sb), 60000);
 
-  test('a freshly installed host is healthy: exit 0; its one warning, the open socket, is fixed as printed', timed('healthy host', async () => {
-    // The shipped epmd.socket listens on every address, as the C epmd does: doctor warns, and its fix restricts it.
-    const exposed = await doctor('exposed');
-    expect(exposed.code).toBe(0);
-    expect(exposed.findings.map((f) => f.id)).toEqual(['socket-exposed']);
-    const warning = find(exposed, 'socket-exposed');
-    expect(warning.severity).toBe('warning');
-    expect(warning.evidence).toEqual(expect.arrayContaining(['    IPAddressDeny=any', '    IPAddressAllow=localhost']));
-    expect(warning.fix).toEqual(['sdepmd allow localhost']); // the sandbox has no network but loopback
-    await applyFix(warning);
-    const r = await doctor('healthy');
-    expect(r.findings).toEqual([]);
-    expect(r.healthy).toBe(true);
-    expect(r.code).toBe(0);
-    expect(r.text).toMatch(/^sdepmd doctor: healthy\. epmd\.socket is listening on port 4369/);
-    const help = await sh([SDEPMD, 'doctor', '--help']);
-    expect(help.code).toBe(0);
-    expect(help.stdout).toMatch(/--json/);
-    expect((await sh([SDEPMD, 'doctor', '--bogus'])).code).toBe(1); // a usage error: exit 1, as everywhere
-  }), TEST_TIMEOUT);
+  test(
+    'a freshly installed host is healthy: exit 0; its one warning, the open socket, is fixed as printed',
+    timed('healthy host', async () => {
+      // The shipped epmd.socket listens on every address, as the C epmd does: doctor warns, and its fix restricts it.
+      const exposed = await doctor('exposed');
+      expect(exposed.code).toBe(0);
+      expect(exposed.findings.map((f) => f.id)).toEqual(['socket-exposed']);
+      const warning = find(exposed, 'socket-exposed');
+      expect(warning.severity).toBe('warning');
+      expect(warning.evidence).toEqual(
+        expect.arrayContaining(['    IPAddressDeny=any', '    IPAddressAllow=localhost']),
+      );
+      expect(warning.fix).toEqual(['sdepmd allow localhost']); // the sandbox has no network but loopback
+      await applyFix(warning);
+      const r = await doctor('healthy');
+      expect(r.findings).toEqual([]);
+      expect(r.healthy).toBe(true);
+      expect(r.code).toBe(0);
+      expect(r.text).toMatch(/^sdepmd doctor: healthy\. epmd\.socket is listening on port 4369/);
+      const help = await sh([SDEPMD, 'doctor', '--help']);
+      expect(help.code).toBe(0);
+      expect(help.stdout).toMatch(/--json/);
+      expect((await sh([SDEPMD, 'doctor', '--bogus'])).code).toBe(1); // a usage error: exit 1, as everywhere
+    }),
+    TEST_TIMEOUT,
+  );
 
-  test('attach and detach round-trip on a real unit (dry run, idempotence, refusal)', timed('attach/detach round trip', async () => {
-    const s = box();
-    await s.installUnit('billing_prod.service', appUnit('billing_prod'));
-    const file = '/etc/systemd/system/billing_prod.service.d/epmd-dependency.conf';
-    expect(await show('billing_prod.service', 'Requires')).not.toMatch(/epmd\.service/);
+  test(
+    'attach and detach round-trip on a real unit (dry run, idempotence, refusal)',
+    timed('attach/detach round trip', async () => {
+      const s = box();
+      await s.installUnit('billing_prod.service', appUnit('billing_prod'));
+      const file = '/etc/systemd/system/billing_prod.service.d/epmd-dependency.conf';
+      expect(await show('billing_prod.service', 'Requires')).not.toMatch(/epmd\.service/);
 
-    const dry = await sh([SDEPMD, 'attach', '--dry-run', 'billing_prod']);
-    report(`$ sdepmd attach --dry-run billing_prod -> exit ${dry.code}\n${dry.stdout}${dry.stderr}`);
-    expect(dry.code).toBe(0);
-    expect(dry.stdout).toContain(`would write ${file}`);
-    expect(dry.stdout).toContain('would run: systemctl daemon-reload');
-    expect((await sh(['test', '-e', file])).code).not.toBe(0);
+      const dry = await sh([SDEPMD, 'attach', '--dry-run', 'billing_prod']);
+      report(`$ sdepmd attach --dry-run billing_prod -> exit ${dry.code}\n${dry.stdout}${dry.stderr}`);
+      expect(dry.code).toBe(0);
+      expect(dry.stdout).toContain(`would write ${file}`);
+      expect(dry.stdout).toContain('would run: systemctl daemon-reload');
+      expect((await sh(['test', '-e', file])).code).not.toBe(0);
 
-    const att = await sh([SDEPMD, 'attach', 'billing_prod']);
-    report(`$ sdepmd attach billing_prod -> exit ${att.code}\n${att.stdout}${att.stderr}`);
-    expect(att.code).toBe(0);
-    expect(await s.readFile(file)).toBe(DROP_IN_SRC);
-    expect(att.stdout).toContain('systemctl restart billing_prod.service');
-    // daemon-reload ran: systemd sees the dependency without anyone reloading by hand.
-    expect((await show('billing_prod.service', 'Requires')).split(' ')).toContain('epmd.service');
-    expect((await show('billing_prod.service', 'After')).split(' ')).toContain('epmd.service');
-    expect(await show('billing_prod.service', 'Environment')).toContain('ERL_ZFLAGS=-start_epmd false');
-    expect(await show('billing_prod.service', 'DropInPaths')).toContain(file);
+      const att = await sh([SDEPMD, 'attach', 'billing_prod']);
+      report(`$ sdepmd attach billing_prod -> exit ${att.code}\n${att.stdout}${att.stderr}`);
+      expect(att.code).toBe(0);
+      expect(await s.readFile(file)).toBe(DROP_IN_SRC);
+      expect(att.stdout).toContain('systemctl restart billing_prod.service');
+      // daemon-reload ran: systemd sees the dependency without anyone reloading by hand.
+      expect((await show('billing_prod.service', 'Requires')).split(' ')).toContain('epmd.service');
+      expect((await show('billing_prod.service', 'After')).split(' ')).toContain('epmd.service');
+      expect(await show('billing_prod.service', 'Environment')).toContain('ERL_ZFLAGS=-start_epmd false');
+      expect(await show('billing_prod.service', 'DropInPaths')).toContain(file);
 
-    const again = await sh([SDEPMD, 'attach', 'billing_prod.service']);
-    expect(again.code).toBe(0);
-    expect(again.stdout).toContain('already attached');
-    expect(again.stdout).not.toContain('daemon-reload');
+      const again = await sh([SDEPMD, 'attach', 'billing_prod.service']);
+      expect(again.code).toBe(0);
+      expect(again.stdout).toContain('already attached');
+      expect(again.stdout).not.toContain('daemon-reload');
 
-    const refused = await sh([SDEPMD, 'attach', 'no_such_app', 'billing_prod']);
-    report(`$ sdepmd attach no_such_app billing_prod -> exit ${refused.code}\n${refused.stdout}${refused.stderr}`);
-    expect(refused.code).toBe(1);
-    expect(refused.stderr).toMatch(/refusing no_such_app\.service: no such unit/);
-    expect((await sh(['test', '-e', '/etc/systemd/system/no_such_app.service.d'])).code).not.toBe(0);
+      const refused = await sh([SDEPMD, 'attach', 'no_such_app', 'billing_prod']);
+      report(`$ sdepmd attach no_such_app billing_prod -> exit ${refused.code}\n${refused.stdout}${refused.stderr}`);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toMatch(/refusing no_such_app\.service: no such unit/);
+      expect((await sh(['test', '-e', '/etc/systemd/system/no_such_app.service.d'])).code).not.toBe(0);
 
-    const dryDetach = await sh([SDEPMD, 'detach', '--dry-run', 'billing_prod']);
-    report(`$ sdepmd detach --dry-run billing_prod -> exit ${dryDetach.code}\n${dryDetach.stdout}${dryDetach.stderr}`);
-    expect(dryDetach.stdout).toContain(`would remove ${file}`);
-    expect(await s.readFile(file)).toBe(DROP_IN_SRC);
+      const dryDetach = await sh([SDEPMD, 'detach', '--dry-run', 'billing_prod']);
+      report(
+        `$ sdepmd detach --dry-run billing_prod -> exit ${dryDetach.code}\n${dryDetach.stdout}${dryDetach.stderr}`,
+      );
+      expect(dryDetach.stdout).toContain(`would remove ${file}`);
+      expect(await s.readFile(file)).toBe(DROP_IN_SRC);
 
-    const det = await sh([SDEPMD, 'detach', 'billing_prod']);
-    report(`$ sdepmd detach billing_prod -> exit ${det.code}\n${det.stdout}${det.stderr}`);
-    expect(det.code).toBe(0);
-    expect((await sh(['test', '-e', '/etc/systemd/system/billing_prod.service.d'])).code).not.toBe(0);
-    expect((await show('billing_prod.service', 'Requires')).split(' ')).not.toContain('epmd.service');
-    expect(await show('billing_prod.service', 'Environment')).not.toContain('start_epmd');
-    const det2 = await sh([SDEPMD, 'detach', 'billing_prod']);
-    expect(det2.code).toBe(0);
-    expect(det2.stdout).toContain('not attached');
-    expect((await sh([SDEPMD, 'detach', 'no_such_app'])).code).toBe(1);
-  }), TEST_TIMEOUT);
+      const det = await sh([SDEPMD, 'detach', 'billing_prod']);
+      report(`$ sdepmd detach billing_prod -> exit ${det.code}\n${det.stdout}${det.stderr}`);
+      expect(det.code).toBe(0);
+      expect((await sh(['test', '-e', '/etc/systemd/system/billing_prod.service.d'])).code).not.toBe(0);
+      expect((await show('billing_prod.service', 'Requires')).split(' ')).not.toContain('epmd.service');
+      expect(await show('billing_prod.service', 'Environment')).not.toContain('start_epmd');
+      const det2 = await sh([SDEPMD, 'detach', 'billing_prod']);
+      expect(det2.code).toBe(0);
+      expect(det2.stdout).toContain('not attached');
+      expect((await sh([SDEPMD, 'detach', 'no_such_app'])).code).toBe(1);
+    }),
+    TEST_TIMEOUT,
+  );
 
-  test('fault: an app without the drop-in spawned its own epmd in its cgroup; doctor names the unit; attach + adopt fixes it without a restart', timed('fault: epmd in an app cgroup', async () => {
-    const s = box();
-    // epmd.socket is down (stopped by an operator, or not yet started at boot) when the app starts.
-    expect((await s.systemctl('stop', 'epmd.socket', 'epmd.service')).code).toBe(0);
-    expect((await s.systemctl('start', 'billing_prod.service')).code).toBe(0);
-    await waitFor('billing_prod registered with its own epmd', () => registered('billing_prod'));
-    const epmdPid = Number((await sh(['pidof', 'epmd'])).stdout.trim());
-    expect(epmdPid).toBeGreaterThan(0);
-    expect(await s.cgroupOf(epmdPid)).toBe(await s.unitCgroup('billing_prod.service'));
-    // Now epmd.socket cannot listen: the app's epmd holds the port.
-    expect((await s.systemctl('start', 'epmd.socket')).code).not.toBe(0);
+  test(
+    'fault: an app without the drop-in spawned its own epmd in its cgroup; doctor names the unit; attach + adopt fixes it without a restart',
+    timed('fault: epmd in an app cgroup', async () => {
+      const s = box();
+      // epmd.socket is down (stopped by an operator, or not yet started at boot) when the app starts.
+      expect((await s.systemctl('stop', 'epmd.socket', 'epmd.service')).code).toBe(0);
+      expect((await s.systemctl('start', 'billing_prod.service')).code).toBe(0);
+      await waitFor('billing_prod registered with its own epmd', () => registered('billing_prod'));
+      const epmdPid = Number((await sh(['pidof', 'epmd'])).stdout.trim());
+      expect(epmdPid).toBeGreaterThan(0);
+      expect(await s.cgroupOf(epmdPid)).toBe(await s.unitCgroup('billing_prod.service'));
+      // Now epmd.socket cannot listen: the app's epmd holds the port.
+      expect((await s.systemctl('start', 'epmd.socket')).code).not.toBe(0);
 
-    const r = await doctor('fault-epmd-in-app-cgroup');
-    expect(r.code).toBe(1);
-    expect(r.healthy).toBe(false);
-    const f = find(r, 'epmd-in-app-cgroup');
-    expect(f.title).toContain('billing_prod.service');
-    expect(f.evidence.join('\n')).toContain(`pid ${epmdPid} (epmd)`);
-    expect(f.evidence.join('\n')).toMatch(/holds port 4369/);
-    expect(find(r, 'socket-not-listening').evidence.join('\n')).toContain(`port 4369 is held by pid ${epmdPid} (epmd) in billing_prod.service`);
-    expect(find(r, 'app-not-attached').title).toMatch(/billing_prod\.service runs an Erlang VM without Requires=epmd\.service, After=epmd\.service, -start_epmd false/);
-    expect(r.text).toMatch(/error: an epmd runs inside billing_prod\.service's cgroup/);
-    expect(f.fix).toEqual(['sdepmd attach billing_prod.service', `sdepmd adopt --pid ${epmdPid}`]);
-    const appPid = await s.mainPid('billing_prod.service');
+      const r = await doctor('fault-epmd-in-app-cgroup');
+      expect(r.code).toBe(1);
+      expect(r.healthy).toBe(false);
+      const f = find(r, 'epmd-in-app-cgroup');
+      expect(f.title).toContain('billing_prod.service');
+      expect(f.evidence.join('\n')).toContain(`pid ${epmdPid} (epmd)`);
+      expect(f.evidence.join('\n')).toMatch(/holds port 4369/);
+      expect(find(r, 'socket-not-listening').evidence.join('\n')).toContain(
+        `port 4369 is held by pid ${epmdPid} (epmd) in billing_prod.service`,
+      );
+      expect(find(r, 'app-not-attached').title).toMatch(
+        /billing_prod\.service runs an Erlang VM without Requires=epmd\.service, After=epmd\.service, -start_epmd false/,
+      );
+      expect(r.text).toMatch(/error: an epmd runs inside billing_prod\.service's cgroup/);
+      expect(f.fix).toEqual(['sdepmd attach billing_prod.service', `sdepmd adopt --pid ${epmdPid}`]);
+      const appPid = await s.mainPid('billing_prod.service');
 
-    await applyFix(f);
-    await waitFor('billing_prod registered with sdepmd', () => registered('billing_prod'));
-    const green = await waitGreen('doctor green after attach + adopt');
-    // The app was not restarted: its registration was adopted; the drop-in applies at its next start.
-    expect(await s.mainPid('billing_prod.service')).toBe(appPid);
-    expect(green.findings.map((x) => `${x.severity} ${x.id}`)).toEqual(['warning app-not-attached']);
-    // The epmd now is sdepmd in epmd.service, and the app's cgroup holds no epmd.
-    expect((await sh(['pidof', 'epmd'])).code).not.toBe(0);
-    expect(await show('epmd.service', 'ActiveState')).toBe('active');
-    report(`$ sdepmd names (healthy, one app)\n${(await sh([SDEPMD, 'names'])).stdout}`);
-    report(`$ sdepmd status\n${(await sh([SDEPMD, 'status'])).stdout}`);
-  }), TEST_TIMEOUT);
+      await applyFix(f);
+      await waitFor('billing_prod registered with sdepmd', () => registered('billing_prod'));
+      const green = await waitGreen('doctor green after attach + adopt');
+      // The app was not restarted: its registration was adopted; the drop-in applies at its next start.
+      expect(await s.mainPid('billing_prod.service')).toBe(appPid);
+      expect(green.findings.map((x) => `${x.severity} ${x.id}`)).toEqual(['warning app-not-attached']);
+      // The epmd now is sdepmd in epmd.service, and the app's cgroup holds no epmd.
+      expect((await sh(['pidof', 'epmd'])).code).not.toBe(0);
+      expect(await show('epmd.service', 'ActiveState')).toBe('active');
+      report(`$ sdepmd names (healthy, one app)\n${(await sh([SDEPMD, 'names'])).stdout}`);
+      report(`$ sdepmd status\n${(await sh([SDEPMD, 'status'])).stdout}`);
+    }),
+    TEST_TIMEOUT,
+  );
 
-  test('fault: epmd.socket disabled; doctor says so; its printed fix turns it green', timed('fault: socket disabled', async () => {
-    expect((await sh(['systemctl', 'disable', 'epmd.socket'])).code).toBe(0);
-    const r = await doctor('fault-socket-disabled');
-    expect(r.code).toBe(1);
-    const f = find(r, 'socket-not-enabled');
-    expect(f.evidence.join('\n')).toContain('UnitFileState=disabled');
-    expect(f.fix).toEqual(['systemctl enable --now epmd.socket']);
-    await applyFix(f);
-    expect((await sh(['systemctl', 'is-enabled', 'epmd.socket'])).stdout.trim()).toBe('enabled');
-    await waitGreen('doctor green after enable');
-  }), TEST_TIMEOUT);
+  test(
+    'fault: epmd.socket disabled; doctor says so; its printed fix turns it green',
+    timed('fault: socket disabled', async () => {
+      expect((await sh(['systemctl', 'disable', 'epmd.socket'])).code).toBe(0);
+      const r = await doctor('fault-socket-disabled');
+      expect(r.code).toBe(1);
+      const f = find(r, 'socket-not-enabled');
+      expect(f.evidence.join('\n')).toContain('UnitFileState=disabled');
+      expect(f.fix).toEqual(['systemctl enable --now epmd.socket']);
+      await applyFix(f);
+      expect((await sh(['systemctl', 'is-enabled', 'epmd.socket'])).stdout.trim()).toBe('enabled');
+      await waitGreen('doctor green after enable');
+    }),
+    TEST_TIMEOUT,
+  );
 
-  test('fault: a foreign process holds port 4369; doctor says who; its printed fix turns it green', timed('fault: foreign process on 4369', async () => {
-    const s = box();
-    // Stopping the socket stops epmd.service and (Requires=) billing_prod with it.
-    expect((await s.systemctl('stop', 'epmd.socket')).code).toBe(0);
-    const squat = await sh([
-      'systemd-run', '--unit=squatter', '--description=not an epmd', '/usr/bin/node', '-e',
-      "require('net').createServer((c) => c.end()).listen(4369)",
-    ]);
-    expect(squat.code).toBe(0);
-    await waitFor('the squatter listening', async () => ((await sh(['ss', '-Hltn', 'sport = :4369'])).stdout.includes('LISTEN') ? true : undefined));
-    expect((await s.systemctl('start', 'epmd.socket')).code).not.toBe(0);
-    const squatterPid = await s.mainPid('squatter.service');
+  test(
+    'fault: a foreign process holds port 4369; doctor says who; its printed fix turns it green',
+    timed('fault: foreign process on 4369', async () => {
+      const s = box();
+      // Stopping the socket stops epmd.service and (Requires=) billing_prod with it.
+      expect((await s.systemctl('stop', 'epmd.socket')).code).toBe(0);
+      const squat = await sh([
+        'systemd-run',
+        '--unit=squatter',
+        '--description=not an epmd',
+        '/usr/bin/node',
+        '-e',
+        "require('net').createServer((c) => c.end()).listen(4369)",
+      ]);
+      expect(squat.code).toBe(0);
+      await waitFor('the squatter listening', async () =>
+        (await sh(['ss', '-Hltn', 'sport = :4369'])).stdout.includes('LISTEN') ? true : undefined,
+      );
+      expect((await s.systemctl('start', 'epmd.socket')).code).not.toBe(0);
+      const squatterPid = await s.mainPid('squatter.service');
 
-    const r = await doctor('fault-foreign-port-holder');
-    expect(r.code).toBe(1);
-    const f = find(r, 'port-held');
-    expect(f.title).toBe(`port 4369 is held by node (pid ${squatterPid}), which is not epmd`);
-    expect(f.evidence.join('\n')).toContain('in squatter.service');
-    expect(find(r, 'socket-not-listening').evidence.join('\n')).toContain(`port 4369 is held by pid ${squatterPid} (node) in squatter.service`);
-    expect(f.fix).toEqual(['systemctl stop squatter.service', 'systemctl start epmd.socket']);
-    await applyFix(f);
-    await waitGreen('doctor green after the squatter is gone');
-  }), TEST_TIMEOUT);
+      const r = await doctor('fault-foreign-port-holder');
+      expect(r.code).toBe(1);
+      const f = find(r, 'port-held');
+      expect(f.title).toBe(`port 4369 is held by node (pid ${squatterPid}), which is not epmd`);
+      expect(f.evidence.join('\n')).toContain('in squatter.service');
+      expect(find(r, 'socket-not-listening').evidence.join('\n')).toContain(
+        `port 4369 is held by pid ${squatterPid} (node) in squatter.service`,
+      );
+      expect(f.fix).toEqual(['systemctl stop squatter.service', 'systemctl start epmd.socket']);
+      await applyFix(f);
+      await waitGreen('doctor green after the squatter is gone');
+    }),
+    TEST_TIMEOUT,
+  );
 
-  test('fault: a running node is not registered (its epmd died with another app); doctor names it; the fix re-registers it', timed('fault: node not registered', async () => {
-    const s = box();
-    await s.installUnit('billing_a.service', appUnit('billing_a'));
-    await s.installUnit('billing_b.service', appUnit('billing_b'));
-    // The seed: neither app has the drop-in, and epmd.socket is down when they start.
-    expect((await s.systemctl('stop', 'epmd.socket')).code).toBe(0);
-    expect((await s.systemctl('start', 'billing_a.service')).code).toBe(0);
-    await waitFor('billing_a registered', () => registered('billing_a'));
-    expect((await s.systemctl('start', 'billing_b.service')).code).toBe(0);
-    await waitFor('billing_b registered', () => registered('billing_a', 'billing_b'));
-    // Stopping billing_a kills the epmd in its cgroup: billing_b drops out.
-    expect((await s.systemctl('stop', 'billing_a.service')).code).toBe(0);
-    expect((await sh(['pidof', 'epmd'])).code).not.toBe(0);
-    expect(await show('billing_b.service', 'ActiveState')).toBe('active');
+  test(
+    'fault: a running node is not registered (its epmd died with another app); doctor names it; the fix re-registers it',
+    timed('fault: node not registered', async () => {
+      const s = box();
+      await s.installUnit('billing_a.service', appUnit('billing_a'));
+      await s.installUnit('billing_b.service', appUnit('billing_b'));
+      // The seed: neither app has the drop-in, and epmd.socket is down when they start.
+      expect((await s.systemctl('stop', 'epmd.socket')).code).toBe(0);
+      expect((await s.systemctl('start', 'billing_a.service')).code).toBe(0);
+      await waitFor('billing_a registered', () => registered('billing_a'));
+      expect((await s.systemctl('start', 'billing_b.service')).code).toBe(0);
+      await waitFor('billing_b registered', () => registered('billing_a', 'billing_b'));
+      // Stopping billing_a kills the epmd in its cgroup: billing_b drops out.
+      expect((await s.systemctl('stop', 'billing_a.service')).code).toBe(0);
+      expect((await sh(['pidof', 'epmd'])).code).not.toBe(0);
+      expect(await show('billing_b.service', 'ActiveState')).toBe('active');
 
-    const r = await doctor('fault-node-not-registered');
-    expect(r.code).toBe(1);
-    const f = find(r, 'node-not-registered', (x) => x.title.includes('billing_b'));
-    expect(f.title).toBe('node billing_b (billing_b.service) is not registered with epmd: no other node can reach it');
-    expect(f.evidence.join('\n')).toMatch(/no epmd answers on port 4369/);
-    expect(r.findings.some((x) => x.title.includes('billing_a'))).toBe(false); // stopped: not a running unit
-    expect(find(r, 'app-not-attached').title).toContain('billing_b.service');
-    expect(f.fix).toEqual(['sdepmd attach billing_b.service', 'systemctl restart billing_b.service']);
+      const r = await doctor('fault-node-not-registered');
+      expect(r.code).toBe(1);
+      const f = find(r, 'node-not-registered', (x) => x.title.includes('billing_b'));
+      expect(f.title).toBe(
+        'node billing_b (billing_b.service) is not registered with epmd: no other node can reach it',
+      );
+      expect(f.evidence.join('\n')).toMatch(/no epmd answers on port 4369/);
+      expect(r.findings.some((x) => x.title.includes('billing_a'))).toBe(false); // stopped: not a running unit
+      expect(find(r, 'app-not-attached').title).toContain('billing_b.service');
+      expect(f.fix).toEqual(['sdepmd attach billing_b.service', 'systemctl restart billing_b.service']);
 
-    await applyFix(f);
-    await waitFor('billing_b registered with sdepmd', () => registered('billing_b'));
-    await waitGreen('doctor green after attach + restart');
-    expect(await show('epmd.socket', 'ActiveState')).toBe('active'); // pulled in through Requires=epmd.service
-  }), TEST_TIMEOUT);
+      await applyFix(f);
+      await waitFor('billing_b registered with sdepmd', () => registered('billing_b'));
+      await waitGreen('doctor green after attach + restart');
+      expect(await show('epmd.socket', 'ActiveState')).toBe('active'); // pulled in through Requires=epmd.service
+    }),
+    TEST_TIMEOUT,
+  );
 
-  test('a registered name that belongs to no unit is a warning, not an error', timed('orphan registration (warning)', async () => {
-    const node = sh(['erl', '-sname', 'adhoc_shell', '-noshell', '-start_epmd', 'false', '-eval', 'timer:sleep(6000), halt().'], 30000);
-    await waitFor('adhoc_shell registered', () => registered('adhoc_shell'));
-    const r = await doctor('warning-orphan-registration');
-    expect(r.code).toBe(0);
-    expect(r.healthy).toBe(true);
-    const f = find(r, 'orphan-registration');
-    expect(f.severity).toBe('warning');
-    expect(f.title).toBe('registered name adhoc_shell belongs to no running unit');
-    expect(f.evidence.join('\n')).toMatch(/\(beam\.smp\)/);
-    await node;
-  }), TEST_TIMEOUT);
+  test(
+    'a registered name that belongs to no unit is a warning, not an error',
+    timed('orphan registration (warning)', async () => {
+      const node = sh(
+        ['erl', '-sname', 'adhoc_shell', '-noshell', '-start_epmd', 'false', '-eval', 'timer:sleep(6000), halt().'],
+        30000,
+      );
+      await waitFor('adhoc_shell registered', () => registered('adhoc_shell'));
+      const r = await doctor('warning-orphan-registration');
+      expect(r.code).toBe(0);
+      expect(r.healthy).toBe(true);
+      const f = find(r, 'orphan-registration');
+      expect(f.severity).toBe('warning');
+      expect(f.title).toBe('registered name adhoc_shell belongs to no running unit');
+      expect(f.evidence.join('\n')).toMatch(/\(beam\.smp\)/);
+      await node;
+    }),
+    TEST_TIMEOUT,
+  );
 });

@@ -62,7 +62,12 @@ interface Raw {
   readonly unit: string;
   readonly state: string;
 }
-const raw = (name: string, hi: number): Raw => ({ name, hi, unit: `lc-${name}.service`, state: `/root/lc-${name}.state` });
+const raw = (name: string, hi: number): Raw => ({
+  name,
+  hi,
+  unit: `lc-${name}.service`,
+  state: `/root/lc-${name}.state`,
+});
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -80,7 +85,8 @@ export class Lifecycle {
 
   async ok(cmd: string[] | string, timeoutMs = 120_000): Promise<HostExec> {
     const r = await this.sh(cmd, timeoutMs);
-    if (r.code !== 0) throw new Error(`${Array.isArray(cmd) ? cmd.join(' ') : cmd}: exit ${r.code}\n${r.stdout}${r.stderr}`);
+    if (r.code !== 0)
+      throw new Error(`${Array.isArray(cmd) ? cmd.join(' ') : cmd}: exit ${r.code}\n${r.stdout}${r.stderr}`);
     return r;
   }
 
@@ -103,7 +109,9 @@ export class Lifecycle {
     const r = await this.sh([SDEPMD, 'names', '--json'], 20_000);
     if (r.code === 0) {
       try {
-        return new Map((JSON.parse(r.stdout) as { name: string; creation: number | null }[]).map((n) => [n.name, n.creation]));
+        return new Map(
+          (JSON.parse(r.stdout) as { name: string; creation: number | null }[]).map((n) => [n.name, n.creation]),
+        );
       } catch {
         // not installed yet: fall through
       }
@@ -129,9 +137,21 @@ export class Lifecycle {
   async startRaw(r: Raw): Promise<void> {
     await this.sh(['rm', '-f', r.state]);
     await this.sh(['systemctl', 'reset-failed', r.unit]);
-    await this.ok(['systemd-run', `--unit=${r.unit}`, '--property=KillMode=process', '/usr/bin/node', RAW_PATH, r.name, '4369', String(r.hi), r.state]);
+    await this.ok([
+      'systemd-run',
+      `--unit=${r.unit}`,
+      '--property=KillMode=process',
+      '/usr/bin/node',
+      RAW_PATH,
+      r.name,
+      '4369',
+      String(r.hi),
+      r.state,
+    ]);
     if (!this.raws.includes(r)) this.raws.push(r);
-    await this.waitFor(`${r.name} registered`, async () => ((await this.rawEvents(r)).some((e) => e.ev === 'reply') ? true : undefined));
+    await this.waitFor(`${r.name} registered`, async () =>
+      (await this.rawEvents(r)).some((e) => e.ev === 'reply') ? true : undefined,
+    );
   }
 
   private allNames(): string[] {
@@ -146,7 +166,13 @@ export class Lifecycle {
     name: string,
     action: () => Promise<string>,
     opts: { expectSameCreation: boolean; watch?: string[] } = { expectSameCreation: true },
-  ): Promise<{ lost: string[]; bounced: string[]; notes: string; beforePids: Record<string, number>; afterPids: Record<string, number> }> {
+  ): Promise<{
+    lost: string[];
+    bounced: string[];
+    notes: string;
+    beforePids: Record<string, number>;
+    afterPids: Record<string, number>;
+  }> {
     const watch = opts.watch ?? this.allNames();
     const before = await this.names();
     const beforePids = await this.appPids();
@@ -161,7 +187,8 @@ export class Lifecycle {
     for (const n of watch) {
       if (!before.has(n)) continue;
       if (!right.has(n)) lost.add(n);
-      else if (opts.expectSameCreation && before.get(n) !== null && right.get(n) !== before.get(n)) lost.add(`${n} (registered again)`);
+      else if (opts.expectSameCreation && before.get(n) !== null && right.get(n) !== before.get(n))
+        lost.add(`${n} (registered again)`);
     }
     for (const r of this.raws) {
       const events = (await this.rawEvents(r)).slice(rawBefore.get(r.name) ?? 0);
@@ -171,7 +198,9 @@ export class Lifecycle {
       }
     }
     const bounced = APPS.filter((a) => beforePids[a] !== afterPids[a]);
-    this.log(`${this.host.label} | ${name}: ${ms} ms; lost [${[...lost].join(', ')}]; bounced [${bounced.join(', ')}]; ${notes}`);
+    this.log(
+      `${this.host.label} | ${name}: ${ms} ms; lost [${[...lost].join(', ')}]; bounced [${bounced.join(', ')}]; ${notes}`,
+    );
     return { lost: [...lost], bounced, notes: `${notes}; took ${ms} ms`, beforePids, afterPids };
   }
 
@@ -201,17 +230,24 @@ export class Lifecycle {
       );
     }
     // The app that requires epmd.service, the way `sdepmd attach` (or an operator) makes it.
-    await this.host.writeFile(`/etc/systemd/system/${APP_REQ}.service.d/epmd-dependency.conf`, '[Unit]\nRequires=epmd.service\nAfter=epmd.service\n');
+    await this.host.writeFile(
+      `/etc/systemd/system/${APP_REQ}.service.d/epmd-dependency.conf`,
+      '[Unit]\nRequires=epmd.service\nAfter=epmd.service\n',
+    );
     await this.ok(['systemctl', 'daemon-reload']);
     // Debian's own units: the C epmd, socket-activated.
     await this.ok(['systemctl', 'start', 'epmd.socket', 'epmd.service']);
     await this.ok(['systemctl', 'start', ...APPS.map((a) => `${a}.service`)]);
     await this.startRaw(raw('lc_raw_old', 5));
     await this.startRaw(raw('lc_raw_new', 6));
-    await this.waitFor('everything registered with the C epmd', async () => {
-      const n = await this.names();
-      return this.allNames().every((a) => n.has(a)) ? true : undefined;
-    }, 60_000);
+    await this.waitFor(
+      'everything registered with the C epmd',
+      async () => {
+        const n = await this.names();
+        return this.allNames().every((a) => n.has(a)) ? true : undefined;
+      },
+      60_000,
+    );
     const main = await this.mainPid('epmd.service');
     const comm = (await this.sh(['cat', `/proc/${main}/comm`])).stdout.trim();
     if (comm !== 'epmd') throw new Error(`epmd.service runs ${comm}, not the C epmd`);
@@ -234,7 +270,8 @@ export class Lifecycle {
     const main = await this.mainPid('epmd.service');
     const cmdline = (await this.sh(['cat', `/proc/${main}/cmdline`])).stdout;
     if (!cmdline.includes('sdepmd')) problems.push(`epmd.service's main process is not sdepmd: ${cmdline}`);
-    if (/restart/i.test(output.replace(/no app is restarted|never restarts?/g, ''))) problems.push(`the installer mentions a restart: ${output}`);
+    if (/restart/i.test(output.replace(/no app is restarted|never restarts?/g, '')))
+      problems.push(`the installer mentions a restart: ${output}`);
     if (t.lost.length) problems.push(`lost: ${t.lost.join(', ')}`);
     if (t.bounced.length) problems.push(`bounced: ${t.bounced.join(', ')}`);
     const n = await this.names();
@@ -248,7 +285,13 @@ export class Lifecycle {
 
   /** systemctl reload (or the installer run again, or a new version) with everything checked. */
   async reload(how: 'systemctl reload' | 'installer again', newVersion?: string): Promise<MatrixRow> {
-    if (newVersion) await this.ok(['sed', '-i', `s/"version": "[^"]*"/"version": "${newVersion}"/`, '/usr/local/lib/sdepmd/package.json']);
+    if (newVersion)
+      await this.ok([
+        'sed',
+        '-i',
+        `s/"version": "[^"]*"/"version": "${newVersion}"/`,
+        '/usr/local/lib/sdepmd/package.json',
+      ]);
     const since = await this.now();
     const pidBefore = await this.mainPid('epmd.service');
     const restartsBefore = await this.show('epmd.service', 'NRestarts');
@@ -268,11 +311,19 @@ export class Lifecycle {
     if (/not our child/.test(journal)) problems.push('systemd: "not our child"');
     if ((await this.mainPid('epmd.service')) !== pidBefore) problems.push('epmd MainPID changed');
     if ((await this.show('epmd.service', 'NRestarts')) !== restartsBefore) problems.push('NRestarts changed');
-    const status = JSON.parse((await this.ok([SDEPMD, 'status', '--json'])).stdout) as { sockets: { source: string }[]; version: string };
-    if (!status.sockets.every((s) => /epmd\.socket/.test(s.source))) problems.push(`status sockets: ${JSON.stringify(status.sockets)}`);
+    const status = JSON.parse((await this.ok([SDEPMD, 'status', '--json'])).stdout) as {
+      sockets: { source: string }[];
+      version: string;
+    };
+    if (!status.sockets.every((s) => /epmd\.socket/.test(s.source)))
+      problems.push(`status sockets: ${JSON.stringify(status.sockets)}`);
     if (t.lost.length) problems.push(`lost: ${t.lost.join(', ')}`);
     if (t.bounced.length) problems.push(`bounced: ${t.bounced.join(', ')}`);
-    return this.record(`live upgrade: ${how}${newVersion ? ` to ${newVersion}` : ''}`, { ...t, notes: `${t.notes}; ${line ?? ''}` }, problems);
+    return this.record(
+      `live upgrade: ${how}${newVersion ? ` to ${newVersion}` : ''}`,
+      { ...t, notes: `${t.notes}; ${line ?? ''}` },
+      problems,
+    );
   }
 
   async failedUpgrade(): Promise<MatrixRow> {
@@ -294,7 +345,8 @@ export class Lifecycle {
     const problems: string[] = [];
     if (reloadCode === 0) problems.push('systemctl reload exited 0');
     const journal = await this.journalSince(since);
-    if (!/live upgrade failed, still serving/.test(journal)) problems.push(`no "live upgrade failed, still serving" line:\n${journal}`);
+    if (!/live upgrade failed, still serving/.test(journal))
+      problems.push(`no "live upgrade failed, still serving" line:\n${journal}`);
     if ((await this.mainPid('epmd.service')) !== pidBefore) problems.push('epmd MainPID changed');
     if ((await this.show('epmd.service', 'ActiveState')) !== 'active') problems.push('epmd.service is not active');
     if (t.lost.length) problems.push(`lost: ${t.lost.join(', ')}`);
@@ -306,16 +358,29 @@ export class Lifecycle {
     const pidBefore = await this.mainPid('epmd.service');
     const t = await this.transition('crash', async () => {
       await this.ok(['systemctl', 'kill', '-s', 'KILL', 'epmd.service']);
-      await this.waitFor('epmd back', async () => {
-        const pid = await this.mainPid('epmd.service');
-        return pid > 0 && pid !== pidBefore && (await this.show('epmd.service', 'ActiveState')) === 'active' ? true : undefined;
-      }, 60_000, 20);
-      await this.waitFor(`${APP_REQ} active`, async () => ((await this.show(`${APP_REQ}.service`, 'ActiveState')) === 'active' ? true : undefined), 60_000);
+      await this.waitFor(
+        'epmd back',
+        async () => {
+          const pid = await this.mainPid('epmd.service');
+          return pid > 0 && pid !== pidBefore && (await this.show('epmd.service', 'ActiveState')) === 'active'
+            ? true
+            : undefined;
+        },
+        60_000,
+        20,
+      );
+      await this.waitFor(
+        `${APP_REQ} active`,
+        async () => ((await this.show(`${APP_REQ}.service`, 'ActiveState')) === 'active' ? true : undefined),
+        60_000,
+      );
       return `RestartMode=${(await this.show('epmd.service', 'RestartMode')) || 'unknown (systemd < 254)'}`;
     });
     const problems: string[] = [];
     // Where systemd restarts the Requires= app with epmd (252), that app registers again: that is its bounce.
-    const lost = expectNoBounce ? t.lost : t.lost.filter((n) => !(t.bounced.includes(APP_REQ) && n.startsWith(APP_REQ)));
+    const lost = expectNoBounce
+      ? t.lost
+      : t.lost.filter((n) => !(t.bounced.includes(APP_REQ) && n.startsWith(APP_REQ)));
     if (lost.length) problems.push(`lost: ${lost.join(', ')}`);
     if (expectNoBounce && t.bounced.length) problems.push(`bounced: ${t.bounced.join(', ')}`);
     return this.record('crash and auto-restart (SIGKILL)', t, problems);
@@ -360,10 +425,14 @@ export class Lifecycle {
   /** Raw clients whose connection closed are started again (a new registration each). */
   async restartClosedRaws(): Promise<void> {
     for (const r of this.raws) if ((await this.rawEvents(r)).some((e) => e.ev === 'CLOSED')) await this.startRaw(r);
-    await this.waitFor('every name registered', async () => {
-      const n = await this.names();
-      return this.allNames().every((a) => n.has(a)) ? true : undefined;
-    }, 60_000);
+    await this.waitFor(
+      'every name registered',
+      async () => {
+        const n = await this.names();
+        return this.allNames().every((a) => n.has(a)) ? true : undefined;
+      },
+      60_000,
+    );
   }
 
   async attachDetach(): Promise<MatrixRow> {
@@ -402,16 +471,21 @@ export class Lifecycle {
         output = `${r.stdout}${r.stderr}`;
         if (r.code !== 0) throw new Error(`uninstall --force: exit ${r.code}\n${output}`);
         // The OTP nodes register again with the C epmd: wait for them, as the script did.
-        await this.waitFor('OTP nodes back', async () => {
-          const n = await this.names();
-          return APPS.every((a) => n.has(a)) ? true : undefined;
-        }, 30_000);
+        await this.waitFor(
+          'OTP nodes back',
+          async () => {
+            const n = await this.names();
+            return APPS.every((a) => n.has(a)) ? true : undefined;
+          },
+          30_000,
+        );
         return (/came back to the C epmd within \d+ ms/.exec(output)?.[0] ?? 'no measurement line').replace(/^/, '');
       },
       { expectSameCreation: false },
     );
     const p2: string[] = [];
-    for (const a of APPS) if ((await this.show(`${a}.service`, 'ActiveState')) !== 'active') p2.push(`${a} is not active`);
+    for (const a of APPS)
+      if ((await this.show(`${a}.service`, 'ActiveState')) !== 'active') p2.push(`${a} is not active`);
     if (t2.bounced.length) p2.push(`bounced: ${t2.bounced.join(', ')}`);
     const main = await this.mainPid('epmd.service');
     const comm = main ? (await this.sh(['cat', `/proc/${main}/comm`])).stdout.trim() : 'none';
@@ -429,21 +503,32 @@ export class Lifecycle {
     await this.sh(['systemctl', 'stop', 'epmd.socket', 'epmd.service']);
     await this.sh(['systemctl', 'mask', '--runtime', 'epmd.socket', 'epmd.service']);
     for (const r of this.raws) await this.sh(['systemctl', 'stop', r.unit]);
-    await this.host.writeFile(`/etc/systemd/system/${APP_PLAIN}.service.d/start-own.conf`, '[Service]\nEnvironment=ERL_AFLAGS=\n');
+    await this.host.writeFile(
+      `/etc/systemd/system/${APP_PLAIN}.service.d/start-own.conf`,
+      '[Service]\nEnvironment=ERL_AFLAGS=\n',
+    );
     await this.ok(['systemctl', 'daemon-reload']);
     await this.ok(['systemctl', 'restart', `${APP_PLAIN}.service`, `${APP_REQ}.service`]);
     await this.sh(['systemctl', 'unmask', '--runtime', 'epmd.socket', 'epmd.service']);
-    await this.waitFor('a stray epmd in the app cgroup', async () => {
-      for (const pid of (await this.sh(['pgrep', '-x', 'epmd'])).stdout.split('\n').filter(Boolean)) {
-        if ((await this.sh(['cat', `/proc/${pid}/cgroup`])).stdout.includes(`${APP_PLAIN}.service`)) return true;
-      }
-      return undefined;
-    }, 30_000);
+    await this.waitFor(
+      'a stray epmd in the app cgroup',
+      async () => {
+        for (const pid of (await this.sh(['pgrep', '-x', 'epmd'])).stdout.split('\n').filter(Boolean)) {
+          if ((await this.sh(['cat', `/proc/${pid}/cgroup`])).stdout.includes(`${APP_PLAIN}.service`)) return true;
+        }
+        return undefined;
+      },
+      30_000,
+    );
     for (const r of this.raws) await this.startRaw(r);
-    await this.waitFor('everything registered with the stray', async () => {
-      const n = await this.names();
-      return this.allNames().every((a) => n.has(a)) ? true : undefined;
-    }, 60_000);
+    await this.waitFor(
+      'everything registered with the stray',
+      async () => {
+        const n = await this.names();
+        return this.allNames().every((a) => n.has(a)) ? true : undefined;
+      },
+      60_000,
+    );
     return this.installOver("install over a stray epmd -daemon in an app's cgroup");
   }
 }
@@ -452,7 +537,9 @@ export class Lifecycle {
 export function matrixTable(label: string, rows: readonly MatrixRow[]): string {
   const lines = [`${label}`, '', '| transition | registrations lost | apps bounced | notes |', '|---|---|---|---|'];
   for (const r of rows) {
-    lines.push(`| ${r.transition} | ${r.lost.length}${r.lost.length ? ` (${r.lost.join(', ')})` : ''} | ${r.bounced.length}${r.bounced.length ? ` (${r.bounced.join(', ')})` : ''} | ${r.notes.replace(/\|/g, '/')} |`);
+    lines.push(
+      `| ${r.transition} | ${r.lost.length}${r.lost.length ? ` (${r.lost.join(', ')})` : ''} | ${r.bounced.length}${r.bounced.length ? ` (${r.bounced.join(', ')})` : ''} | ${r.notes.replace(/\|/g, '/')} |`,
+    );
   }
   return lines.join('\n');
 }

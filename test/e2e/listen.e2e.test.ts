@@ -49,7 +49,8 @@ d('listenFds under a real systemd (sd_listen_fds semantics)', () => {
     const s = box();
     await s.installUnit('listen-probe.service', probeService(execStart));
     const started = await s.systemctl('start', 'listen-probe.service');
-    if (started.code !== 0) throw new Error(`listen-probe.service failed: ${started.stderr}\n${await s.journal('listen-probe.service', 40)}`);
+    if (started.code !== 0)
+      throw new Error(`listen-probe.service failed: ${started.stderr}\n${await s.journal('listen-probe.service', 40)}`);
     return JSON.parse(await s.readFile(out)) as ProbeOutput;
   };
 

@@ -10,7 +10,10 @@ import { allOf, cEpmdAvailable, erlAvailable, peerDescribe } from '../support/pe
 import { erlangAppUnit, sandboxShell } from '../support/sandbox';
 import { waitFor } from '../support/wait';
 
-const d = peerDescribe('systemd sandbox + erl + C epmd', allOf(systemdSandboxAvailable(), erlAvailable(), cEpmdAvailable()));
+const d = peerDescribe(
+  'systemd sandbox + erl + C epmd',
+  allOf(systemdSandboxAvailable(), erlAvailable(), cEpmdAvailable()),
+);
 
 const appUnit = (name: string): string => erlangAppUnit(name, 'seed-bug reproduction, no epmd unit');
 
@@ -35,7 +38,12 @@ d('seed bug: epmd lives in the first app unit cgroup (no sdepmd)', () => {
     expect((await s.exec('cat /proc/1/comm')).stdout.trim()).toBe('systemd');
     expect((await s.exec(['hostname'])).stdout.trim()).toBe('sdepmd-sandbox');
     // Only loopback in the network namespace.
-    expect((await s.exec(['ip', '-o', 'link'])).stdout.trim().split('\n').map((l) => l.split(':')[1]?.trim())).toEqual(['lo']);
+    expect(
+      (await s.exec(['ip', '-o', 'link'])).stdout
+        .trim()
+        .split('\n')
+        .map((l) => l.split(':')[1]?.trim()),
+    ).toEqual(['lo']);
     expect((await s.exec(['ls', '/sys/class/net'])).stdout.trim()).toBe('lo');
     // Writes inside stay inside.
     await s.writeFile('/etc/sdepmd-sandbox-probe', 'x');

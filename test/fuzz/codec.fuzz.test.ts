@@ -35,7 +35,10 @@ import { mutate } from './mutate';
 const LONG = process.env.SDEPMD_FUZZ_LONG === '1';
 const RUNS = Number(process.env.SDEPMD_FUZZ_RUNS ?? (LONG ? 50_000 : 2_000));
 const SEED = process.env.SDEPMD_FUZZ_SEED === undefined ? undefined : Number(process.env.SDEPMD_FUZZ_SEED);
-const params = (runs = RUNS): fc.Parameters<unknown> => ({ numRuns: runs, ...(SEED === undefined ? {} : { seed: SEED }) });
+const params = (runs = RUNS): fc.Parameters<unknown> => ({
+  numRuns: runs,
+  ...(SEED === undefined ? {} : { seed: SEED }),
+});
 
 jest.setTimeout(LONG ? 600_000 : 60_000);
 
@@ -51,7 +54,10 @@ const goodName = fc
   .map((s) => s.replace(/\0/g, 'a'))
   .filter((s) => s.length > 0 && Buffer.byteLength(s) <= MAX_NAME_BYTES && [...s].length <= MAX_NAME_CHARS);
 const alive2 = fc.record({
-  name: fc.oneof(goodName, bytes(300).filter((b) => b.length > 0 && !b.includes(0))),
+  name: fc.oneof(
+    goodName,
+    bytes(300).filter((b) => b.length > 0 && !b.includes(0)),
+  ),
   port: fc.integer({ min: 0, max: 65535 }),
   nodeType: fc.oneof(fc.constantFrom(77, 72), fc.integer({ min: 0, max: 255 })),
   protocol: fc.integer({ min: 0, max: 255 }),
@@ -238,7 +244,10 @@ function modelDecode(body: Buffer): { ok: boolean; kind?: string } {
     let name = body.subarray(1);
     if (name.length > 0 && name[name.length - 1] === 0) name = name.subarray(0, -1);
     const valid =
-      name.length > 0 && !name.includes(0) && name.length <= MAX_NAME_BYTES && Buffer.from(name.toString('utf8')).equals(name) &&
+      name.length > 0 &&
+      !name.includes(0) &&
+      name.length <= MAX_NAME_BYTES &&
+      Buffer.from(name.toString('utf8')).equals(name) &&
       [...name.toString('utf8')].length <= MAX_NAME_CHARS;
     return { ok: valid, kind: 'port_please2' };
   }
@@ -257,13 +266,20 @@ function modelDecode(body: Buffer): { ok: boolean; kind?: string } {
 describe('decodeRequest (property-based)', () => {
   test('never throws on any body, and agrees with the model', () => {
     fc.assert(
-      fc.property(fc.oneof(bytes(64), bytes(MAX_BODY_BYTES), mutated.map((m) => m.subarray(2))), (body) => {
-        const d = decodeRequest(body);
-        const m = modelDecode(body);
-        expect(d.ok).toBe(m.ok);
-        if (d.ok) expect(d.request.kind).toBe(m.kind);
-        else expect(typeof d.reason).toBe('string');
-      }),
+      fc.property(
+        fc.oneof(
+          bytes(64),
+          bytes(MAX_BODY_BYTES),
+          mutated.map((m) => m.subarray(2)),
+        ),
+        (body) => {
+          const d = decodeRequest(body);
+          const m = modelDecode(body);
+          expect(d.ok).toBe(m.ok);
+          if (d.ok) expect(d.request.kind).toBe(m.kind);
+          else expect(typeof d.reason).toBe('string');
+        },
+      ),
       params(),
     );
   });
@@ -322,13 +338,13 @@ describe('decodeRequest (property-based)', () => {
           const name = typeof n.name === 'string' ? Buffer.from(n.name) : n.name;
           expect(d.request.name.equals(name)).toBe(true);
           expect(d.request.extra.equals(n.extra)).toBe(true);
-          expect([d.request.port, d.request.nodeType, d.request.protocol, d.request.highestVersion, d.request.lowestVersion]).toEqual([
-            n.port,
-            n.nodeType,
-            n.protocol,
-            n.highestVersion,
-            n.lowestVersion,
-          ]);
+          expect([
+            d.request.port,
+            d.request.nodeType,
+            d.request.protocol,
+            d.request.highestVersion,
+            d.request.lowestVersion,
+          ]).toEqual([n.port, n.nodeType, n.protocol, n.highestVersion, n.lowestVersion]);
         }
       }),
       params(),

@@ -18,7 +18,14 @@ import { hold, probe } from '../support/probe';
 
 const LONG = process.env.SDEPMD_FUZZ_LONG === '1';
 const SEED = process.env.SDEPMD_FUZZ_SEED === undefined ? undefined : Number(process.env.SDEPMD_FUZZ_SEED);
-const node = (name: string, port = 6000) => ({ name, port, nodeType: 77, protocol: 0, highestVersion: 6, lowestVersion: 5 });
+const node = (name: string, port = 6000) => ({
+  name,
+  port,
+  nodeType: 77,
+  protocol: 0,
+  highestVersion: 6,
+  lowestVersion: 5,
+});
 
 let server: EpmdServer;
 let endpoint: { host: string; port: number };
@@ -138,25 +145,31 @@ test('an ALIVE2 in pieces registers; its connection is then watched for EOF, dat
 test('slow readers of a large NAMES reply get all of it (short writes), one byte-sized read at a time', async () => {
   const nodes = [];
   for (let i = 0; i < 300; i += 50) {
-    nodes.push(...(await Promise.all(Array.from({ length: 50 }, (_, j) => register(endpoint, node(`n${i + j}_${'x'.repeat(200)}`, 8000 + i + j))))));
+    nodes.push(
+      ...(await Promise.all(
+        Array.from({ length: 50 }, (_, j) => register(endpoint, node(`n${i + j}_${'x'.repeat(200)}`, 8000 + i + j))),
+      )),
+    );
   }
   const expected = (await probe(endpoint.port, [encodeSimpleRequest(NAMES_REQ)])).reply;
   expect(expected.length).toBeGreaterThan(60_000);
-  const readers = Array.from({ length: 4 }, () =>
-    new Promise<Buffer>((resolve, reject) => {
-      const chunks: Buffer[] = [];
-      const socket = connect({ host: '127.0.0.1', port: endpoint.port }, () => {
-        socket.write(encodeSimpleRequest(NAMES_REQ));
-      });
-      // Read slowly: pause after every chunk, so the kernel's buffers fill and the engine's writes come up short.
-      socket.on('data', (d: Buffer) => {
-        chunks.push(d);
-        socket.pause();
-        setImmediate(() => socket.resume());
-      });
-      socket.on('error', reject);
-      socket.on('close', () => resolve(Buffer.concat(chunks)));
-    }),
+  const readers = Array.from(
+    { length: 4 },
+    () =>
+      new Promise<Buffer>((resolve, reject) => {
+        const chunks: Buffer[] = [];
+        const socket = connect({ host: '127.0.0.1', port: endpoint.port }, () => {
+          socket.write(encodeSimpleRequest(NAMES_REQ));
+        });
+        // Read slowly: pause after every chunk, so the kernel's buffers fill and the engine's writes come up short.
+        socket.on('data', (d: Buffer) => {
+          chunks.push(d);
+          socket.pause();
+          setImmediate(() => socket.resume());
+        });
+        socket.on('error', reject);
+        socket.on('close', () => resolve(Buffer.concat(chunks)));
+      }),
   );
   for (const got of await Promise.all(readers)) expect(got).toEqual(expected);
   await Promise.all(nodes.map((n) => n.close()));

@@ -85,25 +85,58 @@ const header = (len: number, body: Buffer) => {
 };
 const packet: fc.Arbitrary<Buffer> = fc.oneof(
   { weight: 4, arbitrary: valid },
-  { weight: 4, arbitrary: fc.tuple(valid, fc.array(fc.tuple(fc.nat(5), fc.nat(4000), fc.nat(255)), { minLength: 1, maxLength: 4 })).map(([b, o]) => mutate(b, o, 16)) },
+  {
+    weight: 4,
+    arbitrary: fc
+      .tuple(valid, fc.array(fc.tuple(fc.nat(5), fc.nat(4000), fc.nat(255)), { minLength: 1, maxLength: 4 }))
+      .map(([b, o]) => mutate(b, o, 16)),
+  },
   { weight: 2, arbitrary: bytes(48) },
   // every request code, correctly framed, with a random payload
-  { weight: 2, arbitrary: fc.tuple(fc.nat(255), bytes(32)).map(([t, rest]) => header(rest.length + 1, Buffer.concat([Buffer.from([t]), rest]))) },
+  {
+    weight: 2,
+    arbitrary: fc
+      .tuple(fc.nat(255), bytes(32))
+      .map(([t, rest]) => header(rest.length + 1, Buffer.concat([Buffer.from([t]), rest]))),
+  },
   // lengths that lie (longer or shorter than what follows)
-  { weight: 2, arbitrary: fc.tuple(fc.integer({ min: 1, max: 400 }), fc.constantFrom(ALIVE2_REQ, PORT_PLEASE2_REQ, NAMES_REQ, STOP_REQ, DUMP_REQ), bytes(64)).map(([len, t, rest]) => header(len, Buffer.concat([Buffer.from([t]), rest]))) },
+  {
+    weight: 2,
+    arbitrary: fc
+      .tuple(
+        fc.integer({ min: 1, max: 400 }),
+        fc.constantFrom(ALIVE2_REQ, PORT_PLEASE2_REQ, NAMES_REQ, STOP_REQ, DUMP_REQ),
+        bytes(64),
+      )
+      .map(([len, t, rest]) => header(len, Buffer.concat([Buffer.from([t]), rest]))),
+  },
   // zero and giant lengths
-  { weight: 1, arbitrary: fc.tuple(fc.oneof(fc.constant(0), fc.integer({ min: MAX_BODY_BYTES - 2, max: 65535 })), bytes(16)).map(([len, rest]) => header(len, rest)) },
+  {
+    weight: 1,
+    arbitrary: fc
+      .tuple(fc.oneof(fc.constant(0), fc.integer({ min: MAX_BODY_BYTES - 2, max: 65535 })), bytes(16))
+      .map(([len, rest]) => header(len, rest)),
+  },
   // the largest accepted frame, and big random blobs
   { weight: 1, arbitrary: fc.nat(255).map((t) => header(MAX_BODY_BYTES, Buffer.alloc(MAX_BODY_BYTES, t))) },
   { weight: 1, arbitrary: bytes(3500) },
 );
 /** A packet and where to split it across writes (an empty list: one write). */
-const fuzzCase = fc.tuple(packet, fc.oneof({ weight: 3, arbitrary: fc.constant([] as number[]) }, { weight: 1, arbitrary: fc.array(fc.nat(4000), { maxLength: 4 }) }));
+const fuzzCase = fc.tuple(
+  packet,
+  fc.oneof(
+    { weight: 3, arbitrary: fc.constant([] as number[]) },
+    { weight: 1, arbitrary: fc.array(fc.nat(4000), { maxLength: 4 }) },
+  ),
+);
 
 // ---------------------------------------------------------------------------------------------------------------
 // The oracle: what a non-relaxed C epmd answers a local peer, with KEEPER registered.
 
-type Expectation = { kind: 'exact'; reply: Buffer } | { kind: 'check'; check: (r: Buffer) => boolean; what: string } | { kind: 'nothing' };
+type Expectation =
+  | { kind: 'exact'; reply: Buffer }
+  | { kind: 'check'; check: (r: Buffer) => boolean; what: string }
+  | { kind: 'nothing' };
 
 function expectationFor(bytes: Buffer, epmdPort: number): Expectation {
   const f = frameRequest(bytes);
@@ -114,7 +147,11 @@ function expectationFor(bytes: Buffer, epmdPort: number): Expectation {
   switch (r.kind) {
     case 'names':
     case 'dump':
-      return { kind: 'check', what: `${r.kind} reply`, check: (reply) => reply.length >= 4 && reply.readUInt32BE(0) === epmdPort };
+      return {
+        kind: 'check',
+        what: `${r.kind} reply`,
+        check: (reply) => reply.length >= 4 && reply.readUInt32BE(0) === epmdPort,
+      };
     case 'kill':
       return { kind: 'exact', reply: KILL_REFUSED };
     case 'stop':
@@ -122,15 +159,21 @@ function expectationFor(bytes: Buffer, epmdPort: number): Expectation {
     case 'port_please2':
       if (r.name.equals(Buffer.from(KEEPER.name))) return { kind: 'exact', reply: KEEPER_PORT2 };
       // Not found, or (rarely) a name a concurrent fuzz connection registered.
-      return { kind: 'check', what: 'PORT2_RESP', check: (reply) => reply.equals(PORT2_NOT_FOUND) || (reply[0] === 0x77 && reply[1] === 0) };
+      return {
+        kind: 'check',
+        what: 'PORT2_RESP',
+        check: (reply) => reply.equals(PORT2_NOT_FOUND) || (reply[0] === 0x77 && reply[1] === 0),
+      };
     case 'alive2': {
       const tag = r.highestVersion >= 6 ? 0x76 : 0x79;
       const size = r.highestVersion >= 6 ? 6 : 4;
-      const mustFail = validateName(r.name) !== null || r.extra.length > 1020 || r.name.equals(Buffer.from(KEEPER.name));
+      const mustFail =
+        validateName(r.name) !== null || r.extra.length > 1020 || r.name.equals(Buffer.from(KEEPER.name));
       return {
         kind: 'check',
         what: `ALIVE2 reply ${mustFail ? 'with result 1' : ''}`,
-        check: (reply) => reply.length === size && reply[0] === tag && (mustFail ? reply[1] === 1 : reply[1] === 0 || reply[1] === 1),
+        check: (reply) =>
+          reply.length === size && reply[0] === tag && (mustFail ? reply[1] === 1 : reply[1] === 0 || reply[1] === 1),
       };
     }
   }
@@ -139,7 +182,8 @@ function expectationFor(bytes: Buffer, epmdPort: number): Expectation {
 /** Whether the request's fate is decided only by its last byte, so that however TCP coalesces the writes, the
  * daemon sees the same thing as for one write. */
 function decidedAtEnd(bytes: Buffer): boolean {
-  for (let cut = 1; cut < bytes.length; cut++) if (frameRequest(bytes.subarray(0, cut)).status !== 'incomplete') return false;
+  for (let cut = 1; cut < bytes.length; cut++)
+    if (frameRequest(bytes.subarray(0, cut)).status !== 'incomplete') return false;
   return true;
 }
 
@@ -213,7 +257,8 @@ function openFds(pid: number): number {
 }
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-const CRASH_SIGNS = /internal error|Unhandled|unhandled|TypeError|RangeError|ReferenceError|FATAL|heap out of memory|Segmentation|Aborted|at .*\.js:\d+/;
+const CRASH_SIGNS =
+  /internal error|Unhandled|unhandled|TypeError|RangeError|ReferenceError|FATAL|heap out of memory|Segmentation|Aborted|at .*\.js:\d+/;
 
 let daemon: TestDaemon;
 let keeper: Held;
@@ -263,10 +308,20 @@ describe('live daemon: a valid request split at every byte boundary gets the sam
     for (let cut = 1; cut < request.length; cut++) {
       splits.push(probe(daemon.port, [request.subarray(0, cut), request.subarray(cut)], { gapMs: 15, waitMs }));
     }
-    splits.push(probe(daemon.port, [...request].map((b) => Buffer.from([b])), { gapMs: 5, waitMs }));
+    splits.push(
+      probe(
+        daemon.port,
+        [...request].map((b) => Buffer.from([b])),
+        { gapMs: 5, waitMs },
+      ),
+    );
     const results = await Promise.all(splits);
     for (const [i, r] of results.entries()) {
-      expect({ cut: i + 1, reply: r.reply.toString('hex'), ended: r.ended }).toEqual({ cut: i + 1, reply: whole.reply.toString('hex'), ended: whole.ended });
+      expect({ cut: i + 1, reply: r.reply.toString('hex'), ended: r.ended }).toEqual({
+        cut: i + 1,
+        reply: whole.reply.toString('hex'),
+        ended: whole.ended,
+      });
     }
     expect(whole.ended).toBe('closed');
   });
@@ -280,7 +335,9 @@ describe('live daemon: a valid request split at every byte boundary gets the sam
         await sleep(15);
         h.socket.write(req.subarray(cut));
         const reply = await h.waitFor(6);
-        const found = await probe(daemon.port, [encodeNameRequest(PORT_PLEASE2_REQ, `split_${String(i).padStart(2, '0')}`)]);
+        const found = await probe(daemon.port, [
+          encodeNameRequest(PORT_PLEASE2_REQ, `split_${String(i).padStart(2, '0')}`),
+        ]);
         await h.close();
         return { reply: reply.subarray(0, 2).toString('hex'), len: reply.length, port: found.reply.readUInt16BE(2) };
       }),
@@ -346,11 +403,17 @@ describe(`live daemon fuzz: ${PACKETS.toLocaleString('en')} packets (seed ${SEED
         if (chunks.length === 1 || decidedAtEnd(bytes)) {
           const e = expectationFor(bytes, daemon.port);
           const ok =
-            e.kind === 'nothing' ? out.reply.length === 0 : e.kind === 'exact' ? out.reply.equals(e.reply) : e.check(out.reply);
+            e.kind === 'nothing'
+              ? out.reply.length === 0
+              : e.kind === 'exact'
+                ? out.reply.equals(e.reply)
+                : e.check(out.reply);
           if (!ok) {
             stats.mismatches++;
             if (mismatchSamples.length < 10) {
-              mismatchSamples.push(`sent ${bytes.toString('hex').slice(0, 160)} in ${chunks.length} write(s): expected ${e.kind === 'exact' ? e.reply.toString('hex') : e.kind === 'check' ? e.what : 'no reply'}, got ${out.reply.toString('hex').slice(0, 80) || 'nothing'}`);
+              mismatchSamples.push(
+                `sent ${bytes.toString('hex').slice(0, 160)} in ${chunks.length} write(s): expected ${e.kind === 'exact' ? e.reply.toString('hex') : e.kind === 'check' ? e.what : 'no reply'}, got ${out.reply.toString('hex').slice(0, 80) || 'nothing'}`,
+              );
             }
           }
         }
@@ -361,9 +424,12 @@ describe(`live daemon fuzz: ${PACKETS.toLocaleString('en')} packets (seed ${SEED
         if (Date.now() - lastReport > 1000) {
           lastReport = Date.now();
           rssSamples.push(rssMb(pid));
-          if (daemon.child.exitCode !== null || daemon.child.signalCode !== null) throw new Error(`daemon died: ${daemon.stderr().slice(-2000)}`);
+          if (daemon.child.exitCode !== null || daemon.child.signalCode !== null)
+            throw new Error(`daemon died: ${daemon.stderr().slice(-2000)}`);
           if (LONG && rssSamples.length % 10 === 0) {
-            process.stderr.write(`[fuzz] ${stats.sent.toLocaleString('en')} packets, ${Math.round(stats.sent / ((Date.now() - started) / 1000))}/s, RSS ${rssSamples.at(-1)!.toFixed(1)} MB\n`);
+            process.stderr.write(
+              `[fuzz] ${stats.sent.toLocaleString('en')} packets, ${Math.round(stats.sent / ((Date.now() - started) / 1000))}/s, RSS ${rssSamples.at(-1)!.toFixed(1)} MB\n`,
+            );
           }
         }
       }
@@ -416,7 +482,10 @@ describe(`live daemon fuzz: ${PACKETS.toLocaleString('en')} packets (seed ${SEED
 
   test('afterwards the daemon still serves, and its log shows the refusals rate-limited (no log flood)', async () => {
     await assertHealthy();
-    const lines = daemon.stderr().split('\n').filter((l) => l.includes('refused'));
+    const lines = daemon
+      .stderr()
+      .split('\n')
+      .filter((l) => l.includes('refused'));
     // At most 20 refusal lines a second are logged (plus a summary line each second).
     expect(lines.length).toBeGreaterThan(0);
     expect(daemon.stderr()).toMatch(/more refusal\(s\) not logged/);

@@ -76,7 +76,10 @@ test('serves every passed socket (IPv4 and IPv6), reports READY=1 only then, STA
   expect(status).toBe('STATUS=0 nodes registered, 0 lookups served');
   expect(await sink.next()).toMatchObject({ message: 'READY=1' });
   // READY=1 came after both sockets were being served: both answer now.
-  const node = await register({ host: '127.0.0.1', port: v4 }, { name: 'act', port: 5555, nodeType: 77, protocol: 0, highestVersion: 6, lowestVersion: 5 });
+  const node = await register(
+    { host: '127.0.0.1', port: v4 },
+    { name: 'act', port: 5555, nodeType: 77, protocol: 0, highestVersion: 6, lowestVersion: 5 },
+  );
   expect(node.result).toBe(0);
   expect((await names({ host: '::1', port: v6 })).nodes).toEqual([{ name: 'act', port: 5555 }]);
   // NAMES reports the port of the socket systemd passed.
@@ -88,7 +91,9 @@ test('serves every passed socket (IPv4 and IPv6), reports READY=1 only then, STA
   expect(await nextMessage(sink, /STOPPING=1/)).toBe('STOPPING=1');
   expect(await daemon.exited).toBe(0);
   await node.close();
-  expect(daemon.stderr()).toMatch(/serving \[?127\.0\.0\.1\]?:\d+ \(fd 3 \(epmd\.socket\)\), \[::1\]:\d+ \(fd 4 \(epmd\.socket\)\) \(socket-activated\)/);
+  expect(daemon.stderr()).toMatch(
+    /serving \[?127\.0\.0\.1\]?:\d+ \(fd 3 \(epmd\.socket\)\), \[::1\]:\d+ \(fd 4 \(epmd\.socket\)\) \(socket-activated\)/,
+  );
   expect(daemon.stderr()).toMatch(/shutting down: SIGTERM received/);
 });
 
@@ -106,7 +111,7 @@ test('pings the watchdog at half of WATCHDOG_USEC', async () => {
   expect(daemon.stderr()).toMatch(/watchdog: pinging systemd every 200 ms/);
 });
 
-test('LISTEN_PIDFDID (systemd >= 256): our own pidfd id is served; another process\'s means the fds are not ours', async () => {
+test("LISTEN_PIDFDID (systemd >= 256): our own pidfd id is served; another process's means the fds are not ours", async () => {
   const own = await activate(['--pidfdid=own', 'epmd.socket=tcp4:127.0.0.1'], {});
   daemon = own;
   await waitFor(() => /serving .*\(socket-activated\)/.test(own.stderr()));
@@ -120,7 +125,9 @@ test('LISTEN_PIDFDID (systemd >= 256): our own pidfd id is served; another proce
   daemon = other;
   if (pidfs) {
     expect(await other.exited).toBe(1);
-    expect(other.stderr()).toBe('sdepmd: -systemd: no sockets were passed (LISTEN_FDS is unset); start sdepmd through epmd.socket\n');
+    expect(other.stderr()).toBe(
+      'sdepmd: -systemd: no sockets were passed (LISTEN_FDS is unset); start sdepmd through epmd.socket\n',
+    );
   } else {
     await waitFor(() => /serving .*\(socket-activated\)/.test(other.stderr()));
   }
@@ -151,12 +158,17 @@ test('SIGHUP (live upgrade) says RELOADING=1 with MONOTONIC_USEC, then READY=1 f
 });
 
 test('-systemd without passed sockets fails clearly', async () => {
-  const child = spawn(process.execPath, [SDEPMD_BIN, '-systemd'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LISTEN_FDS: '' } });
+  const child = spawn(process.execPath, [SDEPMD_BIN, '-systemd'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, LISTEN_FDS: '' },
+  });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
   expect(code).toBe(1);
-  expect(stderr).toBe('sdepmd: -systemd: no sockets were passed (LISTEN_FDS is unset); start sdepmd through epmd.socket\n');
+  expect(stderr).toBe(
+    'sdepmd: -systemd: no sockets were passed (LISTEN_FDS is unset); start sdepmd through epmd.socket\n',
+  );
 });
 
 test('SIGUSR1 raises and SIGUSR2 lowers the log level at run time', async () => {

@@ -11,7 +11,14 @@ import { encodeAlive2Request, encodeSimpleRequest } from '../../src/protocol/cod
 import { KILL_REQ, NAMES_REQ } from '../../src/protocol/constants';
 import { hold, probe } from '../support/probe';
 
-const node = (name: string, port = 6000) => ({ name, port, nodeType: 77, protocol: 0, highestVersion: 6, lowestVersion: 5 });
+const node = (name: string, port = 6000) => ({
+  name,
+  port,
+  nodeType: 77,
+  protocol: 0,
+  highestVersion: 6,
+  lowestVersion: 5,
+});
 
 let server: EpmdServer;
 let lines: string[];
@@ -55,7 +62,9 @@ test('a registration lives exactly as long as its connection: EOF unregisters', 
   await a.close();
   await until(async () => (await registered()).length === 0);
   expect(await portPlease(endpoint, 'alpha')).toEqual({ found: false });
-  expect(lines.join('')).toMatch(/<6>registered alpha port 7001 \(normal, versions 5-6, creation \d+\) from 127\.0\.0\.1; 1 node\(s\) registered/);
+  expect(lines.join('')).toMatch(
+    /<6>registered alpha port 7001 \(normal, versions 5-6, creation \d+\) from 127\.0\.0\.1; 1 node\(s\) registered/,
+  );
   expect(lines.join('')).toMatch(/<6>unregistered alpha port 7001 .* connection closed; 0 node\(s\) registered/);
 });
 
@@ -84,7 +93,10 @@ test('an incomplete request is closed after the packet timeout (whole seconds, s
   expect(Date.now() - t0).toBeGreaterThanOrEqual(1000);
   expect(Date.now() - t0).toBeLessThan(3500);
   // Gaps of 0.8 s: never idle for a whole timeout, so the request is served however long it takes in all.
-  const slow = await probe(endpoint.port, [Buffer.from([0]), Buffer.from([1]), Buffer.from('n')], { gapMs: 800, waitMs: 2000 });
+  const slow = await probe(endpoint.port, [Buffer.from([0]), Buffer.from([1]), Buffer.from('n')], {
+    gapMs: 800,
+    waitMs: 2000,
+  });
   expect(slow.ended).toBe('closed');
   expect(slow.reply.length).toBeGreaterThan(4);
   expect(a.socket.destroyed).toBe(false);
@@ -100,7 +112,9 @@ test('-delay_write: a complete request whose reply is pending is not idle, and N
   const chunks: { at: number; bytes: Buffer }[] = [];
   const t0 = Date.now();
   await new Promise<void>((resolve, reject) => {
-    const socket = connect({ host: '127.0.0.1', port: endpoint.port }, () => socket.write(encodeSimpleRequest(NAMES_REQ)));
+    const socket = connect({ host: '127.0.0.1', port: endpoint.port }, () =>
+      socket.write(encodeSimpleRequest(NAMES_REQ)),
+    );
     socket.on('data', (d: Buffer) => chunks.push({ at: Date.now() - t0, bytes: d }));
     socket.on('error', reject);
     socket.on('close', () => resolve());
@@ -184,7 +198,7 @@ test('garbage on many connections never takes the server down', async () => {
   await start();
   const keeper = await register(endpoint, node('keeper'));
   let seed = 42;
-  const rand = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+  const rand = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
   const probes = [];
   for (let i = 0; i < 200; i++) {
     const bytes = Buffer.alloc(1 + Math.floor(rand() * 40));

@@ -32,12 +32,16 @@ let home = '';
 let daemon: TestDaemon;
 
 function startNode(name: string, extra: string[] = []): ErlNode {
-  const child = spawn(erlAvailable().path!, ['-sname', name, '-noshell', '-noinput', '-start_epmd', 'false', '-setcookie', COOKIE, ...extra], {
-    env: { ...process.env, HOME: home, ERL_EPMD_PORT: String(daemon.port), ERL_AFLAGS: '', ERL_FLAGS: '' },
-    // Its own process group, so that beam.smp and its children (erl_child_setup, inet_gethost) die with it.
-    detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    erlAvailable().path!,
+    ['-sname', name, '-noshell', '-noinput', '-start_epmd', 'false', '-setcookie', COOKIE, ...extra],
+    {
+      env: { ...process.env, HOME: home, ERL_EPMD_PORT: String(daemon.port), ERL_AFLAGS: '', ERL_FLAGS: '' },
+      // Its own process group, so that beam.smp and its children (erl_child_setup, inet_gethost) die with it.
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let out = '';
   let err = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -102,10 +106,14 @@ d('real OTP nodes with sdepmd', () => {
     startNode(NAME_B);
     h = startNode(NAME_H, ['-hidden']);
     a = startNode(NAME_A, ['-eval', script]);
-    await waitFor('all three nodes in NAMES', async () => {
-      const listed = await names();
-      return [NAME_A, NAME_B, NAME_H].every((n) => listed.includes(n)) ? listed : undefined;
-    }, 30_000);
+    await waitFor(
+      'all three nodes in NAMES',
+      async () => {
+        const listed = await names();
+        return [NAME_A, NAME_B, NAME_H].every((n) => listed.includes(n)) ? listed : undefined;
+      },
+      30_000,
+    );
   }, 60_000);
 
   afterAll(async () => {
@@ -119,7 +127,11 @@ d('real OTP nodes with sdepmd', () => {
     const listed = await names();
     expect(listed).toEqual(expect.arrayContaining([NAME_A, NAME_B, NAME_H]));
     for (const name of [NAME_A, NAME_B, NAME_H]) {
-      const reply = await exchange({ host: '127.0.0.1', port: daemon.port }, encodeNameRequest(PORT_PLEASE2_REQ, name), 3000);
+      const reply = await exchange(
+        { host: '127.0.0.1', port: daemon.port },
+        encodeNameRequest(PORT_PLEASE2_REQ, name),
+        3000,
+      );
       expect(reply.subarray(0, 2)).toEqual(Buffer.from([0x77, 0]));
       expect(reply.readUInt16BE(2)).toBeGreaterThan(0);
       // OTP 25 registers hidden nodes with type 'M' too, versions 6/5.
@@ -131,11 +143,14 @@ d('real OTP nodes with sdepmd', () => {
   });
 
   test('node a pings b (pong), rpc:call works, erl_epmd:names() lists all three', async () => {
-    const out = await waitFor('node a to report', async () => (/EPMD_NAMES=.*\n/s.test(a.stdout()) ? a.stdout() : undefined), 40_000, 200).catch(
-      (e: Error) => {
-        throw new Error(`${e.message}\nstdout: ${a.stdout()}\nstderr: ${a.stderr()}`);
-      },
-    );
+    const out = await waitFor(
+      'node a to report',
+      async () => (/EPMD_NAMES=.*\n/s.test(a.stdout()) ? a.stdout() : undefined),
+      40_000,
+      200,
+    ).catch((e: Error) => {
+      throw new Error(`${e.message}\nstdout: ${a.stdout()}\nstderr: ${a.stderr()}`);
+    });
     process.stdout.write(`[otp] node ${NAME_A} reported:\n${out}`);
     expect(out).toContain('PING=pong');
     expect(out).toMatch(new RegExp(`RPC_NODE='?${NAME_B}@[^\\s']+'?`));
@@ -151,7 +166,8 @@ d('real OTP nodes with sdepmd', () => {
     expect(r.stderr).toBe('');
     const lines = r.stdout.split('\n');
     expect(lines[0]).toBe(`epmd: up and running on port ${daemon.port} with data:`);
-    for (const name of [NAME_A, NAME_B, NAME_H]) expect(lines).toEqual(expect.arrayContaining([expect.stringMatching(new RegExp(`^name ${name} at port \\d+$`))]));
+    for (const name of [NAME_A, NAME_B, NAME_H])
+      expect(lines).toEqual(expect.arrayContaining([expect.stringMatching(new RegExp(`^name ${name} at port \\d+$`))]));
   });
 
   test('-stop unregisters a node (relaxed); it re-registers ~2 s later with a new creation', async () => {
@@ -178,12 +194,19 @@ d('real OTP nodes with sdepmd', () => {
     const strict = await startDaemon('sdepmd');
     const k = startNodeOn(strict, `k2_${rand}`);
     try {
-      await waitFor('the node on the strict daemon', async () => {
-        const reply = await exchange({ host: '127.0.0.1', port: strict.port }, encodeSimpleRequest(NAMES_REQ), 3000);
-        return decodeNamesReply(reply).nodes.some((n) => n.name === `k2_${rand}`);
-      }, 20_000);
+      await waitFor(
+        'the node on the strict daemon',
+        async () => {
+          const reply = await exchange({ host: '127.0.0.1', port: strict.port }, encodeSimpleRequest(NAMES_REQ), 3000);
+          return decodeNamesReply(reply).nodes.some((n) => n.name === `k2_${rand}`);
+        },
+        20_000,
+      );
       const r = spawnSync(findCEpmd()!, ['-port', String(strict.port), '-kill'], { timeout: 10_000 });
-      expect({ code: r.status, stdout: r.stdout.toString() }).toEqual({ code: 1, stdout: 'Killing not allowed - living nodes in database.\n' });
+      expect({ code: r.status, stdout: r.stdout.toString() }).toEqual({
+        code: 1,
+        stdout: 'Killing not allowed - living nodes in database.\n',
+      });
       expect(strict.child.exitCode).toBeNull();
     } finally {
       killGroup(k);

@@ -7,7 +7,16 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { closeFd, dupFd, FdPassError, pidfdGetfd, pidfdOpen, recvFds, sendFds, setInheritable } from '../../src/native/fdpass';
+import {
+  closeFd,
+  dupFd,
+  FdPassError,
+  pidfdGetfd,
+  pidfdOpen,
+  recvFds,
+  sendFds,
+  setInheritable,
+} from '../../src/native/fdpass';
 import { loadAddon } from '../../src/native/addon';
 import { startControlServer, type ControlProvider } from '../../src/daemon/control';
 import { parseUpgradeState, type NodeInfoRecord } from '../../src/daemon/handover';
@@ -143,7 +152,11 @@ describe('adoption over the control socket (SCM_RIGHTS)', () => {
 
   test('a frame whose node count and fd count differ is refused, and its fds closed', async () => {
     const control = path.join(dir, 'control.sock');
-    const provider: ControlProvider = { status: () => ({}) as never, names: () => [], adopt: () => ({ adopted: ['x'], refused: [] }) };
+    const provider: ControlProvider = {
+      status: () => ({}) as never,
+      names: () => [],
+      adopt: () => ({ adopted: ['x'], refused: [] }),
+    };
     const server = await startControlServer(control, provider, () => undefined);
     const pair = await tcpPair();
     const reply = await new Promise<string>((resolve) => {
@@ -176,12 +189,33 @@ describe('what crosses a process boundary is validated', () => {
     handOverAt: 2,
     upgrades: 1,
     creationCounter: 5,
-    stats: { connections: 0, lookups: 0, lookupsFound: 0, namesRequests: 0, registrations: 0, unregistrations: 0, refused: 0, limitHits: 0 },
+    stats: {
+      connections: 0,
+      lookups: 0,
+      lookupsFound: 0,
+      namesRequests: 0,
+      registrations: 0,
+      unregistrations: 0,
+      refused: 0,
+      limitHits: 0,
+    },
     listeners: [{ fd: 3, name: 'epmd.socket', fromSystemd: true }],
     registrations: [
       {
         fd: 4,
-        record: { name: '6161', port: 1, nodeType: 77, protocol: 0, highestVersion: 6, lowestVersion: 5, extra: '', creation: 9, registeredAt: 1, peer: '127.0.0.1', fdName: 'reg-0' },
+        record: {
+          name: '6161',
+          port: 1,
+          nodeType: 77,
+          protocol: 0,
+          highestVersion: 6,
+          lowestVersion: 5,
+          extra: '',
+          creation: 9,
+          registeredAt: 1,
+          peer: '127.0.0.1',
+          fdName: 'reg-0',
+        },
       },
     ],
   };
@@ -192,9 +226,18 @@ describe('what crosses a process boundary is validated', () => {
     ['a repeated fd', { ...good, registrations: [{ ...good.registrations[0], fd: 3 }] }],
     ['stdio as a socket', { ...good, listeners: [{ fd: 2, name: 'x', fromSystemd: false }] }],
     ['no listening socket', { ...good, listeners: [] }],
-    ['a name that is not hex', { ...good, registrations: [{ fd: 4, record: { ...good.registrations[0]!.record, name: 'zz' } }] }],
-    ['invalid UTF-8 in a name', { ...good, registrations: [{ fd: 4, record: { ...good.registrations[0]!.record, name: 'ff' } }] }],
-    ['a port out of range', { ...good, registrations: [{ fd: 4, record: { ...good.registrations[0]!.record, port: 70000 } }] }],
+    [
+      'a name that is not hex',
+      { ...good, registrations: [{ fd: 4, record: { ...good.registrations[0]!.record, name: 'zz' } }] },
+    ],
+    [
+      'invalid UTF-8 in a name',
+      { ...good, registrations: [{ fd: 4, record: { ...good.registrations[0]!.record, name: 'ff' } }] },
+    ],
+    [
+      'a port out of range',
+      { ...good, registrations: [{ fd: 4, record: { ...good.registrations[0]!.record, port: 70000 } }] },
+    ],
     ['another format', { ...good, format: 2 }],
   ])('refused: %s', (_what, state) => {
     expect(parseUpgradeState(JSON.stringify(state))).toMatchObject({ ok: false });
@@ -203,7 +246,11 @@ describe('what crosses a process boundary is validated', () => {
 });
 
 test('DUMP replies of the C epmd are parsed (names with spaces and ">")', () => {
-  const lines = ['active name     <a b> at port 4711, fd = 5\n', 'active name     <x>y> at port 1, fd = 12\n', 'old/unused name, <z> at port 3, fd = 7\n'];
+  const lines = [
+    'active name     <a b> at port 4711, fd = 5\n',
+    'active name     <x>y> at port 1, fd = 12\n',
+    'old/unused name, <z> at port 3, fd = 7\n',
+  ];
   const reply = Buffer.concat([Buffer.from([0, 0, 0x11, 0x11]), ...lines.map((l) => Buffer.from(`${l}\0`, 'latin1'))]);
   expect(parseDump(reply).map((n) => [n.name.toString(), n.port, n.fd])).toEqual([
     ['a b', 4711, 5],

@@ -40,14 +40,26 @@ const attempt = (f) => { try { f(); return null; } catch (e) { return e.message;
 async function runChild(body: string, notifySocket: string | undefined): Promise<Record<string, unknown>> {
   const env: NodeJS.ProcessEnv = { ...process.env, NOTIFY_SOCKET: notifySocket };
   if (notifySocket === undefined) delete env.NOTIFY_SOCKET;
-  const child = spawn(process.execPath, ['-e', `${CHILD_PRELUDE}\n(async () => {\n${body}\n})().catch((e) => { console.error(e); process.exit(1); });`], { cwd: REPO, env });
+  const child = spawn(
+    process.execPath,
+    ['-e', `${CHILD_PRELUDE}\n(async () => {\n${body}\n})().catch((e) => { console.error(e); process.exit(1); });`],
+    { cwd: REPO, env },
+  );
   let stdout = '';
   let stderr = '';
-  child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-  child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  child.stdout.on('data', (d: Buffer) => {
+    stdout += d.toString();
+  });
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
   const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
   if (code !== 0) throw new Error(`child node exited ${code}; stderr: ${stderr}`);
-  return stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>)
+  return stdout
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
     .reduce((a, b) => ({ ...a, ...b }), {});
 }
 
@@ -101,7 +113,11 @@ describe('native addon', () => {
   // The addon throws the main realm's TypeError, not the jest sandbox's, so compare by name.
   const expectTypeError = (f: () => unknown): void => {
     let caught: unknown = null;
-    try { f(); } catch (e) { caught = e; }
+    try {
+      f();
+    } catch (e) {
+      caught = e;
+    }
     expect(caught).not.toBeNull();
     expect((caught as Error).name).toBe('TypeError');
   };
@@ -120,10 +136,13 @@ describe('native addon', () => {
   });
 
   test('returns 0 when NOTIFY_SOCKET is unset (child process with a clean environment)', async () => {
-    const child = await runChild(`
+    const child = await runChild(
+      `
       const addon = require(${JSON.stringify(DEFAULT_ADDON_PATH)});
       out({ r: addon.notifyWithFds('FDSTORE=1\\nFDNAME=x', [0]), store: fdstore.openFdStore().available });
-    `, undefined);
+    `,
+      undefined,
+    );
     expect(child).toEqual({ r: 0, store: false });
   });
 });
@@ -159,13 +178,16 @@ describe('openFdStore against a fake NOTIFY_SOCKET (child process)', () => {
     try {
       const file = path.join(tmp, 'payload');
       fs.writeFileSync(file, 'hello');
-      const child = await runChild(`
+      const child = await runChild(
+        `
         const fd = fs.openSync(${JSON.stringify(file)}, 'r');
         const store = fdstore.openFdStore();
         out({ available: store.available, reason: store.unavailableReason ?? null });
         store.store('x', fd);
         out({ original: ident(fd) });
-      `, sink.path);
+      `,
+        sink.path,
+      );
       expect(child).toMatchObject({ available: true, reason: null });
       const got = await sink.next();
       expect(got.message).toBe('FDSTORE=1\nFDNAME=x');
@@ -180,7 +202,8 @@ describe('openFdStore against a fake NOTIFY_SOCKET (child process)', () => {
   test('stores a TCP connection fd taken from a net.Socket, then removes it', async () => {
     const sink = await startSink(tmp, 2);
     try {
-      const child = await runChild(`
+      const child = await runChild(
+        `
         const server = net.createServer((s) => s.on('error', () => {}));
         await new Promise((r) => server.listen(0, '127.0.0.1', r));
         const port = server.address().port;
@@ -193,7 +216,9 @@ describe('openFdStore against a fake NOTIFY_SOCKET (child process)', () => {
         store.remove('conn-1');
         client.destroy();
         server.close();
-      `, sink.path);
+      `,
+        sink.path,
+      );
       const got = await sink.next();
       expect(got.message).toBe('FDSTORE=1\nFDNAME=conn-1');
       expect(got.fds).toHaveLength(1);
@@ -209,7 +234,8 @@ describe('openFdStore against a fake NOTIFY_SOCKET (child process)', () => {
   });
 
   test('native errors become thrown Errors with the errno name, not crashes', async () => {
-    const child = await runChild(`
+    const child = await runChild(
+      `
       const store = fdstore.openFdStore();
       out({
         available: store.available,
@@ -218,7 +244,9 @@ describe('openFdStore against a fake NOTIFY_SOCKET (child process)', () => {
         nameErr: attempt(() => store.store('a:b', 0)),
         fdErr: attempt(() => store.store('x', -1)),
       });
-    `, path.join(tmp, 'nobody-listens'));
+    `,
+      path.join(tmp, 'nobody-listens'),
+    );
     expect(child).toEqual({
       available: true,
       storeErr: 'fd store: sd_pid_notify_with_fds failed: ENOENT',
@@ -232,10 +260,13 @@ describe('openFdStore against a fake NOTIFY_SOCKET (child process)', () => {
     const sink = await startSink(tmp, 1);
     try {
       // Not "open then close": libsystemd's own socket would reuse that lowest free number.
-      const child = await runChild(`
+      const child = await runChild(
+        `
         const fd = 999999;
         out({ open: attempt(() => fs.fstatSync(fd)) === null, err: attempt(() => fdstore.openFdStore().store('x', fd)) });
-      `, sink.path);
+      `,
+        sink.path,
+      );
       expect(child.open).toBe(false);
       expect(child.err).toBe('fd store: sd_pid_notify_with_fds failed: EBADF');
     } finally {

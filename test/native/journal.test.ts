@@ -62,7 +62,13 @@ function parseNative(buf: Buffer): [string, string][] {
 
 peerDescribe('root + unshare -m + python3', unshareAvailable())('journalSend through a journald socket', () => {
   test('the fields arrive as sent, a value with a newline too', () => {
-    const fields = journalFields(6, 'registered app1 port 4711', { event: 'registered', node: 'app\n1', port: 4711, peer: '127.0.0.1', creation: 42 });
+    const fields = journalFields(6, 'registered app1 port 4711', {
+      event: 'registered',
+      node: 'app\n1',
+      port: 4711,
+      peer: '127.0.0.1',
+      creation: 42,
+    });
     const r = spawnSync('unshare', ['-m', '--propagation', 'private', 'bash', '-c', SCRIPT], {
       env: { ...process.env, ADDON, FIELDS: JSON.stringify(fields) },
       encoding: 'utf8',
@@ -90,7 +96,19 @@ describe('journalSend arguments', () => {
   test('bad arguments throw a TypeError', () => {
     if (addon instanceof Error) throw addon;
     const send = addon.journalSend.bind(addon) as (...a: unknown[]) => number;
-    for (const bad of [[], [[]], ['MESSAGE=x'], [[1]], [['nokey']], [['_X=1']], [['lower=1']], [['X=a\0b']], [new Array(33).fill('A=1')], [['1X=1']], [['=x']]]) {
+    for (const bad of [
+      [],
+      [[]],
+      ['MESSAGE=x'],
+      [[1]],
+      [['nokey']],
+      [['_X=1']],
+      [['lower=1']],
+      [['X=a\0b']],
+      [new Array(33).fill('A=1')],
+      [['1X=1']],
+      [['=x']],
+    ]) {
       let thrown: unknown = null;
       try {
         send(...bad);

@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import { loadAddon } from '../../src/native/addon';
 import { ssBacklog } from '../support/ss';
 
-describe('the addon\'s listenBacklog', () => {
+describe("the addon's listenBacklog", () => {
   const addon = loadAddon();
   if (addon instanceof Error) throw addon;
 
@@ -33,7 +33,7 @@ describe('the addon\'s listenBacklog', () => {
     await new Promise((r) => server.close(r));
   });
 
-  test('bad arguments throw (a TypeError from the addon, which is another realm than jest\'s)', () => {
+  test("bad arguments throw (a TypeError from the addon, which is another realm than jest's)", () => {
     const bad = addon as unknown as Record<string, (...args: unknown[]) => unknown>;
     const thrown = (f: () => unknown): string => {
       try {

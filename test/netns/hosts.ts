@@ -26,14 +26,19 @@ export interface Hosts {
 
 function run(args: string[], check = true): string {
   const r = spawnSync(args[0]!, args.slice(1), { encoding: 'utf8', timeout: 30_000 });
-  if (check && r.status !== 0) throw new Error(`${args.join(' ')} failed (${r.status}): ${r.stderr || r.error?.message}`);
+  if (check && r.status !== 0)
+    throw new Error(`${args.join(' ')} failed (${r.status}): ${r.stderr || r.error?.message}`);
   return r.stdout ?? '';
 }
 
 export function netnsAvailable(): Availability {
   if (process.getuid?.() !== 0) return { ok: false, reason: 'network namespaces need root' };
   const r = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' });
-  if (r.error || r.status !== 0) return { ok: false, reason: `'ip netns' does not work: ${r.error?.message ?? r.stderr} (apt-get install iproute2)` };
+  if (r.error || r.status !== 0)
+    return {
+      ok: false,
+      reason: `'ip netns' does not work: ${r.error?.message ?? r.stderr} (apt-get install iproute2)`,
+    };
   return { ok: true };
 }
 
@@ -103,7 +108,9 @@ export interface ProbeReply {
 /** Runs ns-client.js in a namespace and parses its JSON line. */
 export function nsClient(ns: string, args: string[]): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
-    const child = spawn('ip', ['netns', 'exec', ns, process.execPath, CLIENT, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('ip', ['netns', 'exec', ns, process.execPath, CLIENT, ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -118,15 +125,38 @@ export function nsClient(ns: string, args: string[]): Promise<Record<string, unk
   });
 }
 
-export function nsProbe(ns: string, host: string, port: number, request: Buffer, localAddress?: string, waitMs = 1500): Promise<ProbeReply> {
-  return nsClient(ns, ['probe', host, String(port), request.toString('hex'), localAddress ?? '-', String(waitMs)]) as unknown as Promise<ProbeReply>;
+export function nsProbe(
+  ns: string,
+  host: string,
+  port: number,
+  request: Buffer,
+  localAddress?: string,
+  waitMs = 1500,
+): Promise<ProbeReply> {
+  return nsClient(ns, [
+    'probe',
+    host,
+    String(port),
+    request.toString('hex'),
+    localAddress ?? '-',
+    String(waitMs),
+  ]) as unknown as Promise<ProbeReply>;
 }
 
 /** A registration held from inside a namespace; `close()` ends it. */
-export async function nsHold(ns: string, host: string, port: number, request: Buffer): Promise<{ reply: string; close(): void }> {
-  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, CLIENT, 'hold', host, String(port), request.toString('hex')], {
-    stdio: ['pipe', 'pipe', 'inherit'],
-  });
+export async function nsHold(
+  ns: string,
+  host: string,
+  port: number,
+  request: Buffer,
+): Promise<{ reply: string; close(): void }> {
+  const child = spawn(
+    'ip',
+    ['netns', 'exec', ns, process.execPath, CLIENT, 'hold', host, String(port), request.toString('hex')],
+    {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    },
+  );
   const reply = await new Promise<string>((resolve, reject) => {
     let out = '';
     child.stdout.on('data', (d: Buffer) => {

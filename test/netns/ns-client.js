@@ -38,7 +38,8 @@ if (mode === 'probe') {
   socket.on('data', (d) => chunks.push(d));
   socket.on('close', () => finish('closed'));
   socket.on('error', (/** @type {NodeJS.ErrnoException} */ e) => {
-    if (e.code === 'ECONNREFUSED' || e.code === 'ETIMEDOUT' || e.code === 'EHOSTUNREACH' || e.code === 'ENETUNREACH') finish('refused', e.code);
+    if (e.code === 'ECONNREFUSED' || e.code === 'ETIMEDOUT' || e.code === 'EHOSTUNREACH' || e.code === 'ENETUNREACH')
+      finish('refused', e.code);
     else if (e.code === 'ECONNRESET' || e.code === 'EPIPE') finish('closed');
     else finish('error', e.code || e.message);
   });
@@ -70,10 +71,13 @@ if (mode === 'probe') {
     s.on('close', () => closed++);
     sockets.push(s);
   }
-  setTimeout(() => {
-    out({ opened: n, closedByServer: closed });
-    process.exit(0);
-  }, Number(arg2 ?? 1000));
+  setTimeout(
+    () => {
+      out({ opened: n, closedByServer: closed });
+      process.exit(0);
+    },
+    Number(arg2 ?? 1000),
+  );
 } else {
   process.stderr.write(`unknown mode ${mode}\n`);
   process.exit(2);

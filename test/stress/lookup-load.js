@@ -12,7 +12,8 @@
 'use strict';
 const net = require('node:net');
 
-const [port, name = '', expectedPort, durationMs, concurrency = '8', registerEveryMs = '250', host = '127.0.0.1'] = process.argv.slice(2);
+const [port, name = '', expectedPort, durationMs, concurrency = '8', registerEveryMs = '250', host = '127.0.0.1'] =
+  process.argv.slice(2);
 const PORT = Number(port);
 const DEADLINE = Date.now() + Number(durationMs);
 const TIMEOUT_MS = 5000;
@@ -78,7 +79,14 @@ function exchange(request, enough = () => false, keepOpen = false) {
   });
 }
 
-const stats = { lookups: 0, lookupErrors: 0, registrations: 0, registrationErrors: 0, maxLatencyMs: 0, errorSamples: /** @type {string[]} */ ([]) };
+const stats = {
+  lookups: 0,
+  lookupErrors: 0,
+  registrations: 0,
+  registrationErrors: 0,
+  maxLatencyMs: 0,
+  errorSamples: /** @type {string[]} */ ([]),
+};
 const fail = (/** @type {string} */ what, /** @type {unknown} */ e) => {
   if (stats.errorSamples.length < 5) stats.errorSamples.push(`${what}: ${e instanceof Error ? e.message : String(e)}`);
 };
@@ -106,7 +114,8 @@ async function registerLoop() {
     const nodeName = `load_${process.pid}_${i++}`;
     try {
       const { reply, socket } = await exchange(alive2(nodeName, 20000 + (i % 1000)), (r) => r.length >= 6, true);
-      if (reply.length < 6 || reply[0] !== 0x76 || reply[1] !== 0) throw new Error(`bad ALIVE2 reply ${reply.toString('hex')}`);
+      if (reply.length < 6 || reply[0] !== 0x76 || reply[1] !== 0)
+        throw new Error(`bad ALIVE2 reply ${reply.toString('hex')}`);
       const found = await exchange(frame(Buffer.concat([Buffer.from('z'), Buffer.from(nodeName)])));
       if (found.reply[1] !== 0) throw new Error(`registered ${nodeName} does not resolve`);
       socket.destroy();

@@ -52,9 +52,13 @@ interface LoadResult {
 
 function runLoad(port: number, name: string, expectedPort: number, ms: number): Promise<LoadResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [LOAD_SCRIPT, String(port), name, String(expectedPort), String(ms), '8', '200'], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    const child = spawn(
+      process.execPath,
+      [LOAD_SCRIPT, String(port), name, String(expectedPort), String(ms), '8', '200'],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.on('error', reject);
@@ -78,11 +82,24 @@ afterAll(() => stopAll());
 describe(`slowloris: ${CONNECTIONS.toLocaleString('en')} idle or dribbling connections on loopback`, () => {
   let daemon: TestDaemon;
   let node: Held;
-  const attackers: { socket: Socket; kind: 'idle' | 'dribble'; openedAt: number; closedAt: number; timer?: NodeJS.Timeout }[] = [];
+  const attackers: {
+    socket: Socket;
+    kind: 'idle' | 'dribble';
+    openedAt: number;
+    closedAt: number;
+    timer?: NodeJS.Timeout;
+  }[] = [];
 
   beforeAll(async () => {
     daemon = await startDaemon('sdepmd', {
-      args: ['-packet_timeout', String(PACKET_TIMEOUT_S), '--request_budget', String(BUDGET_S), '--control_socket', 'none'],
+      args: [
+        '-packet_timeout',
+        String(PACKET_TIMEOUT_S),
+        '--request_budget',
+        String(BUDGET_S),
+        '--control_socket',
+        'none',
+      ],
     });
     node = await hold(daemon.port, encodeAlive2Request(NODE));
     await node.waitFor(6);
@@ -142,7 +159,8 @@ describe(`slowloris: ${CONNECTIONS.toLocaleString('en')} idle or dribbling conne
     // Wait for the daemon to close them all (bounded).
     const deadline = Date.now() + (BUDGET_S * 1000 + DRIBBLE_MS + SLACK_MS + 5000);
     while (attackers.some((a) => a.closedAt === 0) && Date.now() < deadline) await sleep(250);
-    const lifetimes = (kind: string) => attackers.filter((a) => a.kind === kind && a.closedAt > 0).map((a) => a.closedAt - a.openedAt);
+    const lifetimes = (kind: string) =>
+      attackers.filter((a) => a.kind === kind && a.closedAt > 0).map((a) => a.closedAt - a.openedAt);
     const idle = lifetimes('idle');
     const dribble = lifetimes('dribble');
     const summary = {
@@ -152,13 +170,27 @@ describe(`slowloris: ${CONNECTIONS.toLocaleString('en')} idle or dribbling conne
       fdsUnderAttack,
       stillHeldAfterLoad,
       rssUnderAttackMb: Number(rssUnderAttack.toFixed(1)),
-      baseline: { rate: baseline.rate, lookups: baseline.lookups, errors: baseline.lookupErrors, registrations: baseline.registrations, maxLatencyMs: baseline.maxLatencyMs },
-      underAttack: { rate: underAttack.rate, lookups: underAttack.lookups, errors: underAttack.lookupErrors, registrations: underAttack.registrations, maxLatencyMs: underAttack.maxLatencyMs, samples: underAttack.errorSamples },
+      baseline: {
+        rate: baseline.rate,
+        lookups: baseline.lookups,
+        errors: baseline.lookupErrors,
+        registrations: baseline.registrations,
+        maxLatencyMs: baseline.maxLatencyMs,
+      },
+      underAttack: {
+        rate: underAttack.rate,
+        lookups: underAttack.lookups,
+        errors: underAttack.lookupErrors,
+        registrations: underAttack.registrations,
+        maxLatencyMs: underAttack.maxLatencyMs,
+        samples: underAttack.errorSamples,
+      },
       idleClosedMs: { n: idle.length, min: Math.min(...idle), max: Math.max(...idle) },
       dribbleClosedMs: { n: dribble.length, min: Math.min(...dribble), max: Math.max(...dribble) },
     };
     process.stderr.write(`[slowloris] ${JSON.stringify(summary)}\n`);
-    if (idle.length < CONNECTIONS / 2) process.stderr.write(`[slowloris] daemon log tail:\n${daemon.stderr().slice(-3000)}\n`);
+    if (idle.length < CONNECTIONS / 2)
+      process.stderr.write(`[slowloris] daemon log tail:\n${daemon.stderr().slice(-3000)}\n`);
 
     // Every attacker was held open at once, and still was during the whole measurement.
     expect(heldByClient).toBe(CONNECTIONS);
@@ -174,7 +206,9 @@ describe(`slowloris: ${CONNECTIONS.toLocaleString('en')} idle or dribbling conne
     expect(dribble.length).toBe(CONNECTIONS / 2);
     // The C epmd's rule (src/policy/timeouts.ts): idle for more than T whole seconds, found by a sweep every P s.
     expect(Math.min(...idle)).toBeGreaterThanOrEqual(PACKET_TIMEOUT_S * 1000 - 500);
-    expect(Math.max(...idle)).toBeLessThanOrEqual((PACKET_TIMEOUT_S + 1 + sweepIntervalSeconds(PACKET_TIMEOUT_S)) * 1000 + SLACK_MS);
+    expect(Math.max(...idle)).toBeLessThanOrEqual(
+      (PACKET_TIMEOUT_S + 1 + sweepIntervalSeconds(PACKET_TIMEOUT_S)) * 1000 + SLACK_MS,
+    );
     expect(Math.min(...dribble)).toBeGreaterThanOrEqual(BUDGET_S * 1000 - 500);
     expect(Math.max(...dribble)).toBeLessThanOrEqual(BUDGET_S * 1000 + DRIBBLE_MS + SLACK_MS);
     // Logged when hit (rate-limited).
@@ -266,7 +300,18 @@ describe('bounded write buffers: peers that never read a large NAMES reply', () 
     for (const p of peers) p.socket.resume();
     await sleep(1500);
     const complete = peers.filter((p) => p.received() >= replyBytes).length;
-    const summary = { replyBytes, nonReaders: NON_READERS, stuckPeak, stuckAfter, rssBeforeMb: rssBefore, rssPeakMb: rssPeak, rssAfterMb: rssAfter, complete, elapsedMs: Date.now() - started, dropLogged };
+    const summary = {
+      replyBytes,
+      nonReaders: NON_READERS,
+      stuckPeak,
+      stuckAfter,
+      rssBeforeMb: rssBefore,
+      rssPeakMb: rssPeak,
+      rssAfterMb: rssAfter,
+      complete,
+      elapsedMs: Date.now() - started,
+      dropLogged,
+    };
     process.stderr.write(`[write-buffers] ${JSON.stringify(summary)}\n`);
     for (const p of peers) p.socket.destroy();
 
@@ -286,7 +331,16 @@ describe('bounded write buffers: peers that never read a large NAMES reply', () 
 describe('connection and registration limits are enforced and logged', () => {
   test('--max_connections and --max_registrations', async () => {
     const daemon = await startDaemon('sdepmd', {
-      args: ['--max_connections', '40', '--max_registrations', '3', '-packet_timeout', '30', '--control_socket', 'none'],
+      args: [
+        '--max_connections',
+        '40',
+        '--max_registrations',
+        '3',
+        '-packet_timeout',
+        '30',
+        '--control_socket',
+        'none',
+      ],
     });
     const idle: Socket[] = [];
     let refused = 0;

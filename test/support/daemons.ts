@@ -98,8 +98,10 @@ async function waitUntilAnswering(daemon: TestDaemon): Promise<void> {
     } catch {
       // not listening yet
     }
-    if (exitCode !== undefined) throw new Error(`${daemon.kind} exited with ${exitCode} at start-up: ${daemon.stderr()}`);
-    if (Date.now() > deadline) throw new Error(`${daemon.kind} did not answer on port ${daemon.port}: ${daemon.stderr()}`);
+    if (exitCode !== undefined)
+      throw new Error(`${daemon.kind} exited with ${exitCode} at start-up: ${daemon.stderr()}`);
+    if (Date.now() > deadline)
+      throw new Error(`${daemon.kind} did not answer on port ${daemon.port}: ${daemon.stderr()}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }

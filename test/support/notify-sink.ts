@@ -8,33 +8,57 @@ import * as readline from 'node:readline';
 
 const SINK = path.join(__dirname, 'notify-sink.py');
 
-export interface ReceivedFd { dev: string; ino: string; mode: number; peer: [string, number] | null }
-export interface Datagram { message: string; flags: number; ctrunc: boolean; fds: ReceivedFd[] }
+export interface ReceivedFd {
+  dev: string;
+  ino: string;
+  mode: number;
+  peer: [string, number] | null;
+}
+export interface Datagram {
+  message: string;
+  flags: number;
+  ctrunc: boolean;
+  fds: ReceivedFd[];
+}
 
-export interface Sink { path: string; next(): Promise<Datagram>; close(): Promise<void> }
+export interface Sink {
+  path: string;
+  next(): Promise<Datagram>;
+  close(): Promise<void>;
+}
 
 export async function startSink(dir: string, count: number): Promise<Sink> {
   const sockPath = path.join(dir, 'notify.sock');
   const child: ChildProcessWithoutNullStreams = spawn('python3', [SINK, sockPath, String(count)]);
   let stderr = '';
-  child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
   const exited = new Promise<void>((resolve) => child.on('close', () => resolve()));
   const lines: string[] = [];
   const waiters: Array<(line: string | null) => void> = [];
   let ended = false;
   const rl = readline.createInterface({ input: child.stdout });
-  rl.on('line', (line) => { const w = waiters.shift(); if (w) w(line); else lines.push(line); });
-  rl.on('close', () => { ended = true; for (const w of waiters.splice(0)) w(null); });
-  const nextLine = (): Promise<unknown> => new Promise((resolve, reject) => {
-    const done = (line: string | null): void => {
-      if (line === null) reject(new Error(`notify sink ended early; stderr: ${stderr}`));
-      else resolve(JSON.parse(line));
-    };
-    const queued = lines.shift();
-    if (queued !== undefined) done(queued);
-    else if (ended) done(null);
-    else waiters.push(done);
+  rl.on('line', (line) => {
+    const w = waiters.shift();
+    if (w) w(line);
+    else lines.push(line);
   });
+  rl.on('close', () => {
+    ended = true;
+    for (const w of waiters.splice(0)) w(null);
+  });
+  const nextLine = (): Promise<unknown> =>
+    new Promise((resolve, reject) => {
+      const done = (line: string | null): void => {
+        if (line === null) reject(new Error(`notify sink ended early; stderr: ${stderr}`));
+        else resolve(JSON.parse(line));
+      };
+      const queued = lines.shift();
+      if (queued !== undefined) done(queued);
+      else if (ended) done(null);
+      else waiters.push(done);
+    });
   const ready = await nextLine();
   expect(ready).toEqual({ ready: true });
   return {

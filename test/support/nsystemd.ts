@@ -164,7 +164,10 @@ function cgroupHierarchies(): string[] {
 /** The cgroup v2 directory for the sandbox subtree (pure v2 or hybrid 'unified'). */
 function unifiedDir(cg: string): string | undefined {
   for (const base of [CGROUP_ROOT, path.join(CGROUP_ROOT, 'unified')]) {
-    if (fs.existsSync(path.join(base, 'cgroup.controllers')) || fs.existsSync(path.join(base, 'cgroup.subtree_control'))) {
+    if (
+      fs.existsSync(path.join(base, 'cgroup.controllers')) ||
+      fs.existsSync(path.join(base, 'cgroup.subtree_control'))
+    ) {
       return path.join(base, cg);
     }
   }
@@ -256,7 +259,8 @@ function runHost(cmd: string, args: string[], opts: ExecOptions & { env: NodeJS.
       const res: ExecResult = {
         code: code ?? (signal ? 128 + (os.constants.signals[signal] ?? 0) : -1),
         stdout: Buffer.concat(out).toString('utf8'),
-        stderr: Buffer.concat(err).toString('utf8') + (timedOut ? `\n[killed after ${opts.timeoutMs ?? 60000} ms]` : ''),
+        stderr:
+          Buffer.concat(err).toString('utf8') + (timedOut ? `\n[killed after ${opts.timeoutMs ?? 60000} ms]` : ''),
       };
       if (opts.check && res.code !== 0) {
         reject(new Error(`command failed (${res.code}): ${cmd} ${args.join(' ')}\n${res.stdout}\n${res.stderr}`));
@@ -369,7 +373,9 @@ export async function bootSystemd(opts: BootOptions = {}): Promise<SystemdSandbo
     let last = '';
     while (Date.now() < end) {
       if (exited) throw new Error(`sandbox systemd exited during boot:\n${bootLog()}`);
-      const r = await exec(['systemctl', 'is-system-running', '--wait'], { timeoutMs: Math.max(1000, end - Date.now()) });
+      const r = await exec(['systemctl', 'is-system-running', '--wait'], {
+        timeoutMs: Math.max(1000, end - Date.now()),
+      });
       const state = r.stdout.trim();
       if (state === 'running' || state === 'degraded') return state;
       last = `${state} ${r.stderr.trim()}`;

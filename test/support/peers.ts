@@ -93,7 +93,8 @@ function probeErl(): Availability & { path?: string } {
     timeout: 30000,
     env: { ...process.env, HOME: process.env.HOME ?? '/root' },
   });
-  if (r.status !== 0) return { ok: false, reason: `'${erl}' does not run: ${r.stderr?.toString().trim() || r.error?.message}` };
+  if (r.status !== 0)
+    return { ok: false, reason: `'${erl}' does not run: ${r.stderr?.toString().trim() || r.error?.message}` };
   return { ok: true, path: erl };
 }
 
@@ -103,7 +104,11 @@ export function findCEpmd(): string | undefined {
   for (const base of ['/usr/lib/erlang', '/usr/local/lib/erlang']) {
     let entries: string[] = [];
     try {
-      entries = fs.readdirSync(base).filter((e) => e.startsWith('erts-')).sort().reverse();
+      entries = fs
+        .readdirSync(base)
+        .filter((e) => e.startsWith('erts-'))
+        .sort()
+        .reverse();
     } catch {
       continue;
     }
@@ -117,5 +122,7 @@ export function findCEpmd(): string | undefined {
 
 export function cEpmdAvailable(): Availability & { path?: string } {
   const p = findCEpmd();
-  return p ? { ok: true, path: p } : { ok: false, reason: 'C epmd not found (/usr/bin/epmd, /usr/lib/erlang/erts-*/bin/epmd)' };
+  return p
+    ? { ok: true, path: p }
+    : { ok: false, reason: 'C epmd not found (/usr/bin/epmd, /usr/lib/erlang/erts-*/bin/epmd)' };
 }

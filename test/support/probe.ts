@@ -30,7 +30,10 @@ export function probe(port: number, writes: readonly Buffer[], options: ProbeOpt
     const chunks: Buffer[] = [];
     let done = false;
     let timer: NodeJS.Timeout | undefined;
-    const socket: Socket = connect({ host, port, localAddress: options.localAddress, allowHalfOpen: true }, () => void writeAll());
+    const socket: Socket = connect(
+      { host, port, localAddress: options.localAddress, allowHalfOpen: true },
+      () => void writeAll(),
+    );
     // Each write its own segment, so that a split request really arrives split.
     const writeAll = async (): Promise<void> => {
       socket.setNoDelay(true);
@@ -91,7 +94,10 @@ export function hold(port: number, request: Buffer, host = '127.0.0.1'): Promise
       received: () => buffered,
       waitFor(n, ms = 3000) {
         return new Promise((res, rej) => {
-          const t = setTimeout(() => rej(new Error(`waited ${ms} ms for ${n} bytes, got ${buffered.toString('hex')}`)), ms);
+          const t = setTimeout(
+            () => rej(new Error(`waited ${ms} ms for ${n} bytes, got ${buffered.toString('hex')}`)),
+            ms,
+          );
           const check = () => {
             if (buffered.length >= n) {
               clearTimeout(t);

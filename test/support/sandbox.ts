@@ -15,7 +15,12 @@ export interface SandboxShell {
   /** `epmd -names` when every wanted node is listed in it, else undefined (for waitFor). */
   readonly registered: (...want: string[]) => Promise<string | undefined>;
   /** Runs `fn`; if it throws, reports the last `lines` of the journal (of `unit`, or all) before rethrowing. */
-  readonly dumpOnFailure: <T>(fn: () => Promise<T>, report: (line: string) => void, lines?: number, unit?: string) => Promise<T>;
+  readonly dumpOnFailure: <T>(
+    fn: () => Promise<T>,
+    report: (line: string) => void,
+    lines?: number,
+    unit?: string,
+  ) => Promise<T>;
 }
 
 /** Helpers over the sandbox `current()` returns (a suite boots it in beforeAll). */

@@ -2,7 +2,14 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { attachUnits, detachUnits, dropInContent, dropInPath, normalizeUnit, type AttachDeps } from '../../src/operator/attach';
+import {
+  attachUnits,
+  detachUnits,
+  dropInContent,
+  dropInPath,
+  normalizeUnit,
+  type AttachDeps,
+} from '../../src/operator/attach';
 
 const REPO_DROP_IN = fs.readFileSync(path.join(__dirname, '..', '..', 'units', 'epmd-dependency.conf'), 'utf8');
 
@@ -16,7 +23,11 @@ function harness(known: string[] = ['billing.service', 'other.service']) {
       if (args[0] === 'show') {
         const unit = args[args.length - 1]!;
         const erl = 'ExecStart={ path=/usr/bin/erl ; argv[]=/usr/bin/erl -sname x -noshell ; ignore_errors=no }\n';
-        return { code: 0, stdout: known.includes(unit) ? `LoadState=loaded\n${erl}` : 'LoadState=not-found\n', stderr: '' };
+        return {
+          code: 0,
+          stdout: known.includes(unit) ? `LoadState=loaded\n${erl}` : 'LoadState=not-found\n',
+          stderr: '',
+        };
       }
       return { code: 0, stdout: '', stderr: '' };
     },
@@ -42,7 +53,7 @@ test('unit names: .service is added when there is no suffix', () => {
   expect(normalizeUnit('epmd.socket')).toBe('epmd.socket');
 });
 
-test('the drop-in content is the repository\'s units/epmd-dependency.conf (when not installed)', () => {
+test("the drop-in content is the repository's units/epmd-dependency.conf (when not installed)", () => {
   if (!fs.existsSync('/usr/local/share/sdepmd/epmd-dependency.conf')) expect(dropInContent()).toBe(REPO_DROP_IN);
   expect(dropInPath('billing.service')).toBe('/etc/systemd/system/billing.service.d/epmd-dependency.conf');
 });
@@ -62,7 +73,9 @@ describe('with --root (no systemd asked)', () => {
     expect(h.calls).toEqual([]); // --root: no systemctl at all
 
     const h2 = harness();
-    expect(await attachUnits(['billing.service'], { dryRun: false, root: tmp, content: REPO_DROP_IN }, h2.deps)).toBe(0);
+    expect(await attachUnits(['billing.service'], { dryRun: false, root: tmp, content: REPO_DROP_IN }, h2.deps)).toBe(
+      0,
+    );
     expect(h2.out()).toMatch(/^billing\.service: already attached/);
 
     const h3 = harness();
@@ -92,7 +105,9 @@ describe('with --root (no systemd asked)', () => {
 
   test('units without a unit file are refused, and nothing is written for the others', async () => {
     const h = harness();
-    expect(await attachUnits(['billing', 'ghost'], { dryRun: false, root: tmp, content: REPO_DROP_IN }, h.deps)).toBe(1);
+    expect(await attachUnits(['billing', 'ghost'], { dryRun: false, root: tmp, content: REPO_DROP_IN }, h.deps)).toBe(
+      1,
+    );
     expect(h.err()).toMatch(/refusing ghost\.service: no such unit/);
     expect(fs.existsSync(realPathUnder('billing.service'))).toBe(false);
   });
@@ -112,7 +127,9 @@ describe('against systemd (fake systemctl)', () => {
   test('--dry-run prints the file and the commands, and runs no daemon-reload', async () => {
     const h = harness();
     expect(await attachUnits(['billing'], { dryRun: true, content: REPO_DROP_IN }, h.deps)).toBe(0);
-    expect(h.out()).toContain('billing.service: would write /etc/systemd/system/billing.service.d/epmd-dependency.conf:\n');
+    expect(h.out()).toContain(
+      'billing.service: would write /etc/systemd/system/billing.service.d/epmd-dependency.conf:\n',
+    );
     expect(h.out()).toContain('    Requires=epmd.service\n');
     expect(h.out()).toContain('would run: systemctl daemon-reload\n');
     expect(h.calls.every((c) => c[0] === 'show' || c[0] === 'list-dependencies')).toBe(true);
@@ -122,7 +139,13 @@ describe('against systemd (fake systemctl)', () => {
 describe('with a root and the fake systemctl (askSystemd)', () => {
   test('attach of two units: one LoadState check each, then exactly one daemon-reload', async () => {
     const h = harness();
-    expect(await attachUnits(['billing', 'other'], { dryRun: false, root: tmp, askSystemd: true, content: REPO_DROP_IN }, h.deps)).toBe(0);
+    expect(
+      await attachUnits(
+        ['billing', 'other'],
+        { dryRun: false, root: tmp, askSystemd: true, content: REPO_DROP_IN },
+        h.deps,
+      ),
+    ).toBe(0);
     expect(h.calls).toEqual([
       ['show', '-p', 'LoadState,ExecStart,Environment,EnvironmentFiles', '--', 'billing.service'],
       ['list-dependencies', '--after', '--plain', '--all', '--no-legend', '--no-pager', 'epmd.service', 'epmd.socket'],
@@ -130,10 +153,18 @@ describe('with a root and the fake systemctl (askSystemd)', () => {
       ['daemon-reload'],
     ]);
     expect(h.out()).toContain('sdepmd attach: ran systemctl daemon-reload');
-    expect(h.out()).toContain('note: restart to apply (a running unit keeps its old settings): systemctl restart billing.service other.service');
+    expect(h.out()).toContain(
+      'note: restart to apply (a running unit keeps its old settings): systemctl restart billing.service other.service',
+    );
     // Idempotent: nothing to do, no reload.
     const again = harness();
-    expect(await attachUnits(['billing', 'other'], { dryRun: false, root: tmp, askSystemd: true, content: REPO_DROP_IN }, again.deps)).toBe(0);
+    expect(
+      await attachUnits(
+        ['billing', 'other'],
+        { dryRun: false, root: tmp, askSystemd: true, content: REPO_DROP_IN },
+        again.deps,
+      ),
+    ).toBe(0);
     expect(again.calls.map((c) => c[0])).toEqual(['show', 'list-dependencies', 'show']);
     const det = harness();
     expect(await detachUnits(['billing'], { dryRun: false, root: tmp, askSystemd: true }, det.deps)).toBe(0);
@@ -145,14 +176,20 @@ describe('with a root and the fake systemctl (askSystemd)', () => {
     const failing: AttachDeps = {
       systemctl: async (args) =>
         args[0] === 'show'
-          ? { code: 0, stdout: 'LoadState=loaded\nExecStart={ path=/usr/bin/erl ; argv[]=/usr/bin/erl ; }\n', stderr: '' }
+          ? {
+              code: 0,
+              stdout: 'LoadState=loaded\nExecStart={ path=/usr/bin/erl ; argv[]=/usr/bin/erl ; }\n',
+              stderr: '',
+            }
           : args[0] === 'list-dependencies'
             ? { code: 0, stdout: '', stderr: '' }
             : { code: 1, stdout: '', stderr: 'Access denied' },
       stdout: () => undefined,
       stderr: (t) => errors.push(t),
     };
-    expect(await attachUnits(['billing'], { dryRun: false, root: tmp, askSystemd: true, content: REPO_DROP_IN }, failing)).toBe(1);
+    expect(
+      await attachUnits(['billing'], { dryRun: false, root: tmp, askSystemd: true, content: REPO_DROP_IN }, failing),
+    ).toBe(1);
     expect(errors.join('')).toContain('daemon-reload failed (exit 1): Access denied');
   });
 });
@@ -168,9 +205,14 @@ describe('what attach refuses, and what it keeps of the unit', () => {
         calls.push([...args]);
         if (args[0] === 'show') {
           const text = units[args[args.length - 1]!];
-          return { code: 0, stdout: text === undefined ? 'LoadState=not-found\n' : `LoadState=loaded\n${text}`, stderr: '' };
+          return {
+            code: 0,
+            stdout: text === undefined ? 'LoadState=not-found\n' : `LoadState=loaded\n${text}`,
+            stderr: '',
+          };
         }
-        if (args[0] === 'list-dependencies') return { code: 0, stdout: before.map((u) => `${u}\n`).join(''), stderr: '' };
+        if (args[0] === 'list-dependencies')
+          return { code: 0, stdout: before.map((u) => `${u}\n`).join(''), stderr: '' };
         return { code: 0, stdout: '', stderr: '' };
       },
       stdout: (t) => out.push(t),
@@ -197,7 +239,8 @@ describe('what attach refuses, and what it keeps of the unit', () => {
   });
 
   test('a unit that does not run an Erlang VM is refused unless --force', async () => {
-    const pg = 'ExecStart={ path=/usr/lib/postgresql/15/bin/postgres ; argv[]=/usr/lib/postgresql/15/bin/postgres -D /var/lib/x ; }\n';
+    const pg =
+      'ExecStart={ path=/usr/lib/postgresql/15/bin/postgres ; argv[]=/usr/lib/postgresql/15/bin/postgres -D /var/lib/x ; }\n';
     const h = fake({ 'postgresql.service': pg });
     expect(await attachUnits(['postgresql'], opts(), h.deps)).toBe(1);
     expect(h.err()).toContain('refusing postgresql.service: it does not run an Erlang VM');
@@ -213,7 +256,9 @@ describe('what attach refuses, and what it keeps of the unit', () => {
   });
 
   test("the unit's ERL_AFLAGS is left alone, and its ERL_ZFLAGS is merged with -start_epmd false", async () => {
-    const h = fake({ 'billing.service': erl('HOME=/root "ERL_AFLAGS=-setcookie s3cret" "ERL_ZFLAGS=+K true -start_epmd true"') });
+    const h = fake({
+      'billing.service': erl('HOME=/root "ERL_AFLAGS=-setcookie s3cret" "ERL_ZFLAGS=+K true -start_epmd true"'),
+    });
     expect(await attachUnits(['billing'], opts(), h.deps)).toBe(0);
     const written = fs.readFileSync(realPathUnder('billing.service'), 'utf8');
     expect(written).toContain('Environment="ERL_ZFLAGS=+K true -start_epmd false"\n');

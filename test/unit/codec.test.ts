@@ -118,7 +118,10 @@ describe('decodeRequest', () => {
   });
 
   test('PORT_PLEASE2_REQ: name, one trailing NUL stripped, empty / NUL / invalid UTF-8 refused', () => {
-    expect(decodeFramed(encodeNameRequest(PORT_PLEASE2_REQ, 'foo'))).toEqual({ kind: 'port_please2', name: Buffer.from('foo') });
+    expect(decodeFramed(encodeNameRequest(PORT_PLEASE2_REQ, 'foo'))).toEqual({
+      kind: 'port_please2',
+      name: Buffer.from('foo'),
+    });
     expect(decodeFramed(encodeNameRequest(PORT_PLEASE2_REQ, Buffer.from('foo\0')))).toEqual({
       kind: 'port_please2',
       name: Buffer.from('foo'),
@@ -126,11 +129,16 @@ describe('decodeRequest', () => {
     for (const bad of [Buffer.alloc(0), Buffer.from([0]), Buffer.from('a\0b'), Buffer.from([0xff, 0x41])]) {
       expect(decodeRequest(Buffer.concat([Buffer.from([PORT_PLEASE2_REQ]), bad]))).toMatchObject({ ok: false });
     }
-    expect(decodeRequest(Buffer.concat([Buffer.from([PORT_PLEASE2_REQ]), Buffer.alloc(1021, 0x61)]))).toMatchObject({ ok: false });
+    expect(decodeRequest(Buffer.concat([Buffer.from([PORT_PLEASE2_REQ]), Buffer.alloc(1021, 0x61)]))).toMatchObject({
+      ok: false,
+    });
   });
 
   test('STOP_REQ compares up to the first NUL', () => {
-    expect(decodeFramed(encodeNameRequest(STOP_REQ, Buffer.from('foo\0junk')))).toEqual({ kind: 'stop', name: Buffer.from('foo') });
+    expect(decodeFramed(encodeNameRequest(STOP_REQ, Buffer.from('foo\0junk')))).toEqual({
+      kind: 'stop',
+      name: Buffer.from('foo'),
+    });
   });
 
   test('dispatches on the first byte only; unknown tags are refused', () => {
@@ -140,7 +148,10 @@ describe('decodeRequest', () => {
     const known = new Set([0x78, 0x7a, 0x6e, 0x64, 0x6b, 0x73]);
     for (let tag = 0; tag < 256; tag++) {
       if (known.has(tag)) continue;
-      expect(decodeRequest(Buffer.from([tag, 1, 2]))).toMatchObject({ ok: false, reason: expect.stringMatching(/unknown request tag/) });
+      expect(decodeRequest(Buffer.from([tag, 1, 2]))).toMatchObject({
+        ok: false,
+        reason: expect.stringMatching(/unknown request tag/),
+      });
     }
   });
 });
@@ -157,7 +168,17 @@ describe('replies', () => {
     expect(PORT2_NOT_FOUND.toString('hex')).toBe('7701');
     const reply = encodePort2Reply({ ...node, extra: Buffer.from('ab') });
     expect(reply.toString('hex')).toBe(
-      '77' + '00' + '9cbb' + '4d' + '00' + '0006' + '0005' + '000c' + Buffer.from('billing_prod').toString('hex') + '0002' + '6162',
+      '77' +
+        '00' +
+        '9cbb' +
+        '4d' +
+        '00' +
+        '0006' +
+        '0005' +
+        '000c' +
+        Buffer.from('billing_prod').toString('hex') +
+        '0002' +
+        '6162',
     );
   });
 
@@ -177,7 +198,12 @@ describe('replies', () => {
 describe('reply decoders (what a client reads), against the encoders', () => {
   test('PORT2_RESP: found, not found, cut short', () => {
     const reply = encodePort2Reply({ ...node, name: Buffer.from('né'), extra: Buffer.from([1, 2]) });
-    expect(decodePort2Reply(reply)).toEqual({ found: true, ...node, name: Buffer.from('né'), extra: Buffer.from([1, 2]) });
+    expect(decodePort2Reply(reply)).toEqual({
+      found: true,
+      ...node,
+      name: Buffer.from('né'),
+      extra: Buffer.from([1, 2]),
+    });
     expect(decodePort2Reply(PORT2_NOT_FOUND)).toEqual({ found: false });
     for (const cut of [3, 11, 13, reply.length - 1]) {
       expect(() => decodePort2Reply(reply.subarray(0, cut))).toThrow(/PORT2_RESP cut short/);
@@ -195,11 +221,18 @@ describe('reply decoders (what a client reads), against the encoders', () => {
   });
 
   test('NAMES: the port as an unsigned 32-bit number, the text as sent, its lines parsed', () => {
-    const reply = Buffer.concat([encodePortHeader(4369), encodeNamesLine({ name: Buffer.from('a'), port: 1 }), encodeNamesLine({ name: Buffer.from('b c'), port: 65535 })]);
+    const reply = Buffer.concat([
+      encodePortHeader(4369),
+      encodeNamesLine({ name: Buffer.from('a'), port: 1 }),
+      encodeNamesLine({ name: Buffer.from('b c'), port: 65535 }),
+    ]);
     expect(decodeNamesReply(reply)).toEqual({
       epmdPort: 4369,
       text: 'name a at port 1\nname b c at port 65535\n',
-      nodes: [{ name: 'a', port: 1 }, { name: 'b c', port: 65535 }],
+      nodes: [
+        { name: 'a', port: 1 },
+        { name: 'b c', port: 65535 },
+      ],
     });
     expect(decodePortHeaderReply(Buffer.from([0xff, 0xff, 0xff, 0xff])).epmdPort).toBe(0xffffffff);
     expect(() => decodePortHeaderReply(Buffer.from([0, 0, 1]))).toThrow(/too short/);

@@ -3,7 +3,14 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createServer, type Server } from 'node:net';
-import { decodeControlReply, queryControl, startControlServer, type ControlProvider, type NodeRecord, type StatusRecord } from '../../src/daemon/control';
+import {
+  decodeControlReply,
+  queryControl,
+  startControlServer,
+  type ControlProvider,
+  type NodeRecord,
+  type StatusRecord,
+} from '../../src/daemon/control';
 
 const STATUS: StatusRecord = {
   version: '0.1.0',
@@ -17,12 +24,41 @@ const STATUS: StatusRecord = {
   registered: 1,
   openConnections: 1,
   refusals: { 'bad request': 0 },
-  counts: { connections: 3, lookups: 2, lookupsFound: 1, namesRequests: 0, registrations: 1, unregistrations: 0, refused: 0, limitHits: 0 },
+  counts: {
+    connections: 3,
+    lookups: 2,
+    lookupsFound: 1,
+    namesRequests: 0,
+    registrations: 1,
+    unregistrations: 0,
+    refused: 0,
+    limitHits: 0,
+  },
   fdStore: { enabled: false, stored: 0, restored: 0, notRestored: 0, detail: 'disabled (--fdstore_max 0)' },
 };
 const NODES: NodeRecord[] = [
-  { name: 'a', port: 4000, nodeType: 'normal', protocol: 0, highestVersion: 6, lowestVersion: 5, extra: '', creation: 3, registeredAt: '2026-11-29T00:00:01.000Z', peer: '127.0.0.1' },
-  { name: 'b', port: 4001, nodeType: 66, protocol: 0, highestVersion: 6, lowestVersion: 5, extra: 'ff', creation: null },
+  {
+    name: 'a',
+    port: 4000,
+    nodeType: 'normal',
+    protocol: 0,
+    highestVersion: 6,
+    lowestVersion: 5,
+    extra: '',
+    creation: 3,
+    registeredAt: '2026-11-29T00:00:01.000Z',
+    peer: '127.0.0.1',
+  },
+  {
+    name: 'b',
+    port: 4001,
+    nodeType: 66,
+    protocol: 0,
+    highestVersion: 6,
+    lowestVersion: 5,
+    extra: 'ff',
+    creation: null,
+  },
 ];
 const PROVIDER: ControlProvider = { status: () => STATUS, names: () => NODES };
 
@@ -82,18 +118,22 @@ describe('control replies are checked, not trusted', () => {
     return socketPath;
   }
 
-  test('the daemon\'s own error text becomes the error', async () => {
+  test("the daemon's own error text becomes the error", async () => {
     const socketPath = await fakeDaemon('{"error":"unknown command \\"x\\""}\n');
     await expect(queryControl(socketPath, 'status')).rejects.toThrow('unknown command "x"');
   });
 
   test('not JSON, or JSON of the wrong shape: an error naming the field', async () => {
-    await expect(queryControl(await fakeDaemon('garbage'), 'status')).rejects.toThrow(/^malformed answer to "status" on .*: not JSON/);
+    await expect(queryControl(await fakeDaemon('garbage'), 'status')).rejects.toThrow(
+      /^malformed answer to "status" on .*: not JSON/,
+    );
     const wrong = { ...STATUS, counts: { ...STATUS.counts, lookups: 'many' } };
     await expect(queryControl(await fakeDaemon(JSON.stringify(wrong)), 'status')).rejects.toThrow(
       /malformed answer to "status" on .*fake-\d+\.sock: counts\.lookups: expected an integer from 0 to \d+, got "many"$/,
     );
-    await expect(queryControl(await fakeDaemon(JSON.stringify(STATUS)), 'names')).rejects.toThrow(/: expected an array, got/);
+    await expect(queryControl(await fakeDaemon(JSON.stringify(STATUS)), 'names')).rejects.toThrow(
+      /: expected an array, got/,
+    );
   });
 
   test('each field of a node record', () => {

@@ -16,6 +16,11 @@ test('units whose files or drop-ins require epmd.service (Requires= or BindsTo=)
   write('erlang-app@.service', '[Unit]\nRequires=epmd.service\n');
   write('epmd.service.d/self.conf', '[Unit]\nRequires=epmd.service\n');
   write('e.socket', '[Unit]\nRequires=epmd.service\n');
-  expect(requiringUnits('epmd.service', [dir, path.join(dir, 'missing')])).toEqual(['a.service', 'b.service', 'd.service', 'erlang-app@.service']);
+  expect(requiringUnits('epmd.service', [dir, path.join(dir, 'missing')])).toEqual([
+    'a.service',
+    'b.service',
+    'd.service',
+    'erlang-app@.service',
+  ]);
   fs.rmSync(dir, { recursive: true, force: true });
 });

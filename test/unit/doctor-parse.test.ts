@@ -29,7 +29,11 @@ test('systemd quoting', () => {
 });
 
 test('systemctl list-units --plain --no-legend', () => {
-  expect(parseListUnits(fixture('list-units.txt'))).toEqual(['app1.service', 'epmd.service', 'systemd-journald.service']);
+  expect(parseListUnits(fixture('list-units.txt'))).toEqual([
+    'app1.service',
+    'epmd.service',
+    'systemd-journald.service',
+  ]);
   expect(parseListUnits('● foo.service loaded failed failed Foo\n')).toEqual(['foo.service']);
 });
 
@@ -37,7 +41,14 @@ test('ss -Hltnp: address, port and every process holding the socket', () => {
   const l = parseSs(fixture('ss-hltnp.txt'));
   expect(l).toEqual([
     { address: '0.0.0.0', port: 41615, holders: [{ comm: 'beam.smp', pid: 523 }] },
-    { address: '*', port: 4369, holders: [{ comm: 'node', pid: 514 }, { comm: 'systemd', pid: 1 }] },
+    {
+      address: '*',
+      port: 4369,
+      holders: [
+        { comm: 'node', pid: 514 },
+        { comm: 'systemd', pid: 1 },
+      ],
+    },
     { address: '127.0.0.53%lo', port: 53, holders: [{ comm: 'systemd-resolve', pid: 300 }] },
     { address: '[::1]', port: 631, holders: [] },
   ]);

@@ -36,22 +36,50 @@ const only = (fs: readonly Finding[], id: string): Finding => {
 };
 const healthy = (): HostSnapshot => load('healthy');
 /** The healthy snapshot with some units / processes replaced or added. */
-function edit(base: HostSnapshot, change: { units?: Partial<UnitInfo>[]; processes?: ProcessInfo[]; more?: Partial<HostSnapshot> }): HostSnapshot {
+function edit(
+  base: HostSnapshot,
+  change: { units?: Partial<UnitInfo>[]; processes?: ProcessInfo[]; more?: Partial<HostSnapshot> },
+): HostSnapshot {
   const units = base.units.map((u) => ({ ...u, ...(change.units?.find((c) => c.id === u.id) ?? {}) }));
   for (const c of change.units ?? []) if (!units.some((u) => u.id === c.id)) units.push({ ...blankUnit(c.id!), ...c });
   return { ...base, units, processes: [...base.processes, ...(change.processes ?? [])], ...(change.more ?? {}) };
 }
 function blankUnit(id: string): UnitInfo {
   return {
-    id, loadState: 'loaded', activeState: 'active', subState: 'running', result: 'success', mainPid: 0,
-    controlGroup: `/system.slice/${id}`, requires: ['sysinit.target'], wants: [], bindsTo: [], after: ['basic.target'],
-    environment: [], execStart: '', nRestarts: 0, unitFileState: 'enabled', listen: [],
+    id,
+    loadState: 'loaded',
+    activeState: 'active',
+    subState: 'running',
+    result: 'success',
+    mainPid: 0,
+    controlGroup: `/system.slice/${id}`,
+    requires: ['sysinit.target'],
+    wants: [],
+    bindsTo: [],
+    after: ['basic.target'],
+    environment: [],
+    execStart: '',
+    nRestarts: 0,
+    unitFileState: 'enabled',
+    listen: [],
   };
 }
 const beam = (pid: number, unit: string, args: string[], environ: Record<string, string> = {}): ProcessInfo => ({
   pid,
   comm: 'beam.smp',
-  cmdline: ['/usr/lib/erlang/erts-13.1.5/bin/beam.smp', '--', '-root', '/usr/lib/erlang', '-progname', 'erl', '--', '-home', '/root', '--', ...args],
+  cmdline: [
+    '/usr/lib/erlang/erts-13.1.5/bin/beam.smp',
+    '--',
+    '-root',
+    '/usr/lib/erlang',
+    '-progname',
+    'erl',
+    '--',
+    '-home',
+    '/root',
+    '--',
+    ...args,
+  ],
   environ,
   cgroup: `/system.slice/${unit}`,
 });
@@ -67,7 +95,9 @@ describe('doctor: a healthy host', () => {
     const s = healthy();
     expect(diagnose(s)).toEqual([]);
     expect(isHealthy([])).toBe(true);
-    expect(formatFindings([], s)).toMatch(/^sdepmd doctor: healthy\. epmd\.socket is listening on port 4369; epmd\.service runs pid \d+; 0 node\(s\) registered\.\n$/);
+    expect(formatFindings([], s)).toMatch(
+      /^sdepmd doctor: healthy\. epmd\.socket is listening on port 4369; epmd\.service runs pid \d+; 0 node\(s\) registered\.\n$/,
+    );
   });
 
   test('an attached app whose node is registered is healthy', () => {
@@ -109,7 +139,11 @@ describe('doctor: each finding', () => {
   });
 
   test('epmd.socket masked: unmask first', () => {
-    const s = edit(healthy(), { units: [{ id: 'epmd.socket', unitFileState: 'masked', loadState: 'masked', activeState: 'inactive', subState: 'dead' }] });
+    const s = edit(healthy(), {
+      units: [
+        { id: 'epmd.socket', unitFileState: 'masked', loadState: 'masked', activeState: 'inactive', subState: 'dead' },
+      ],
+    });
     const f = only(diagnose(s), 'socket-not-enabled');
     expect(f.fix).toEqual(['systemctl unmask epmd.socket', 'systemctl enable --now epmd.socket']);
   });
@@ -142,7 +176,12 @@ describe('doctor: each finding', () => {
 
   test('a foreign process outside any unit: kill it', () => {
     const s = load('fault-foreign-port-holder');
-    const moved = { ...s, processes: s.processes.map((p) => (unitOfCgroup(p.cgroup) === 'squatter.service' ? { ...p, cgroup: '/user.slice' } : p)) };
+    const moved = {
+      ...s,
+      processes: s.processes.map((p) =>
+        unitOfCgroup(p.cgroup) === 'squatter.service' ? { ...p, cgroup: '/user.slice' } : p,
+      ),
+    };
     const held = only(diagnose(moved), 'port-held');
     expect(held.fix[0]).toMatch(/^kill \d+$/);
   });
@@ -152,17 +191,30 @@ describe('doctor: each finding', () => {
     const f = diagnose(s);
     expect(ids(f)).toEqual(['app-not-attached', 'epmd-in-app-cgroup', 'socket-not-listening']);
     const e = only(f, 'epmd-in-app-cgroup');
-    expect(e.title).toBe("an epmd runs inside billing_prod.service's cgroup: stopping billing_prod.service would kill it");
+    expect(e.title).toBe(
+      "an epmd runs inside billing_prod.service's cgroup: stopping billing_prod.service would kill it",
+    );
     expect(e.evidence.join('\n')).toMatch(/\(epmd\): \/usr\/lib\/erlang\/erts-[\d.]+\/bin\/epmd -daemon/);
     expect(e.evidence.join('\n')).toContain('it holds port 4369, so epmd.socket cannot listen');
     // No restart of anything: adopt keeps every registration the stray holds, and the app keeps running.
-    expect(e.fix).toEqual(['sdepmd attach billing_prod.service', `sdepmd adopt --pid ${/pid (\d+) \(epmd\)/.exec(e.evidence.join('\n'))![1]}`]);
+    expect(e.fix).toEqual([
+      'sdepmd attach billing_prod.service',
+      `sdepmd adopt --pid ${/pid (\d+) \(epmd\)/.exec(e.evidence.join('\n'))![1]}`,
+    ]);
     expect(only(f, 'app-not-attached').fix).toEqual(e.fix);
   });
 
   test('an epmd outside epmd.service and outside any service; and two epmds', () => {
     const s = edit(healthy(), {
-      processes: [{ pid: 900, comm: 'epmd', cmdline: ['epmd', '-port', '4370'], environ: {}, cgroup: '/user.slice/user-0.slice/session-3.scope' }],
+      processes: [
+        {
+          pid: 900,
+          comm: 'epmd',
+          cmdline: ['epmd', '-port', '4370'],
+          environ: {},
+          cgroup: '/user.slice/user-0.slice/session-3.scope',
+        },
+      ],
     });
     const f = diagnose(s);
     expect(ids(f)).toEqual(['epmd-outside-service', 'multiple-epmd']);
@@ -172,13 +224,23 @@ describe('doctor: each finding', () => {
   });
 
   test('an sdepmd daemon started by hand counts as an epmd; its client verbs and subcommands do not', () => {
-    const node = (args: string[]): ProcessInfo => ({ pid: 1, comm: 'node', cmdline: ['node', '/usr/local/bin/sdepmd', ...args], environ: {}, cgroup: '/' });
+    const node = (args: string[]): ProcessInfo => ({
+      pid: 1,
+      comm: 'node',
+      cmdline: ['node', '/usr/local/bin/sdepmd', ...args],
+      environ: {},
+      cgroup: '/',
+    });
     expect(isEpmdProcess(node(['-port', '4369']))).toBe(true);
     expect(isEpmdProcess(node(['-systemd']))).toBe(true);
     expect(isEpmdProcess(node(['-names']))).toBe(false);
     expect(isEpmdProcess(node(['doctor', '--json']))).toBe(false);
-    expect(isEpmdProcess({ pid: 2, comm: 'node', cmdline: ['node', '/srv/app/server.js'], environ: {}, cgroup: '/' })).toBe(false);
-    expect(isEpmdProcess({ pid: 3, comm: 'epmd', cmdline: ['/usr/bin/epmd', '-systemd'], environ: {}, cgroup: '/' })).toBe(true);
+    expect(
+      isEpmdProcess({ pid: 2, comm: 'node', cmdline: ['node', '/srv/app/server.js'], environ: {}, cgroup: '/' }),
+    ).toBe(false);
+    expect(
+      isEpmdProcess({ pid: 3, comm: 'epmd', cmdline: ['/usr/bin/epmd', '-systemd'], environ: {}, cgroup: '/' }),
+    ).toBe(true);
   });
 
   test("epmd.service running the C epmd (Debian's unit): a warning", () => {
@@ -187,8 +249,19 @@ describe('doctor: each finding', () => {
     const c = edit(s, {
       units: [{ id: 'epmd.service', execStart: '/usr/bin/epmd -systemd' }],
       more: {
-        processes: [{ pid: 77, comm: 'epmd', cmdline: ['/usr/bin/epmd', '-systemd'], environ: {}, cgroup: svc.controlGroup }],
-        listeners: [{ address: '*', port: 4369, holders: [{ pid: 77, comm: 'epmd' }, { pid: 1, comm: 'systemd' }] }],
+        processes: [
+          { pid: 77, comm: 'epmd', cmdline: ['/usr/bin/epmd', '-systemd'], environ: {}, cgroup: svc.controlGroup },
+        ],
+        listeners: [
+          {
+            address: '*',
+            port: 4369,
+            holders: [
+              { pid: 77, comm: 'epmd' },
+              { pid: 1, comm: 'systemd' },
+            ],
+          },
+        ],
       },
     });
     const f = diagnose(c);
@@ -212,7 +285,9 @@ describe('doctor: each finding', () => {
       processes: [beam(801, 'b.service', ['-sname', 'b'], { ERL_FLAGS: '-start_epmd false' })],
       more: { registered: [{ name: 'b', port: 2 }] },
     });
-    expect(only(diagnose(onlyRequires), 'app-not-attached').title).toBe('b.service runs an Erlang VM without After=epmd.service');
+    expect(only(diagnose(onlyRequires), 'app-not-attached').title).toBe(
+      'b.service runs an Erlang VM without After=epmd.service',
+    );
 
     const noFlag = edit(healthy(), {
       units: [{ ...attachedApp('c.service'), environment: [] }],
@@ -275,7 +350,10 @@ describe('doctor: each finding', () => {
   test('epmd.service failing: error with the journal lines', () => {
     const s = edit(healthy(), {
       units: [{ id: 'epmd.service', activeState: 'failed', subState: 'failed', result: 'exit-code', nRestarts: 5 }],
-      more: { epmdJournal: ['... sdepmd[12]: boom', '... systemd[1]: epmd.service: Failed with result exit-code.'], processes: [] },
+      more: {
+        epmdJournal: ['... sdepmd[12]: boom', '... systemd[1]: epmd.service: Failed with result exit-code.'],
+        processes: [],
+      },
     });
     const f = only(diagnose(s), 'epmd-service-failing');
     expect(f.severity).toBe('error');
@@ -285,11 +363,14 @@ describe('doctor: each finding', () => {
   });
 
   test('epmd.service restarting repeatedly: error from 3 restarts, warning below', () => {
-    const at = (n: number) => only(diagnose(edit(healthy(), { units: [{ id: 'epmd.service', nRestarts: n }] })), 'epmd-service-failing');
+    const at = (n: number) =>
+      only(diagnose(edit(healthy(), { units: [{ id: 'epmd.service', nRestarts: n }] })), 'epmd-service-failing');
     expect(at(3).severity).toBe('error');
     expect(at(3).title).toMatch(/has restarted 3 time\(s\)/);
     expect(at(1).severity).toBe('warning');
-    const autoRestart = edit(healthy(), { units: [{ id: 'epmd.service', activeState: 'activating', subState: 'auto-restart', nRestarts: 1 }] });
+    const autoRestart = edit(healthy(), {
+      units: [{ id: 'epmd.service', activeState: 'activating', subState: 'auto-restart', nRestarts: 1 }],
+    });
     expect(only(diagnose(autoRestart), 'epmd-service-failing').severity).toBe('error');
   });
 
@@ -307,7 +388,9 @@ describe('doctor: each finding', () => {
     const s = load('fault-epmd-in-app-cgroup');
     const text = formatFindings(diagnose(s), s);
     expect(text.split('\n')[0]).toBe('sdepmd doctor: 3 error(s)');
-    expect(text).toMatch(/\nerror: an epmd runs inside billing_prod\.service's cgroup: stopping billing_prod\.service would kill it \[epmd-in-app-cgroup\]\n {2}pid \d+ \(epmd\)/);
+    expect(text).toMatch(
+      /\nerror: an epmd runs inside billing_prod\.service's cgroup: stopping billing_prod\.service would kill it \[epmd-in-app-cgroup\]\n {2}pid \d+ \(epmd\)/,
+    );
     expect(text).toMatch(/\n {2}fix:\n {4}sdepmd attach billing_prod\.service\n {4}sdepmd adopt --pid \d+\n/);
   });
 });
@@ -332,9 +415,16 @@ describe('doctor: node identity helpers', () => {
   });
 
   test('dependency gaps', () => {
-    expect(dependencyGaps({ ...blankUnit('a.service'), requires: ['epmd.service'], after: ['epmd.service'] })).toEqual([]);
-    expect(dependencyGaps({ ...blankUnit('a.service'), bindsTo: ['epmd.service'], after: ['epmd.service'] })).toEqual([]);
-    expect(dependencyGaps({ ...blankUnit('a.service'), wants: ['epmd.socket'] })).toEqual(['Requires=epmd.service', 'After=epmd.service']);
+    expect(dependencyGaps({ ...blankUnit('a.service'), requires: ['epmd.service'], after: ['epmd.service'] })).toEqual(
+      [],
+    );
+    expect(dependencyGaps({ ...blankUnit('a.service'), bindsTo: ['epmd.service'], after: ['epmd.service'] })).toEqual(
+      [],
+    );
+    expect(dependencyGaps({ ...blankUnit('a.service'), wants: ['epmd.socket'] })).toEqual([
+      'Requires=epmd.service',
+      'After=epmd.service',
+    ]);
   });
 });
 
@@ -359,7 +449,9 @@ describe('doctor: the rules, one at a time', () => {
 
   test('a masked socket: both findings, and the port evidence only on socket-not-listening', () => {
     const s = edit(healthy(), {
-      units: [{ id: 'epmd.socket', unitFileState: 'masked', loadState: 'masked', activeState: 'inactive', subState: 'dead' }],
+      units: [
+        { id: 'epmd.socket', unitFileState: 'masked', loadState: 'masked', activeState: 'inactive', subState: 'dead' },
+      ],
       more: { listeners: [] },
     });
     const facts = factsOf(s);
@@ -378,19 +470,35 @@ describe('doctor: the rules, one at a time', () => {
 
 describe('doctor: exposure', () => {
   const exposedSocket = (more: Partial<UnitInfo> = {}): Partial<UnitInfo> => ({
-    id: 'epmd.socket', listen: ['[::]:4369 (Stream)'], ipAddressAllow: [], ipAddressDeny: [], ...more,
+    id: 'epmd.socket',
+    listen: ['[::]:4369 (Stream)'],
+    ipAddressAllow: [],
+    ipAddressDeny: [],
+    ...more,
   });
 
   test('epmd.socket on every address with no IPAddressAllow=/IPAddressDeny=: a warning, with the drop-in and the allow fix', () => {
     const s = edit(healthy(), { units: [exposedSocket()], more: { localNetworks: ['10.1.2.0/24', 'fd00:1::/64'] } });
     const f = only(diagnose(s), 'socket-exposed');
     expect(f.severity).toBe('warning');
-    expect(f.title).toBe('epmd.socket accepts connections from any address ([::]:4369), with no IPAddressAllow=/IPAddressDeny=');
-    expect(f.evidence).toEqual(expect.arrayContaining(['    [Socket]', '    IPAddressDeny=any', '    IPAddressAllow=localhost', '    IPAddressAllow=10.1.2.0/24', '    IPAddressAllow=fd00:1::/64']));
+    expect(f.title).toBe(
+      'epmd.socket accepts connections from any address ([::]:4369), with no IPAddressAllow=/IPAddressDeny=',
+    );
+    expect(f.evidence).toEqual(
+      expect.arrayContaining([
+        '    [Socket]',
+        '    IPAddressDeny=any',
+        '    IPAddressAllow=localhost',
+        '    IPAddressAllow=10.1.2.0/24',
+        '    IPAddressAllow=fd00:1::/64',
+      ]),
+    );
     expect(f.fix).toEqual(['sdepmd allow 10.1.2.0/24 fd00:1::/64']);
     expect(isHealthy(diagnose(s))).toBe(true);
     // A host with no network of its own: loopback alone.
-    expect(only(diagnose(edit(healthy(), { units: [exposedSocket()], more: { localNetworks: [] } })), 'socket-exposed').fix).toEqual(['sdepmd allow localhost']);
+    expect(
+      only(diagnose(edit(healthy(), { units: [exposedSocket()], more: { localNetworks: [] } })), 'socket-exposed').fix,
+    ).toEqual(['sdepmd allow localhost']);
   });
 
   test('no warning once restricted, on loopback only, or when the snapshot did not read the properties', () => {
@@ -403,14 +511,30 @@ describe('doctor: exposure', () => {
       expect(ids(diagnose(edit(healthy(), { units: [socket] })))).not.toContain('socket-exposed');
     }
     // A specific non-loopback address is exposed too.
-    expect(ids(diagnose(edit(healthy(), { units: [exposedSocket({ listen: ['127.0.0.1:4369 (Stream)', '10.0.0.5:4369 (Stream)'] })] })))).toContain('socket-exposed');
+    expect(
+      ids(
+        diagnose(
+          edit(healthy(), {
+            units: [exposedSocket({ listen: ['127.0.0.1:4369 (Stream)', '10.0.0.5:4369 (Stream)'] })],
+          }),
+        ),
+      ),
+    ).toContain('socket-exposed');
   });
 
   test('ERL_EPMD_ADDRESS in an app unit, a VM environment, /etc/default/epmd, or -address: flagged as having no effect', () => {
     const s = edit(healthy(), {
       units: [{ ...attachedApp('chat.service'), environment: ['HOME=/root', 'ERL_EPMD_ADDRESS=10.0.0.5'] }],
-      processes: [beam(702, 'chat.service', ['-sname', 'chat'], { ERL_EPMD_ADDRESS: '10.0.0.5', ERL_AFLAGS: '-start_epmd false' })],
-      more: { registered: [{ name: 'chat', port: 40002 }], epmdAddressSettings: [{ where: '/etc/default/epmd', value: '127.0.0.1,10.0.0.6' }] },
+      processes: [
+        beam(702, 'chat.service', ['-sname', 'chat'], {
+          ERL_EPMD_ADDRESS: '10.0.0.5',
+          ERL_AFLAGS: '-start_epmd false',
+        }),
+      ],
+      more: {
+        registered: [{ name: 'chat', port: 40002 }],
+        epmdAddressSettings: [{ where: '/etc/default/epmd', value: '127.0.0.1,10.0.0.6' }],
+      },
     });
     const f = only(diagnose(s), 'epmd-address-ignored');
     expect(f.severity).toBe('warning');
@@ -420,7 +544,9 @@ describe('doctor: exposure', () => {
       '/etc/default/epmd: ERL_EPMD_ADDRESS=127.0.0.1,10.0.0.6',
     ]);
     expect(f.fix).toEqual(['sdepmd listen 10.0.0.5 10.0.0.6']);
-    const withFlag = edit(healthy(), { units: [{ id: 'epmd.service', execStart: '/usr/bin/epmd -systemd -address 10.0.0.7' }] });
+    const withFlag = edit(healthy(), {
+      units: [{ id: 'epmd.service', execStart: '/usr/bin/epmd -systemd -address 10.0.0.7' }],
+    });
     expect(only(diagnose(withFlag), 'epmd-address-ignored').fix).toEqual(['sdepmd listen 10.0.0.7']);
     // Without socket activation (no epmd.socket), ERL_EPMD_ADDRESS does what it says: nothing to flag.
     const noSocket = { ...s, units: s.units.filter((u) => u.id !== 'epmd.socket') };
@@ -431,7 +557,9 @@ describe('doctor: exposure', () => {
 test('an ordering cycle between an attached unit and epmd (e.g. epmd.socket attached to itself) is an error', () => {
   const base = healthy();
   const units = base.units.map((u) =>
-    u.id === 'epmd.socket' ? { ...u, after: [...u.after, 'epmd.service'], requires: [...u.requires, 'epmd.service'] } : u,
+    u.id === 'epmd.socket'
+      ? { ...u, after: [...u.after, 'epmd.service'], requires: [...u.requires, 'epmd.service'] }
+      : u,
   );
   const f = diagnose(edit(base, { units }));
   const cycle = f.filter((x) => x.id === 'dependency-cycle');

@@ -27,7 +27,11 @@ describe('listenFds (sd_listen_fds semantics)', () => {
 
   test('fds start at 3, each gets FD_CLOEXEC, names come from LISTEN_FDNAMES, all four variables are cleared', () => {
     const env: NodeJS.ProcessEnv = {
-      LISTEN_PID: '100', LISTEN_PIDFDID: '77', LISTEN_FDS: '3', LISTEN_FDNAMES: 'epmd.socket:epmd.socket:node-x', OTHER: 'kept',
+      LISTEN_PID: '100',
+      LISTEN_PIDFDID: '77',
+      LISTEN_FDS: '3',
+      LISTEN_FDNAMES: 'epmd.socket:epmd.socket:node-x',
+      OTHER: 'kept',
     };
     const fds = fakeFds(3, 77n);
     expect(listenFds(env, 100, true, fds)).toEqual({
@@ -43,7 +47,10 @@ describe('listenFds (sd_listen_fds semantics)', () => {
   });
 
   test('without LISTEN_FDNAMES every fd is "unknown"', () => {
-    expect(listenFds({ LISTEN_PID: '7', LISTEN_FDS: '1' }, 7, true, fakeFds(1))).toEqual({ ok: true, fds: [{ fd: 3, name: 'unknown' }] });
+    expect(listenFds({ LISTEN_PID: '7', LISTEN_FDS: '1' }, 7, true, fakeFds(1))).toEqual({
+      ok: true,
+      fds: [{ fd: 3, name: 'unknown' }],
+    });
   });
 
   test('LISTEN_PID for another process: ignored (no fd touched), but still cleared', () => {
@@ -61,17 +68,26 @@ describe('listenFds (sd_listen_fds semantics)', () => {
     expect(listenFds(env(), 5, true, other)).toEqual({ ok: true, fds: [] });
     expect(other.cloexec).toEqual([]);
     expect(listenFds(env(), 5, true, fakeFds(1, null))).toEqual({ ok: true, fds: [{ fd: 3, name: 'unknown' }] });
-    expect(listenFds({ ...env(), LISTEN_PIDFDID: 'x1' }, 5, true, fakeFds(1))).toMatchObject({ ok: false, error: expect.stringMatching(/LISTEN_PIDFDID/) });
+    expect(listenFds({ ...env(), LISTEN_PIDFDID: 'x1' }, 5, true, fakeFds(1))).toMatchObject({
+      ok: false,
+      error: expect.stringMatching(/LISTEN_PIDFDID/),
+    });
   });
 
   test('LISTEN_FDS=0 or less is an error, as sd_listen_fds returns -EINVAL', () => {
-    expect(listenFds({ LISTEN_PID: '1', LISTEN_FDS: '0' }, 1, true, fakeFds(0))).toEqual({ ok: false, error: 'LISTEN_FDS must be from 1 to 2147483644, not 0' });
+    expect(listenFds({ LISTEN_PID: '1', LISTEN_FDS: '0' }, 1, true, fakeFds(0))).toEqual({
+      ok: false,
+      error: 'LISTEN_FDS must be from 1 to 2147483644, not 0',
+    });
     expect(listenFds({ LISTEN_PID: '1', LISTEN_FDS: '-2' }, 1, true, fakeFds(0))).toMatchObject({ ok: false });
     expect(listenFds({ LISTEN_PID: '1', LISTEN_FDS: '2147483645' }, 1, true, fakeFds(0))).toMatchObject({ ok: false });
   });
 
   test('a count beyond the open fds is an error naming the fd', () => {
-    expect(listenFds({ LISTEN_PID: '1', LISTEN_FDS: '3' }, 1, true, fakeFds(2))).toEqual({ ok: false, error: 'LISTEN_FDS is 3, but fd 5: EBADF' });
+    expect(listenFds({ LISTEN_PID: '1', LISTEN_FDS: '3' }, 1, true, fakeFds(2))).toEqual({
+      ok: false,
+      error: 'LISTEN_FDS is 3, but fd 5: EBADF',
+    });
   });
 
   test('clearing can be turned off', () => {
@@ -82,15 +98,28 @@ describe('listenFds (sd_listen_fds semantics)', () => {
 
   test('malformed values are errors, not guesses, and the variables are cleared all the same', () => {
     const env: NodeJS.ProcessEnv = { LISTEN_PID: 'abc', LISTEN_FDS: '1' };
-    expect(listenFds(env, 1, true, fakeFds(1))).toMatchObject({ ok: false, error: expect.stringMatching(/LISTEN_PID/) });
+    expect(listenFds(env, 1, true, fakeFds(1))).toMatchObject({
+      ok: false,
+      error: expect.stringMatching(/LISTEN_PID/),
+    });
     expect(env).toEqual({});
-    expect(listenFds({ LISTEN_PID: '0', LISTEN_FDS: '1' }, 0, true, fakeFds(1))).toMatchObject({ ok: false, error: expect.stringMatching(/LISTEN_PID/) });
-    expect(listenFds({ LISTEN_PID: '1', LISTEN_FDS: 'x' }, 1, true, fakeFds(1))).toMatchObject({ ok: false, error: expect.stringMatching(/LISTEN_FDS/) });
-    expect(listenFds({ LISTEN_PID: '1', LISTEN_FDS: '2', LISTEN_FDNAMES: 'only-one' }, 1, true, fakeFds(2))).toMatchObject({
+    expect(listenFds({ LISTEN_PID: '0', LISTEN_FDS: '1' }, 0, true, fakeFds(1))).toMatchObject({
+      ok: false,
+      error: expect.stringMatching(/LISTEN_PID/),
+    });
+    expect(listenFds({ LISTEN_PID: '1', LISTEN_FDS: 'x' }, 1, true, fakeFds(1))).toMatchObject({
+      ok: false,
+      error: expect.stringMatching(/LISTEN_FDS/),
+    });
+    expect(
+      listenFds({ LISTEN_PID: '1', LISTEN_FDS: '2', LISTEN_FDNAMES: 'only-one' }, 1, true, fakeFds(2)),
+    ).toMatchObject({
       ok: false,
       error: expect.stringMatching(/LISTEN_FDNAMES names 1/),
     });
-    expect(listenFds({ LISTEN_PID: '1', LISTEN_FDS: '1', LISTEN_FDNAMES: '' }, 1, true, fakeFds(1))).toMatchObject({ ok: false });
+    expect(listenFds({ LISTEN_PID: '1', LISTEN_FDS: '1', LISTEN_FDNAMES: '' }, 1, true, fakeFds(1))).toMatchObject({
+      ok: false,
+    });
   });
 
   test('without the addon, passed fds are an error (FD_CLOEXEC cannot be set), not silently taken', () => {
@@ -103,7 +132,7 @@ describe('listenFds (sd_listen_fds semantics)', () => {
   });
 });
 
-describe('the addon\'s fd calls (native/sdepmd/fd.c), on real fds', () => {
+describe("the addon's fd calls (native/sdepmd/fd.c), on real fds", () => {
   const addon = loadAddon();
   if (addon instanceof Error) throw addon;
 
@@ -126,9 +155,11 @@ describe('the addon\'s fd calls (native/sdepmd/fd.c), on real fds', () => {
     expect(() => (addon.setCloexec as (...a: unknown[]) => number)('3')).toThrow(/fd must be an integer/);
   });
 
-  test('pidfdInodeId is the inode of a pidfd for that pid, as Python\'s os.pidfd_open sees it', () => {
+  test("pidfdInodeId is the inode of a pidfd for that pid, as Python's os.pidfd_open sees it", () => {
     const own = addon.pidfdInodeId(process.pid);
-    const py = spawnSync('python3', ['-c', `import os; print(os.fstat(os.pidfd_open(${process.pid})).st_ino)`], { encoding: 'utf8' });
+    const py = spawnSync('python3', ['-c', `import os; print(os.fstat(os.pidfd_open(${process.pid})).st_ino)`], {
+      encoding: 'utf8',
+    });
     if (typeof own === 'bigint') expect(own).toBe(BigInt(py.stdout.trim()));
     else expect(own).toBe(-95); // no pidfs on this kernel: EOPNOTSUPP
     expect(addon.pidfdInodeId(0x7ffffff0)).toBe(-3); // ESRCH

@@ -5,19 +5,30 @@ describe('notify message composition', () => {
   test('STATUS text', () => {
     expect(composeStatus({ registered: 0, lookups: 0, refused: 0 })).toBe('0 nodes registered, 0 lookups served');
     expect(composeStatus({ registered: 1, lookups: 1, refused: 0 })).toBe('1 node registered, 1 lookup served');
-    expect(composeStatus({ registered: 3, lookups: 1204, refused: 2 })).toBe('3 nodes registered, 1,204 lookups served, 2 refused');
+    expect(composeStatus({ registered: 3, lookups: 1204, refused: 2 })).toBe(
+      '3 nodes registered, 1,204 lookups served, 2 refused',
+    );
   });
 
   test('the watchdog setting, as sd_watchdog_enabled(3) reads WATCHDOG_USEC and WATCHDOG_PID', () => {
     expect(watchdogSetting({}, 1)).toEqual({ ok: true, usec: 0 });
     expect(watchdogSetting({ WATCHDOG_USEC: '10000000' }, 1)).toEqual({ ok: true, usec: 10_000_000 });
-    expect(watchdogSetting({ WATCHDOG_USEC: '10000000', WATCHDOG_PID: '1' }, 1)).toEqual({ ok: true, usec: 10_000_000 });
+    expect(watchdogSetting({ WATCHDOG_USEC: '10000000', WATCHDOG_PID: '1' }, 1)).toEqual({
+      ok: true,
+      usec: 10_000_000,
+    });
     expect(watchdogSetting({ WATCHDOG_USEC: '10000000', WATCHDOG_PID: '2' }, 1)).toEqual({ ok: true, usec: 0 });
     // Not a number, zero, infinity (UINT64_MAX), or a WATCHDOG_PID that is no pid: errors (-EINVAL), not "off".
     for (const usec of ['abc', '0', '18446744073709551615', '-5']) {
-      expect(watchdogSetting({ WATCHDOG_USEC: usec }, 1)).toMatchObject({ ok: false, error: expect.stringMatching(/WATCHDOG_USEC/) });
+      expect(watchdogSetting({ WATCHDOG_USEC: usec }, 1)).toMatchObject({
+        ok: false,
+        error: expect.stringMatching(/WATCHDOG_USEC/),
+      });
     }
-    expect(watchdogSetting({ WATCHDOG_USEC: '5', WATCHDOG_PID: 'x' }, 1)).toMatchObject({ ok: false, error: expect.stringMatching(/WATCHDOG_PID/) });
+    expect(watchdogSetting({ WATCHDOG_USEC: '5', WATCHDOG_PID: 'x' }, 1)).toMatchObject({
+      ok: false,
+      error: expect.stringMatching(/WATCHDOG_PID/),
+    });
   });
 
   test('RELOADING=1 carries MONOTONIC_USEC', () => {
@@ -40,7 +51,12 @@ describe('notify message composition', () => {
     expect(n.startWatchdog()).toBe(30_000);
     n.stopWatchdog();
     expect(sent.map(([state]) => state.replace(/MONOTONIC_USEC=\d+/, 'MONOTONIC_USEC=N'))).toEqual([
-      'READY=1', 'STATUS=a b', 'STOPPING=1', 'MAINPID=42\nREADY=1', 'RELOADING=1\nMONOTONIC_USEC=N', 'WATCHDOG=1',
+      'READY=1',
+      'STATUS=a b',
+      'STOPPING=1',
+      'MAINPID=42\nREADY=1',
+      'RELOADING=1\nMONOTONIC_USEC=N',
+      'WATCHDOG=1',
     ]);
     expect(sent.every(([, fds]) => fds.length === 0)).toBe(true);
     expect(errors).toEqual([]);
@@ -56,13 +72,21 @@ describe('notify message composition', () => {
 
   test('a bad WATCHDOG_USEC turns the watchdog off, and says why', () => {
     const errors: string[] = [];
-    const n = openNotifier({ NOTIFY_SOCKET: '/run/x', WATCHDOG_USEC: '0' }, { addon: { notifyWithFds: () => 1 }, onError: (m) => errors.push(m) });
+    const n = openNotifier(
+      { NOTIFY_SOCKET: '/run/x', WATCHDOG_USEC: '0' },
+      { addon: { notifyWithFds: () => 1 }, onError: (m) => errors.push(m) },
+    );
     expect(n.startWatchdog()).toBe(0);
     expect(errors).toEqual(['watchdog off: WATCHDOG_USEC is not a time in microseconds: "0"']);
   });
 
   test('under systemd without the addon: an error that says how to build it', () => {
-    expect(() => openNotifier({ NOTIFY_SOCKET: '/run/x' }, { addon: new Error('cannot load the native addon x (build it: npm run build)') })).toThrow(
+    expect(() =>
+      openNotifier(
+        { NOTIFY_SOCKET: '/run/x' },
+        { addon: new Error('cannot load the native addon x (build it: npm run build)') },
+      ),
+    ).toThrow(
       'NOTIFY_SOCKET is set, but systemd cannot be told anything: cannot load the native addon x (build it: npm run build)',
     );
   });

@@ -25,7 +25,18 @@ describe('sdepmd --help', () => {
     const help = topLevelHelp();
     for (const verb of SUBCOMMANDS) expect(help).toMatch(new RegExp(`^  ${verb} +\\S`, 'm'));
     for (const f of FLAGS) expect(help).toMatch(new RegExp(`^  -${f.name}\\b`, 'm'));
-    expect(SUBCOMMANDS).toEqual(['names', 'status', 'metrics', 'doctor', 'attach', 'detach', 'reload', 'adopt', 'listen', 'allow']);
+    expect(SUBCOMMANDS).toEqual([
+      'names',
+      'status',
+      'metrics',
+      'doctor',
+      'attach',
+      'detach',
+      'reload',
+      'adopt',
+      'listen',
+      'allow',
+    ]);
     // No line wider than the terminal width it was laid out for.
     for (const line of help.split('\n')) expect(line.length).toBeLessThanOrEqual(112);
   });
@@ -54,7 +65,11 @@ describe('typos get a suggestion', () => {
   });
 
   test('in a verb: the closest of its own options', async () => {
-    expect(await run(['status', '--jsno'])).toEqual({ code: 1, stdout: '', stderr: 'sdepmd: unknown flag --jsno; did you mean --json? (see sdepmd status --help)\n' });
+    expect(await run(['status', '--jsno'])).toEqual({
+      code: 1,
+      stdout: '',
+      stderr: 'sdepmd: unknown flag --jsno; did you mean --json? (see sdepmd status --help)\n',
+    });
     // --wants is attach's: detach does not know it, and does not suggest it.
     const r = await run(['detach', '--wants', 'x']);
     expect(r.code).toBe(1);
@@ -82,7 +97,8 @@ describe('each verb lists only its own options', () => {
   test('the options each verb has', () => {
     expect(verbOptions('attach').sort()).toEqual(['dry-run', 'force', 'root', 'wants']);
     expect(verbOptions('detach').sort()).toEqual(['dry-run', 'root']);
-    for (const v of ['attach', 'detach']) for (const o of ['port', 'json', 'control_socket']) expect(verbOptions(v)).not.toContain(o);
+    for (const v of ['attach', 'detach'])
+      for (const o of ['port', 'json', 'control_socket']) expect(verbOptions(v)).not.toContain(o);
   });
 });
 
@@ -111,19 +127,33 @@ describe('usage errors: exit 1 and the same wording everywhere', () => {
 });
 
 describe('every flag a message names exists', () => {
-  const named = (text: string) => [...text.matchAll(/(?:^|[\s(`'"])(--?[a-z][a-z_-]*)/g)].map((m) => m[1]!.replace(/^--?/, ''));
+  const named = (text: string) =>
+    [...text.matchAll(/(?:^|[\s(`'"])(--?[a-z][a-z_-]*)/g)].map((m) => m[1]!.replace(/^--?/, ''));
 
   test('in the errors of every daemon flag', () => {
     const bad: Record<string, string> = {
-      port: 'x', packet_timeout: '0', request_budget: '0', delay_accept: 'x', delay_write: 'x', max_connections: 'x',
-      max_connections_per_peer: 'x', max_registrations: 'x', fdstore_max: 'x', address: 'nonsense',
+      port: 'x',
+      packet_timeout: '0',
+      request_budget: '0',
+      delay_accept: 'x',
+      delay_write: 'x',
+      max_connections: 'x',
+      max_connections_per_peer: 'x',
+      max_registrations: 'x',
+      fdstore_max: 'x',
+      address: 'nonsense',
     };
     for (const [flag, value] of Object.entries(bad)) {
       const r = resolveDaemonConfig({ [flag]: value }, {});
       expect(r.ok).toBe(false);
       if (r.ok) continue;
       expect({ flag, named: named(r.error) }).toEqual({ flag, named: expect.arrayContaining([flag]) });
-      for (const n of named(r.error)) expect({ message: r.error, flag: n, exists: FLAG_NAMES.has(n) }).toEqual({ message: r.error, flag: n, exists: true });
+      for (const n of named(r.error))
+        expect({ message: r.error, flag: n, exists: FLAG_NAMES.has(n) }).toEqual({
+          message: r.error,
+          flag: n,
+          exists: true,
+        });
     }
   });
 

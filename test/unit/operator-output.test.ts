@@ -14,21 +14,45 @@ import type { StatusRecord } from '../../src/daemon/control';
 import type { UnitInfo } from '../../src/operator/findings';
 
 const unit = (id: string, activeState: string, subState: string, more: Partial<UnitInfo> = {}): UnitInfo => ({
-  id, loadState: 'loaded', activeState, subState, result: 'success', mainPid: 0, controlGroup: '', requires: [], wants: [],
-  bindsTo: [], after: [], environment: [], execStart: '', nRestarts: 0, unitFileState: 'enabled', listen: [], ...more,
+  id,
+  loadState: 'loaded',
+  activeState,
+  subState,
+  result: 'success',
+  mainPid: 0,
+  controlGroup: '',
+  requires: [],
+  wants: [],
+  bindsTo: [],
+  after: [],
+  environment: [],
+  execStart: '',
+  nRestarts: 0,
+  unitFileState: 'enabled',
+  listen: [],
+  ...more,
 });
 const facts = (more: Partial<NoAnswerFacts>): NoAnswerFacts => ({
-  port: 4369, control: '/run/sdepmd/control-4369.sock', controlError: 'ENOENT', uid: 0, socketUnit: null, serviceUnit: null,
-  tcp: { kind: 'refused' }, holders: [], ...more,
+  port: 4369,
+  control: '/run/sdepmd/control-4369.sock',
+  controlError: 'ENOENT',
+  uid: 0,
+  socketUnit: null,
+  serviceUnit: null,
+  tcp: { kind: 'refused' },
+  holders: [],
+  ...more,
 });
 
 describe('status with no answer names the cause and the next command', () => {
   test('idle: the socket listens, the service waits for its first connection (no EPMD probe was sent)', () => {
-    const a = explainNoAnswer(facts({
-      tcp: null,
-      socketUnit: unit('epmd.socket', 'active', 'listening', { listen: ['[::]:4369 (Stream)'] }),
-      serviceUnit: unit('epmd.service', 'inactive', 'dead'),
-    }));
+    const a = explainNoAnswer(
+      facts({
+        tcp: null,
+        socketUnit: unit('epmd.socket', 'active', 'listening', { listen: ['[::]:4369 (Stream)'] }),
+        serviceUnit: unit('epmd.service', 'inactive', 'dead'),
+      }),
+    );
     expect(a.cause).toBe('idle');
     expect(a.evidence).toContain('epmd.socket: active/listening on [::]:4369');
     expect(a.next).toEqual(['sdepmd names   # any epmd request starts it', 'systemctl start epmd.service']);
@@ -41,19 +65,28 @@ describe('status with no answer names the cause and the next command', () => {
   });
 
   test('the C epmd answers on the port', () => {
-    const a = explainNoAnswer(facts({ tcp: { kind: 'names', nodes: 2 }, holders: [{ pid: 77, comm: 'epmd', cmdline: '/usr/bin/epmd -daemon' }] }));
+    const a = explainNoAnswer(
+      facts({
+        tcp: { kind: 'names', nodes: 2 },
+        holders: [{ pid: 77, comm: 'epmd', cmdline: '/usr/bin/epmd -daemon' }],
+      }),
+    );
     expect(a.cause).toBe('other-epmd');
-    expect(a.summary).toBe('the C epmd (pid 77) answers on port 4369, not an sdepmd with a control socket at /run/sdepmd/control-4369.sock');
+    expect(a.summary).toBe(
+      'the C epmd (pid 77) answers on port 4369, not an sdepmd with a control socket at /run/sdepmd/control-4369.sock',
+    );
     expect(a.evidence).toContain('port 4369 is held by pid 77 (epmd): /usr/bin/epmd -daemon');
   });
 
   test("Debian's epmd.service (the C epmd, socket-activated) answers", () => {
-    const a = explainNoAnswer(facts({
-      tcp: { kind: 'names', nodes: 0 },
-      holders: [{ pid: 1, comm: 'systemd', cmdline: '/sbin/init' }],
-      socketUnit: unit('epmd.socket', 'active', 'running'),
-      serviceUnit: unit('epmd.service', 'active', 'running', { execStart: '/usr/bin/epmd -systemd' }),
-    }));
+    const a = explainNoAnswer(
+      facts({
+        tcp: { kind: 'names', nodes: 0 },
+        holders: [{ pid: 1, comm: 'systemd', cmdline: '/sbin/init' }],
+        socketUnit: unit('epmd.socket', 'active', 'running'),
+        serviceUnit: unit('epmd.service', 'active', 'running', { execStart: '/usr/bin/epmd -systemd' }),
+      }),
+    );
     expect(a.summary).toMatch(/^the C epmd \(epmd\.service: \/usr\/bin\/epmd -systemd\) answers/);
   });
 
@@ -71,7 +104,9 @@ describe('status with no answer names the cause and the next command', () => {
   });
 
   test('nothing on this port, but epmd.socket listens on another: point at that port', () => {
-    const a = explainNoAnswer(facts({ port: 4999, socketUnit: unit('epmd.socket', 'active', 'listening', { listen: ['[::]:4369 (Stream)'] }) }));
+    const a = explainNoAnswer(
+      facts({ port: 4999, socketUnit: unit('epmd.socket', 'active', 'listening', { listen: ['[::]:4369 (Stream)'] }) }),
+    );
     expect(a.cause).toBe('nothing-listening');
     expect(a.evidence[2]).toBe('epmd.socket is active, on [::]:4369, not on port 4999');
     expect(a.next).toEqual(['sdepmd status --port 4369', 'sudo sdepmd doctor']);
@@ -79,14 +114,32 @@ describe('status with no answer names the cause and the next command', () => {
 
   test('something that is not epmd, and no reply', () => {
     expect(explainNoAnswer(facts({ tcp: { kind: 'garbage', bytes: 3 } })).cause).toBe('not-epmd');
-    expect(explainNoAnswer(facts({ tcp: { kind: 'error', message: 'no reply within 3000 ms' } })).cause).toBe('no-reply');
+    expect(explainNoAnswer(facts({ tcp: { kind: 'error', message: 'no reply within 3000 ms' } })).cause).toBe(
+      'no-reply',
+    );
   });
 });
 
 const STATUS: StatusRecord = {
-  version: '0.1.0', pid: 42, startedAt: '2026-11-29T22:00:00.000Z', uptimeSeconds: 61, underSystemd: true, logLevel: 'info',
-  sockets: [{ address: '::', port: 4369, source: 'fd 3 (epmd.socket)' }], registered: 2, openConnections: 3,
-  counts: { connections: 10, lookups: 5, lookupsFound: 3, namesRequests: 4, registrations: 3, unregistrations: 1, refused: 2, limitHits: 1 },
+  version: '0.1.0',
+  pid: 42,
+  startedAt: '2026-11-29T22:00:00.000Z',
+  uptimeSeconds: 61,
+  underSystemd: true,
+  logLevel: 'info',
+  sockets: [{ address: '::', port: 4369, source: 'fd 3 (epmd.socket)' }],
+  registered: 2,
+  openConnections: 3,
+  counts: {
+    connections: 10,
+    lookups: 5,
+    lookupsFound: 3,
+    namesRequests: 4,
+    registrations: 3,
+    unregistrations: 1,
+    refused: 2,
+    limitHits: 1,
+  },
   refusals: { ...emptyRefusalCounts(), not_local: 1, connection_limit: 1 },
   fdStore: { enabled: true, stored: 2, restored: 1, notRestored: 1, detail: 'x' },
 };
@@ -104,7 +157,9 @@ function parseExposition(text: string): Map<string, { type: string; samples: Map
     } else if ((m = /^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge)$/.exec(line))) {
       expect(m[1]).toBe(current);
       families.set(m[1]!, { type: m[2]!, samples: new Map() });
-    } else if ((m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_]\w*="(?:[^"\\\n]|\\.)*",?)*\})? (-?\d+(?:\.\d+)?)$/.exec(line))) {
+    } else if (
+      (m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_]\w*="(?:[^"\\\n]|\\.)*",?)*\})? (-?\d+(?:\.\d+)?)$/.exec(line))
+    ) {
       expect(m[1]).toBe(current);
       families.get(m[1]!)!.samples.set(m[2] ?? '', Number(m[3]));
     } else throw new Error(`not exposition format: ${JSON.stringify(line)}`);
@@ -133,7 +188,8 @@ describe('sdepmd metrics', () => {
     expect(v('sdepmd_fdstore_restore_results', '{result="not_restored"}')).toBe(1);
     expect(v('sdepmd_uptime_seconds')).toBe(61);
     expect(v('sdepmd_start_time_seconds')).toBe(Date.parse('2026-11-29T22:00:00Z') / 1000);
-    for (const [name, fam] of f) expect({ name, counter: fam.type === 'counter' }).toEqual({ name, counter: name.endsWith('_total') });
+    for (const [name, fam] of f)
+      expect({ name, counter: fam.type === 'counter' }).toEqual({ name, counter: name.endsWith('_total') });
   });
 
   test('label values are escaped; down is sdepmd_up 0', () => {
@@ -183,8 +239,14 @@ describe('exposure drop-ins', () => {
   test('listen: loopback first, brackets for IPv6, FreeBind', () => {
     const d = listenDropIn(['10.0.0.5', '[fd00::5]', '10.0.0.5'], 4369);
     expect(d.ok && d.content.split('\n').filter((l) => !l.startsWith('#'))).toEqual([
-      '[Socket]', 'ListenStream=', 'ListenStream=127.0.0.1:4369', 'ListenStream=[::1]:4369', 'ListenStream=10.0.0.5:4369',
-      'ListenStream=[fd00::5]:4369', 'FreeBind=yes', '',
+      '[Socket]',
+      'ListenStream=',
+      'ListenStream=127.0.0.1:4369',
+      'ListenStream=[::1]:4369',
+      'ListenStream=10.0.0.5:4369',
+      'ListenStream=[fd00::5]:4369',
+      'FreeBind=yes',
+      '',
     ]);
     expect(listenDropIn(['10.0.0.0/8'], 4369).ok).toBe(false);
     expect(listenDropIn(['0.0.0.0'], 4369).ok).toBe(false);
@@ -193,17 +255,29 @@ describe('exposure drop-ins', () => {
   test('allow: deny any, allow localhost and the networks', () => {
     const d = allowDropIn(['10.0.0.0/8', 'fd00::/8', '192.0.2.7']);
     expect(d.ok && d.content.split('\n').filter((l) => !l.startsWith('#'))).toEqual([
-      '[Socket]', 'IPAddressDeny=', 'IPAddressDeny=any', 'IPAddressAllow=', 'IPAddressAllow=localhost',
-      'IPAddressAllow=10.0.0.0/8', 'IPAddressAllow=fd00::/8', 'IPAddressAllow=192.0.2.7', '',
+      '[Socket]',
+      'IPAddressDeny=',
+      'IPAddressDeny=any',
+      'IPAddressAllow=',
+      'IPAddressAllow=localhost',
+      'IPAddressAllow=10.0.0.0/8',
+      'IPAddressAllow=fd00::/8',
+      'IPAddressAllow=192.0.2.7',
+      '',
     ]);
-    for (const bad of ['10.0.0.0/33', 'fd00::/129', 'x', '10.0.0.0/8/1', '10.0.0.0/']) expect({ bad, ok: validCidr(bad) }).toEqual({ bad, ok: false });
+    for (const bad of ['10.0.0.0/33', 'fd00::/129', 'x', '10.0.0.0/8/1', '10.0.0.0/'])
+      expect({ bad, ok: validCidr(bad) }).toEqual({ bad, ok: false });
     expect(allowDropIn(['any']).ok).toBe(false);
   });
 
   test('with --root: written, idempotent, reset removes it', async () => {
     const root = fs.mkdtempSync(path.join(os.tmpdir(), 'sdepmd-exposure-'));
     const out: string[] = [];
-    const deps = { systemctl: async () => ({ code: 1, stdout: '', stderr: 'not called' }), stdout: (t: string) => out.push(t), stderr: (t: string) => out.push(t) };
+    const deps = {
+      systemctl: async () => ({ code: 1, stdout: '', stderr: 'not called' }),
+      stdout: (t: string) => out.push(t),
+      stderr: (t: string) => out.push(t),
+    };
     const opts = { words: ['10.0.0.0/8'], reset: false, dryRun: false, port: 4369, root };
     expect(await applyExposure('allow', { ...opts, dryRun: true }, deps)).toBe(0);
     expect(fs.existsSync(exposureDropInPath('allow', root))).toBe(false);
@@ -221,11 +295,28 @@ describe('exposure drop-ins', () => {
 describe('journal fields', () => {
   test('a line about a node carries its fields and the event kind', () => {
     const sent: string[][] = [];
-    const log = new Logger({ journal: true, level: 3, send: (f) => (sent.push(f), 0), sink: () => { throw new Error('no stderr line expected'); } });
+    const log = new Logger({
+      journal: true,
+      level: 3,
+      send: (f) => (sent.push(f), 0),
+      sink: () => {
+        throw new Error('no stderr line expected');
+      },
+    });
     log.info('registered a port 1', { event: 'registered', node: 'a', port: 1, peer: '127.0.0.1', creation: 9 });
     log.notice('plain');
     expect(sent).toEqual([
-      ['MESSAGE=registered a port 1', 'PRIORITY=6', 'SYSLOG_IDENTIFIER=sdepmd', `MESSAGE_ID=${MESSAGE_IDS.registered}`, 'EPMD_EVENT=registered', 'EPMD_NODE=a', 'EPMD_PORT=1', 'EPMD_PEER=127.0.0.1', 'EPMD_CREATION=9'],
+      [
+        'MESSAGE=registered a port 1',
+        'PRIORITY=6',
+        'SYSLOG_IDENTIFIER=sdepmd',
+        `MESSAGE_ID=${MESSAGE_IDS.registered}`,
+        'EPMD_EVENT=registered',
+        'EPMD_NODE=a',
+        'EPMD_PORT=1',
+        'EPMD_PEER=127.0.0.1',
+        'EPMD_CREATION=9',
+      ],
       ['MESSAGE=plain', 'PRIORITY=5', 'SYSLOG_IDENTIFIER=sdepmd'],
     ]);
   });
@@ -235,7 +326,14 @@ describe('journal fields', () => {
     const failing = new Logger({ journal: true, level: 3, send: () => -111, sink: (l) => lines.push(l) });
     failing.warning('w', { event: 'refused', peer: '10.0.0.1' });
     expect(lines).toEqual(['<4>w\n']);
-    const terminal = new Logger({ journal: false, level: 3, send: () => { throw new Error('not used'); }, sink: (l) => lines.push(l) });
+    const terminal = new Logger({
+      journal: false,
+      level: 3,
+      send: () => {
+        throw new Error('not used');
+      },
+      sink: (l) => lines.push(l),
+    });
     expect(terminal.structured).toBe(false);
     terminal.info('i', { event: 'lookup' });
     expect(lines[1]).toMatch(/ info i\n$/);
@@ -252,16 +350,36 @@ describe('doctor inputs for exposure', () => {
     expect(networkOf('2001:db8:1:2:3:4:5:6/48')).toBe('2001:db8:1::/48');
     expect(
       localNetworks({
-        lo: [{ address: '127.0.0.1', netmask: '255.0.0.0', family: 'IPv4', mac: '', internal: true, cidr: '127.0.0.1/8' }],
+        lo: [
+          { address: '127.0.0.1', netmask: '255.0.0.0', family: 'IPv4', mac: '', internal: true, cidr: '127.0.0.1/8' },
+        ],
         eth0: [
-          { address: '10.1.2.5', netmask: '255.255.255.0', family: 'IPv4', mac: '', internal: false, cidr: '10.1.2.5/24' },
-          { address: 'fe80::1', netmask: 'ffff:ffff:ffff:ffff::', family: 'IPv6', mac: '', internal: false, cidr: 'fe80::1/64', scopeid: 2 },
+          {
+            address: '10.1.2.5',
+            netmask: '255.255.255.0',
+            family: 'IPv4',
+            mac: '',
+            internal: false,
+            cidr: '10.1.2.5/24',
+          },
+          {
+            address: 'fe80::1',
+            netmask: 'ffff:ffff:ffff:ffff::',
+            family: 'IPv6',
+            mac: '',
+            internal: false,
+            cidr: 'fe80::1/64',
+            scopeid: 2,
+          },
         ],
       }),
     ).toEqual(['10.1.2.0/24']);
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sdepmd-default-'));
     const file = path.join(dir, 'epmd');
-    fs.writeFileSync(file, '# comment\nERL_EPMD_ADDRESS="10.0.0.5, 127.0.0.1"\nexport ERL_EPMD_ADDRESS=10.0.0.6\nOTHER=1\n');
+    fs.writeFileSync(
+      file,
+      '# comment\nERL_EPMD_ADDRESS="10.0.0.5, 127.0.0.1"\nexport ERL_EPMD_ADDRESS=10.0.0.6\nOTHER=1\n',
+    );
     expect(epmdAddressSettings({ ERL_EPMD_ADDRESS: '::1' }, [file, path.join(dir, 'missing')])).toEqual([
       { where: file, value: '10.0.0.5, 127.0.0.1' },
       { where: file, value: '10.0.0.6' },

@@ -6,7 +6,13 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { isRegistrationFd, Persistence, REGISTRATION_FD_PREFIX, replayJournal, type StoredRecord } from '../../src/systemd/persistence';
+import {
+  isRegistrationFd,
+  Persistence,
+  REGISTRATION_FD_PREFIX,
+  replayJournal,
+  type StoredRecord,
+} from '../../src/systemd/persistence';
 import type { FdStore } from '../../src/systemd/fdstore';
 import type { RegistrationRecord } from '../../src/registry/registration-record';
 
@@ -29,7 +35,9 @@ const rec = (name: string, creation = 7, over: Partial<RegistrationRecord> = {})
 
 const stored = (name: string, fdName: string, creation = 7): StoredRecord => ({ ...rec(name, creation), fdName });
 
-type Call = { op: 'store'; name: string; fd: number; journalAtCall: string } | { op: 'remove'; name: string; journalAtCall: string };
+type Call =
+  | { op: 'store'; name: string; fd: number; journalAtCall: string }
+  | { op: 'remove'; name: string; journalAtCall: string };
 
 /** A fake FdStore that records calls, with a snapshot of the journal at each call. */
 class FakeStore implements FdStore {
@@ -85,7 +93,10 @@ describe('replayJournal', () => {
   });
 
   test('a cut last line (a crash in the middle of a write) is skipped and counted; the rest stands', () => {
-    const good = [JSON.stringify({ op: 'add', ...stored('a', 'reg-0', 5) }), JSON.stringify({ op: 'add', ...stored('b', 'reg-1', 6) })];
+    const good = [
+      JSON.stringify({ op: 'add', ...stored('a', 'reg-0', 5) }),
+      JSON.stringify({ op: 'add', ...stored('b', 'reg-1', 6) }),
+    ];
     const cut = JSON.stringify({ op: 'remove', fdName: 'reg-0' }).slice(0, 12);
     const st = replayJournal(`${good.join('\n')}\n${cut}`);
     expect([...st.records.keys()]).toEqual(['reg-0', 'reg-1']);
@@ -344,7 +355,9 @@ describe('Persistence', () => {
     expect(r.adopt.map((a) => [a.fd, a.record.fdName])).toEqual([[f2, n2]]);
     // Without a record alpha's connection cannot be served: it is an orphan, closed and dropped from the store.
     expect(r.orphans.map((o) => o.name)).toEqual([n1]);
-    expect(p.journalProblems).toEqual([`line ${at + 1}: not a journal "add" entry: port: expected an integer from 0 to 65535, got "40000"`]);
+    expect(p.journalProblems).toEqual([
+      `line ${at + 1}: not a journal "add" entry: port: expected an integer from 0 to 65535, got "40000"`,
+    ]);
     expect(replayJournal(readJournal()).records.has(n2)).toBe(true);
   });
 

@@ -11,8 +11,10 @@ describe('local-peer policy', () => {
   });
 
   test('loopback: all of 127/8 and ::1, mapped or not', () => {
-    for (const a of ['127.0.0.1', '127.1.2.3', '::1', '::ffff:127.0.0.1', '::ffff:127.9.9.9']) expect(isLoopback(a)).toBe(true);
-    for (const a of ['10.0.0.1', '::ffff:10.0.0.1', '128.0.0.1', 'fe80::1', '', undefined]) expect(isLoopback(a)).toBe(false);
+    for (const a of ['127.0.0.1', '127.1.2.3', '::1', '::ffff:127.0.0.1', '::ffff:127.9.9.9'])
+      expect(isLoopback(a)).toBe(true);
+    for (const a of ['10.0.0.1', '::ffff:10.0.0.1', '128.0.0.1', 'fe80::1', '', undefined])
+      expect(isLoopback(a)).toBe(false);
   });
 
   test('a peer is local when loopback, or when it dialled from the address it dialled', () => {

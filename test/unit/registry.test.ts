@@ -61,7 +61,10 @@ describe('Registry', () => {
     expect(validateName(Buffer.from([0xed, 0xa0, 0x80]))).toBe('name is not valid UTF-8'); // a surrogate
     const r = new Registry<null>();
     expect(r.register(info('a'.repeat(256)), null)).toEqual({ ok: false, reason: 'name too long' });
-    expect(r.register({ ...info('x'), extra: Buffer.alloc(1021) }, null)).toEqual({ ok: false, reason: 'extra too long' });
+    expect(r.register({ ...info('x'), extra: Buffer.alloc(1021) }, null)).toEqual({
+      ok: false,
+      reason: 'extra too long',
+    });
     expect(r.register({ ...info('x'), extra: Buffer.alloc(1020) }, null)).toMatchObject({ ok: true });
     expect(codePoints(Buffer.from('a😀é'))).toBe(3);
   });
