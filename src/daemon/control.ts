@@ -18,8 +18,9 @@ import * as path from 'node:path';
 import type { ServerStats } from '../policy/connection';
 import { socketFd } from '../engine/socket-fd';
 import { receiveAdoptFrames, type NodeInfoRecord } from './handover';
-import { nodeTypeName } from '../protocol/constants';
+import { MAX_EXTRA_BYTES, nodeTypeName } from '../protocol/constants';
 import { runtimeDirectory } from '../systemd/runtime-directory';
+import { COUNT, hexBytes, PORT, SERVER_STATS, UINT16, UINT32, UINT8 } from '../protocol/record-shapes';
 import {
   array,
   boolean,
@@ -27,7 +28,6 @@ import {
   either,
   integer,
   literal,
-  matching,
   nullable,
   object,
   optional,
@@ -185,16 +185,15 @@ async function adopt(socket: Socket, accept: NonNullable<ControlProvider['adopt'
   socket.end(`${JSON.stringify(reply)}\n`);
 }
 
-const COUNT = integer(0);
 const NODE_RECORD: Shape<NodeRecord> = object({
   name: string,
-  port: integer(0, 65535),
-  nodeType: either(literal('normal', 'hidden'), integer(0, 255), '"normal", "hidden" or a number from 0 to 255'),
-  protocol: integer(0, 255),
-  highestVersion: integer(0, 65535),
-  lowestVersion: integer(0, 65535),
-  extra: matching(/^(?:[0-9a-f]{2})*$/, 'hex bytes'),
-  creation: nullable(integer(0, 0xffffffff)),
+  port: PORT,
+  nodeType: either(literal('normal', 'hidden'), UINT8, '"normal", "hidden" or a number from 0 to 255'),
+  protocol: UINT8,
+  highestVersion: UINT16,
+  lowestVersion: UINT16,
+  extra: hexBytes(MAX_EXTRA_BYTES),
+  creation: nullable(UINT32),
   registeredAt: optional(string),
   peer: optional(string),
 } satisfies FieldsOf<NodeRecord>);
@@ -206,21 +205,12 @@ const STATUS_RECORD: Shape<StatusRecord> = object({
   uptimeSeconds: COUNT,
   underSystemd: boolean,
   logLevel: string,
-  sockets: array(object({ address: string, port: integer(0, 65535), source: string })),
+  sockets: array(object({ address: string, port: PORT, source: string })),
   upgrades: optional(COUNT),
   registered: COUNT,
   openConnections: COUNT,
   refusals: optional(dictionary(COUNT)),
-  counts: object({
-    connections: COUNT,
-    lookups: COUNT,
-    lookupsFound: COUNT,
-    namesRequests: COUNT,
-    registrations: COUNT,
-    unregistrations: COUNT,
-    refused: COUNT,
-    limitHits: COUNT,
-  } satisfies FieldsOf<ServerStats>),
+  counts: SERVER_STATS,
   fdStore: optional(
     object({
       enabled: boolean,
