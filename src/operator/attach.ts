@@ -13,6 +13,7 @@
  * before cannot undo it.
  */
 import * as fs from 'node:fs';
+import { readOrNull } from '../util/files';
 import * as path from 'node:path';
 import { splitQuoted } from './snapshot';
 
@@ -113,14 +114,6 @@ export function dropInContent(variant: DropInVariant = 'requires'): string {
 
 export function dropInPath(unit: string, root = '/'): string {
   return path.join(root, 'etc', 'systemd', 'system', `${unit}.d`, DROP_IN_NAME);
-}
-
-function readOrNull(file: string): string | null {
-  try {
-    return fs.readFileSync(file, 'utf8');
-  } catch {
-    return null;
-  }
 }
 
 interface Checked {

@@ -5,6 +5,7 @@
  */
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
+import { readOrNull } from '../util/files';
 import * as os from 'node:os';
 import { exchangeLocal } from '../cli/client';
 import { decodeNamesReply, encodeSimpleRequest } from '../protocol/codec';
@@ -311,13 +312,7 @@ export function epmdAddressSettings(
 ): { where: string; value: string }[] {
   const found: { where: string; value: string }[] = [];
   for (const file of files) {
-    let text = '';
-    try {
-      text = fs.readFileSync(file, 'utf8');
-    } catch {
-      continue;
-    }
-    for (const line of text.split('\n')) {
+    for (const line of (readOrNull(file) ?? '').split('\n')) {
       const m = /^\s*(?:export\s+)?ERL_EPMD_ADDRESS\s*=\s*(.*?)\s*$/.exec(line);
       if (m) found.push({ where: file, value: m[1]!.replace(/^(["'])(.*)\1$/, '$2') });
     }

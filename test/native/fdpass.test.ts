@@ -20,7 +20,8 @@ import {
 import { loadAddon } from '../../src/native/addon';
 import { startControlServer, type ControlProvider } from '../../src/daemon/control';
 import { parseUpgradeState, type NodeInfoRecord } from '../../src/daemon/handover';
-import { parseDump, sendToDaemon } from '../../src/operator/adopt';
+import { sendToDaemon } from '../../src/operator/adopt';
+import { decodeDumpReply } from '../../src/protocol/codec';
 import { socketFd } from '../../src/engine/socket-fd';
 
 const ident = (fd: number) => {
@@ -253,7 +254,7 @@ test('DUMP replies of the C epmd are parsed (names with spaces and ">")', () => 
     'old/unused name, <z> at port 3, fd = 7\n',
   ];
   const reply = Buffer.concat([Buffer.from([0, 0, 0x11, 0x11]), ...lines.map((l) => Buffer.from(`${l}\0`, 'latin1'))]);
-  expect(parseDump(reply).map((n) => [n.name.toString(), n.port, n.fd])).toEqual([
+  expect(decodeDumpReply(reply).map((n) => [n.name.toString(), n.port, n.fd])).toEqual([
     ['a b', 4711, 5],
     ['x>y', 1, 12],
   ]);
