@@ -222,12 +222,33 @@ const STATUS_RECORD: Shape<StatusRecord> = object({
   ),
 } satisfies FieldsOf<StatusRecord>);
 const ERROR_REPLY = object({ error: string });
+const UPGRADE_REPLY: Shape<UpgradeReply> = either(
+  object({ ok: literal(true), fromVersion: string, toVersion: string, pid: integer(1) }),
+  object({ ok: literal(false), error: string }),
+  '{"ok":true,"fromVersion","toVersion","pid"} or {"ok":false,"error"}',
+);
+const ADOPT_REPLY: Shape<AdoptReply> = object({
+  adopted: array(string),
+  refused: array(object({ name: string, reason: string })),
+} satisfies FieldsOf<AdoptReply>);
 
-export type ControlReply<T extends ControlCommand> = T extends 'status' ? StatusRecord : NodeRecord[];
-const REPLY_SHAPES: { readonly [C in ControlCommand]: Shape<ControlReply<C>> } = {
+/** What the daemon answers to each command (`upgrade` and `adopt` have their own transports: reload.ts, adopt.ts). */
+interface ControlReplies {
+  status: StatusRecord;
+  names: NodeRecord[];
+  upgrade: UpgradeReply;
+  adopt: AdoptReply;
+}
+export type ControlReply<T extends keyof ControlReplies> = ControlReplies[T];
+const REPLY_SHAPES: { readonly [C in keyof ControlReplies]: Shape<ControlReplies[C]> } = {
   status: STATUS_RECORD,
   names: array(NODE_RECORD),
+  upgrade: UPGRADE_REPLY,
+  adopt: ADOPT_REPLY,
 };
+
+/** The daemon's own error answer (`{"error": ...}`): it understood the request and refused it. */
+export class ControlRefusal extends Error {}
 
 /** The most a control reply may hold (the names of 100,000 nodes take about 25 MiB). */
 const MAX_REPLY_BYTES = 64 * 1024 * 1024;
@@ -236,11 +257,16 @@ const MAX_REPLY_BYTES = 64 * 1024 * 1024;
  * Reads the daemon's answer to `command`: the record, checked field by field, or an Error with the daemon's own
  * error text, or one that says what is wrong with the answer.
  */
-export function decodeControlReply<T extends ControlCommand>(command: T, text: string, from: string): ControlReply<T> {
+export function decodeControlReply<T extends keyof ControlReplies>(
+  command: T,
+  text: string,
+  from: string,
+): ControlReply<T> {
   const what = `malformed answer to "${command}" on ${from}`;
   const value = parseJson(text, (v) => v, what);
-  if (typeof value === 'object' && value !== null && !Array.isArray(value) && 'error' in value) {
-    throw new Error(parseJson(text, ERROR_REPLY, what).error);
+  // An UpgradeReply that failed has an `error` too, beside its `ok`.
+  if (typeof value === 'object' && value !== null && !Array.isArray(value) && 'error' in value && !('ok' in value)) {
+    throw new ControlRefusal(parseJson(text, ERROR_REPLY, what).error);
   }
   return parseJson(text, REPLY_SHAPES[command], what);
 }

@@ -22,7 +22,7 @@ import {
   type DumpedNode,
 } from '../protocol/codec';
 import { DUMP_REQ, PORT_PLEASE2_REQ } from '../protocol/constants';
-import { queryControl, type AdoptReply } from '../daemon/control';
+import { decodeControlReply, queryControl, type AdoptReply } from '../daemon/control';
 import { sendAdoptFrames, type NodeInfoRecord } from '../daemon/handover';
 import { socketFd } from '../engine/socket-fd';
 import { closeFd, pidfdGetfd, pidfdOpen } from '../native/fdpass';
@@ -258,12 +258,11 @@ export function sendToDaemon(controlPath: string, taken: readonly Taken[]): Prom
       }
     });
     socket.on('close', () => {
+      if (!sent && !input) return reject(new Error('the daemon did not accept adopt'));
       try {
-        const reply = JSON.parse(input) as Partial<AdoptReply> & { error?: string };
-        if (Array.isArray(reply.adopted) && Array.isArray(reply.refused)) resolve(reply as AdoptReply);
-        else reject(new Error(reply.error ?? 'malformed answer'));
-      } catch {
-        reject(new Error(sent ? 'malformed answer' : 'the daemon did not accept adopt'));
+        resolve(decodeControlReply('adopt', input, controlPath));
+      } catch (err) {
+        reject(err instanceof Error ? err : new Error(String(err)));
       }
     });
   });
