@@ -65,6 +65,11 @@ test.each([
   ],
   ['another format', { ...good, format: 2 }, 'format: expected 1, got 2'],
   [
+    'a name that is not hex',
+    { ...good, registrations: [{ fd: 4, record: { ...record, name: 'zz' } }] },
+    'registrations[0].record.name: expected a hex node name',
+  ],
+  [
     'a listener on stdio',
     { ...good, listeners: [{ fd: 2, name: 'x', fromSystemd: false }] },
     'listeners[0].fd: expected an integer from 3',
@@ -75,6 +80,13 @@ test.each([
   const parsed = parseUpgradeState(JSON.stringify(state));
   expect(parsed.ok).toBe(false);
   expect(parsed.ok ? '' : parsed.error).toContain(error);
+});
+
+test('not JSON', () => {
+  expect(parseUpgradeState('{')).toMatchObject({
+    ok: false,
+    error: expect.stringMatching(/^an invalid upgrade state: not JSON/) as unknown,
+  });
 });
 
 describe('check mode reads the preview of the hand-over', () => {
