@@ -118,7 +118,11 @@ export interface StartEpmdOverride {
   readonly value: string | null;
   /** The effective values of the variables, and where the deciding one comes from. */
   readonly effective: Readonly<Partial<Record<ErlFlagVar, string>>>;
-  /** The places after the attach drop-in that set one of the variables: the likely culprits. */
+  /**
+   * What sets the effective ERL_ZFLAGS after the attach drop-in (a later drop-in, an EnvironmentFile=): erlexec
+   * reads ERL_ZFLAGS last, so whatever else is set, the drop-in's -start_epmd false is lost only when its ERL_ZFLAGS
+   * is replaced.
+   */
   readonly culprits: readonly ErlFlagSource[];
 }
 
@@ -152,6 +156,6 @@ export function startEpmdOverride(unit: {
   return {
     value,
     effective,
-    culprits: sources.filter((s) => s.kind === 'environment-file' || later.has(s.file)),
+    culprits: sources.filter((s) => s.name === 'ERL_ZFLAGS' && (s.kind === 'environment-file' || later.has(s.file))),
   };
 }

@@ -625,6 +625,8 @@ describe('doctor: an attached unit whose own ERL_*FLAGS override -start_epmd fal
         attached({
           erlFlagSources: [
             { file: '/etc/default/billing', kind: 'environment-file', name: 'ERL_ZFLAGS', value: '-start_epmd true' },
+            // Harmless: ERL_AFLAGS is read before ERL_ZFLAGS, so it is no culprit and gets no fix line.
+            { file: '/etc/default/billing', kind: 'environment-file', name: 'ERL_AFLAGS', value: '-setcookie c' },
           ],
         }),
       ],
