@@ -313,7 +313,7 @@ async function runDaemon(argv: readonly string[], args: CliArgs, io: CliIo): Pro
 
 /**
  * Check mode, run by a live upgrade before it execs this code: load everything the daemon needs (its modules and
- * the native addon), then say which version this is.
+ * the native addon), read the hand-over the running code would leave, then say which version this is.
  */
 async function upgradeCheck(io: CliIo): Promise<number> {
   await import('../daemon/daemon');
@@ -321,6 +321,12 @@ async function upgradeCheck(io: CliIo): Promise<number> {
   const addon = loadAddon();
   if (addon instanceof Error) {
     io.stderr(`sdepmd: ${addon.message}\n`);
+    return 1;
+  }
+  const { checkHandOverPreview } = await import('../daemon/upgrade');
+  const refusal = checkHandOverPreview(io.env);
+  if (refusal) {
+    io.stderr(`sdepmd: ${refusal}\n`);
     return 1;
   }
   io.stdout(`sdepmd ${VERSION}\n`);

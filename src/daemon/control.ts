@@ -18,8 +18,9 @@ import * as path from 'node:path';
 import type { ServerStats } from '../policy/connection';
 import { socketFd } from '../engine/socket-fd';
 import { receiveAdoptFrames, type NodeInfoRecord } from './handover';
-import { nodeTypeName } from '../protocol/constants';
+import { MAX_EXTRA_BYTES, nodeTypeName } from '../protocol/constants';
 import { runtimeDirectory } from '../systemd/runtime-directory';
+import { COUNT, hexBytes, PORT, SERVER_STATS, UINT16, UINT32, UINT8 } from '../protocol/record-shapes';
 import {
   array,
   boolean,
@@ -27,7 +28,6 @@ import {
   either,
   integer,
   literal,
-  matching,
   nullable,
   object,
   optional,
@@ -185,16 +185,15 @@ async function adopt(socket: Socket, accept: NonNullable<ControlProvider['adopt'
   socket.end(`${JSON.stringify(reply)}\n`);
 }
 
-const COUNT = integer(0);
 const NODE_RECORD: Shape<NodeRecord> = object({
   name: string,
-  port: integer(0, 65535),
-  nodeType: either(literal('normal', 'hidden'), integer(0, 255), '"normal", "hidden" or a number from 0 to 255'),
-  protocol: integer(0, 255),
-  highestVersion: integer(0, 65535),
-  lowestVersion: integer(0, 65535),
-  extra: matching(/^(?:[0-9a-f]{2})*$/, 'hex bytes'),
-  creation: nullable(integer(0, 0xffffffff)),
+  port: PORT,
+  nodeType: either(literal('normal', 'hidden'), UINT8, '"normal", "hidden" or a number from 0 to 255'),
+  protocol: UINT8,
+  highestVersion: UINT16,
+  lowestVersion: UINT16,
+  extra: hexBytes(MAX_EXTRA_BYTES),
+  creation: nullable(UINT32),
   registeredAt: optional(string),
   peer: optional(string),
 } satisfies FieldsOf<NodeRecord>);
@@ -206,21 +205,12 @@ const STATUS_RECORD: Shape<StatusRecord> = object({
   uptimeSeconds: COUNT,
   underSystemd: boolean,
   logLevel: string,
-  sockets: array(object({ address: string, port: integer(0, 65535), source: string })),
+  sockets: array(object({ address: string, port: PORT, source: string })),
   upgrades: optional(COUNT),
   registered: COUNT,
   openConnections: COUNT,
   refusals: optional(dictionary(COUNT)),
-  counts: object({
-    connections: COUNT,
-    lookups: COUNT,
-    lookupsFound: COUNT,
-    namesRequests: COUNT,
-    registrations: COUNT,
-    unregistrations: COUNT,
-    refused: COUNT,
-    limitHits: COUNT,
-  } satisfies FieldsOf<ServerStats>),
+  counts: SERVER_STATS,
   fdStore: optional(
     object({
       enabled: boolean,
@@ -232,12 +222,33 @@ const STATUS_RECORD: Shape<StatusRecord> = object({
   ),
 } satisfies FieldsOf<StatusRecord>);
 const ERROR_REPLY = object({ error: string });
+const UPGRADE_REPLY: Shape<UpgradeReply> = either(
+  object({ ok: literal(true), fromVersion: string, toVersion: string, pid: integer(1) }),
+  object({ ok: literal(false), error: string }),
+  '{"ok":true,"fromVersion","toVersion","pid"} or {"ok":false,"error"}',
+);
+const ADOPT_REPLY: Shape<AdoptReply> = object({
+  adopted: array(string),
+  refused: array(object({ name: string, reason: string })),
+} satisfies FieldsOf<AdoptReply>);
 
-export type ControlReply<T extends ControlCommand> = T extends 'status' ? StatusRecord : NodeRecord[];
-const REPLY_SHAPES: { readonly [C in ControlCommand]: Shape<ControlReply<C>> } = {
+/** What the daemon answers to each command (`upgrade` and `adopt` have their own transports: reload.ts, adopt.ts). */
+interface ControlReplies {
+  status: StatusRecord;
+  names: NodeRecord[];
+  upgrade: UpgradeReply;
+  adopt: AdoptReply;
+}
+export type ControlReply<T extends keyof ControlReplies> = ControlReplies[T];
+const REPLY_SHAPES: { readonly [C in keyof ControlReplies]: Shape<ControlReplies[C]> } = {
   status: STATUS_RECORD,
   names: array(NODE_RECORD),
+  upgrade: UPGRADE_REPLY,
+  adopt: ADOPT_REPLY,
 };
+
+/** The daemon's own error answer (`{"error": ...}`): it understood the request and refused it. */
+export class ControlRefusal extends Error {}
 
 /** The most a control reply may hold (the names of 100,000 nodes take about 25 MiB). */
 const MAX_REPLY_BYTES = 64 * 1024 * 1024;
@@ -246,11 +257,16 @@ const MAX_REPLY_BYTES = 64 * 1024 * 1024;
  * Reads the daemon's answer to `command`: the record, checked field by field, or an Error with the daemon's own
  * error text, or one that says what is wrong with the answer.
  */
-export function decodeControlReply<T extends ControlCommand>(command: T, text: string, from: string): ControlReply<T> {
+export function decodeControlReply<T extends keyof ControlReplies>(
+  command: T,
+  text: string,
+  from: string,
+): ControlReply<T> {
   const what = `malformed answer to "${command}" on ${from}`;
   const value = parseJson(text, (v) => v, what);
-  if (typeof value === 'object' && value !== null && !Array.isArray(value) && 'error' in value) {
-    throw new Error(parseJson(text, ERROR_REPLY, what).error);
+  // An UpgradeReply that failed has an `error` too, beside its `ok`.
+  if (typeof value === 'object' && value !== null && !Array.isArray(value) && 'error' in value && !('ok' in value)) {
+    throw new ControlRefusal(parseJson(text, ERROR_REPLY, what).error);
   }
   return parseJson(text, REPLY_SHAPES[command], what);
 }

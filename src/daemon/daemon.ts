@@ -23,7 +23,14 @@ import {
   type StatusRecord,
   type UpgradeReply,
 } from './control';
-import { checkNewCode, execNewCode, readUpgradeState, upgradeStateDirectory, UPGRADE_STATE_ENV } from './upgrade';
+import {
+  checkNewCode,
+  execNewCode,
+  handOverState,
+  readUpgradeState,
+  upgradeStateDirectory,
+  UPGRADE_STATE_ENV,
+} from './upgrade';
 import type { NodeInfoRecord, UpgradeState } from './handover';
 import { formatEndpoint, normaliseAddress } from '../policy/policy';
 import { VERSION } from '../version';
@@ -507,7 +514,20 @@ class Daemon {
     this.#stopping = true;
     this.#notifier.reloading();
     log.notice(`live upgrade: checking the new code (${VERSION} is running)`);
-    const check = await checkNewCode(command, this.#env);
+    const server = this.#server;
+    const listeners = server.listenerFds().map(({ fd, served }) => {
+      const target = served.target;
+      const passed = target.kind === 'fd' ? target.fd : -1;
+      return { fd, name: describeName(target), fromSystemd: this.#fromSystemd.has(passed) };
+    });
+    const handOver = {
+      server,
+      startedAt: this.#inherited?.startedAt ?? server.startedAt,
+      upgrades: this.#inherited?.upgrades ?? 0,
+    };
+    const stateDirectory = upgradeStateDirectory(this.#env);
+    const preview = handOverState(handOver, listeners, Date.now());
+    const check = await checkNewCode(command, this.#env, preview, stateDirectory);
     if (!check.ok) {
       log.error(`live upgrade failed, still serving ${VERSION}: ${check.error}`);
       this.#stopping = false;
@@ -515,25 +535,11 @@ class Daemon {
       return answer({ ok: false, error: check.error });
     }
     await answer({ ok: true, fromVersion: VERSION, toVersion: check.version, pid: process.pid });
-    const server = this.#server;
     log.notice(`live upgrade: ${VERSION} → ${check.version}: handing over ${server.registry.size} registration(s)`);
     if (this.#statusPoll) clearInterval(this.#statusPoll);
     await this.#closeControl();
     this.#persistence.close();
-    const error = await execNewCode({
-      server,
-      listeners: server.listenerFds().map(({ fd, served }) => {
-        const target = served.target;
-        const passed = target.kind === 'fd' ? target.fd : -1;
-        return { fd, name: describeName(target), fromSystemd: this.#fromSystemd.has(passed) };
-      }),
-      command,
-      env: this.#env,
-      stateDirectory: upgradeStateDirectory(this.#env),
-      startedAt: this.#inherited?.startedAt ?? server.startedAt,
-      upgrades: this.#inherited?.upgrades ?? 0,
-      drainMs: 1000,
-    });
+    const error = await execNewCode({ ...handOver, listeners, command, env: this.#env, stateDirectory, drainMs: 1000 });
     // Only when execve failed: the sockets are no longer served here; systemd restarts us, and the fd store keeps
     // the registrations.
     log.error(`live upgrade failed after the hand-over began: ${error}; exiting so that systemd restarts epmd`);

@@ -38,6 +38,8 @@ const LEVEL_PRIORITY: readonly Priority[] = [
 const PRIORITY_LABEL: Record<number, string> = { 3: 'error', 4: 'warning', 5: 'notice', 6: 'info', 7: 'debug' };
 
 export type LogSink = (line: string) => void;
+/** Logs one line at a method's level, with the journal fields of its event. */
+export type LogMethod = (message: string, fields?: LogFields) => void;
 /** Sends one journal entry ("KEY=value" fields); returns 0 or a negative errno, as sd_journal_sendv does. */
 export type JournalSender = (fields: string[]) => number;
 
@@ -148,23 +150,16 @@ export class Logger {
     return this.#level >= 5;
   }
 
-  error(message: string, fields?: LogFields): void {
-    this.#write(0, message, fields);
-  }
-  warning(message: string, fields?: LogFields): void {
-    this.#write(1, message, fields);
-  }
-  notice(message: string, fields?: LogFields): void {
-    this.#write(2, message, fields);
-  }
-  info(message: string, fields?: LogFields): void {
-    this.#write(3, message, fields);
-  }
-  debug(message: string, fields?: LogFields): void {
-    this.#write(4, message, fields);
-  }
-  trace(message: string, fields?: LogFields): void {
-    this.#write(5, message, fields);
+  // One method per level, bound (safe to pass around as a callback): log.error(...) to log.trace(...).
+  readonly error = this.#at(0);
+  readonly warning = this.#at(1);
+  readonly notice = this.#at(2);
+  readonly info = this.#at(3);
+  readonly debug = this.#at(4);
+  readonly trace = this.#at(5);
+
+  #at(level: number): LogMethod {
+    return (message, fields) => this.#write(level, message, fields);
   }
 
   #write(level: number, message: string, fields?: LogFields): void {

@@ -7,7 +7,8 @@
  * the same process, and a later `systemctl stop` is an ordinary stop.
  *
  *   systemctl reload epmd ─► ExecReload: `sdepmd reload` asks over the control socket, and waits
- *   daemon: RELOADING=1 + MONOTONIC_USEC ─► runs the new code once in check mode (it loads, and exits 0)
+ *   daemon: RELOADING=1 + MONOTONIC_USEC ─► runs the new code once in check mode (it loads, reads a preview of
+ *     the UpgradeState, and exits 0): new code that cannot read this code's hand-over fails here, not after execve
  *     check failed ─► READY=1; answers the error; keeps serving; `sdepmd reload` exits 1: the reload fails
  *     check passed ─► answers "exec"; stops accepting (the listening sockets stay open: connections queue in
  *       the backlog); lets requests in flight finish; writes the UpgradeState; clears close-on-exec on the
@@ -27,17 +28,43 @@ import { closeFd, dupFd, execve, setInheritable } from '../native/fdpass';
 import { parseUpgradeState, type HandedListener, type HandedRegistration, type UpgradeState } from './handover';
 import { VERSION } from '../version';
 import { UPGRADE_CHECK_ENV } from './config';
+import { runtimeDirectory } from '../systemd/runtime-directory';
 
 /** Names the file that holds the UpgradeState, in the new code's environment. */
 export const UPGRADE_STATE_ENV = 'SDEPMD_UPGRADE_STATE';
+/**
+ * Names a preview of the UpgradeState in the check run's environment: the new code must be able to read the
+ * hand-over before the old code stops serving, or the upgrade fails with the old code still serving.
+ */
+export const UPGRADE_PREVIEW_ENV = 'SDEPMD_UPGRADE_PREVIEW';
 /** How long the new code may take to load in check mode. */
 const CHECK_TIMEOUT_MS = 30_000;
 
 export type CheckResult =
   { readonly ok: true; readonly version: string } | { readonly ok: false; readonly error: string };
 
-/** Runs the new code in check mode; it must exit 0 and print its version. */
-export function checkNewCode(command: readonly string[], env: NodeJS.ProcessEnv): Promise<CheckResult> {
+/**
+ * Runs the new code in check mode; it must read `preview` (the hand-over as it stands now), exit 0 and print its
+ * version.
+ */
+export async function checkNewCode(
+  command: readonly string[],
+  env: NodeJS.ProcessEnv,
+  preview: UpgradeState,
+  stateDirectory: string,
+): Promise<CheckResult> {
+  const file = path.join(stateDirectory, `upgrade-preview-${process.pid}.json`);
+  try {
+    fs.writeFileSync(file, JSON.stringify(preview), { mode: 0o600 });
+    return await runCheck(command, { ...env, [UPGRADE_PREVIEW_ENV]: file });
+  } catch (err) {
+    return { ok: false, error: `cannot write the hand-over preview: ${(err as Error).message}` };
+  } finally {
+    fs.rmSync(file, { force: true });
+  }
+}
+
+function runCheck(command: readonly string[], env: NodeJS.ProcessEnv): Promise<CheckResult> {
   return new Promise((resolve) => {
     const childEnv: NodeJS.ProcessEnv = { ...env, [UPGRADE_CHECK_ENV]: '1' };
     for (const name of [
@@ -78,7 +105,7 @@ export function checkNewCode(command: readonly string[], env: NodeJS.ProcessEnv)
 export interface ExecOptions {
   readonly server: EpmdServer;
   /** The listening sockets as served: the names to keep for each. */
-  readonly listeners: readonly { readonly fd: number; readonly name: string; readonly fromSystemd: boolean }[];
+  readonly listeners: readonly HandedListener[];
   /** The command line to run again: [entry script, ...arguments]. */
   readonly command: readonly string[];
   readonly env: NodeJS.ProcessEnv;
@@ -88,6 +115,32 @@ export interface ExecOptions {
   readonly upgrades: number;
   /** How long requests in flight may take once accepting has stopped. */
   readonly drainMs: number;
+}
+
+/** The hand-over as it stands: what the new code gets after execve, or (with the served fds) its preview. */
+export function handOverState(
+  options: Pick<ExecOptions, 'server' | 'startedAt' | 'upgrades'>,
+  listeners: readonly HandedListener[],
+  handOverAt: number,
+): UpgradeState {
+  const { server } = options;
+  const registrations: HandedRegistration[] = [];
+  for (const r of server.registry.newestFirst()) {
+    const fd = r.owner.fd;
+    if (fd >= 0) registrations.push({ fd, record: recordOf(r) });
+  }
+  return {
+    format: 1,
+    fromVersion: VERSION,
+    pid: process.pid,
+    startedAt: options.startedAt,
+    handOverAt,
+    upgrades: options.upgrades + 1,
+    creationCounter: server.registry.creationCounter,
+    stats: { ...server.stats },
+    listeners: [...listeners],
+    registrations,
+  };
 }
 
 /**
@@ -111,23 +164,8 @@ export async function execNewCode(options: ExecOptions): Promise<string> {
   }
   // New connections wait in the kernel's backlog from here on.
   await server.stopAccepting(options.drainMs);
-  const registrations: HandedRegistration[] = [];
-  for (const r of server.registry.newestFirst()) {
-    const fd = r.owner.fd;
-    if (fd >= 0) registrations.push({ fd, record: recordOf(r) });
-  }
-  const state: UpgradeState = {
-    format: 1,
-    fromVersion: VERSION,
-    pid: process.pid,
-    startedAt: options.startedAt,
-    handOverAt,
-    upgrades: options.upgrades + 1,
-    creationCounter: server.registry.creationCounter,
-    stats: { ...server.stats },
-    listeners,
-    registrations,
-  };
+  const state = handOverState(options, listeners, handOverAt);
+  const { registrations } = state;
   const file = path.join(options.stateDirectory, `upgrade-${process.pid}.json`);
   try {
     fs.writeFileSync(file, JSON.stringify(state), { mode: 0o600 });
@@ -146,7 +184,24 @@ export async function execNewCode(options: ExecOptions): Promise<string> {
 
 /** The directory for the UpgradeState: the unit's RuntimeDirectory=, else the temporary directory. */
 export function upgradeStateDirectory(env: NodeJS.ProcessEnv): string {
-  return env.RUNTIME_DIRECTORY?.split(':')[0] || os.tmpdir();
+  return runtimeDirectory(env.RUNTIME_DIRECTORY) ?? os.tmpdir();
+}
+
+/**
+ * Check mode's side: whether this code can read the hand-over the running code would leave (null), or why not.
+ * The preview's fds are the old process's, not ours: only the document is checked.
+ */
+export function checkHandOverPreview(env: NodeJS.ProcessEnv): string | null {
+  const file = env[UPGRADE_PREVIEW_ENV];
+  if (!file) return null;
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    return `cannot read the hand-over preview: ${(err as Error).message}`;
+  }
+  const parsed = parseUpgradeState(text);
+  return parsed.ok ? null : `this code cannot take over the running daemon's hand-over: ${parsed.error}`;
 }
 
 /**

@@ -11,11 +11,18 @@
  *      keeps them in its fd store. The nodes never see their connection close.
  */
 import * as fs from 'node:fs';
+import { readOrNull } from '../util/files';
 import { createConnection, type Socket } from 'node:net';
 import { exchangeLocal } from '../cli/client';
-import { decodePort2Reply, encodeNameRequest, encodeSimpleRequest } from '../protocol/codec';
+import {
+  decodeDumpReply,
+  decodePort2Reply,
+  encodeNameRequest,
+  encodeSimpleRequest,
+  type DumpedNode,
+} from '../protocol/codec';
 import { DUMP_REQ, PORT_PLEASE2_REQ } from '../protocol/constants';
-import { queryControl, type AdoptReply } from '../daemon/control';
+import { decodeControlReply, queryControl, type AdoptReply } from '../daemon/control';
 import { sendAdoptFrames, type NodeInfoRecord } from '../daemon/handover';
 import { socketFd } from '../engine/socket-fd';
 import { closeFd, pidfdGetfd, pidfdOpen } from '../native/fdpass';
@@ -34,23 +41,6 @@ export interface AdoptOptions {
 export interface AdoptIo {
   readonly stdout: (text: string) => void;
   readonly stderr: (text: string) => void;
-}
-
-/** One `active name <NAME> at port N, fd = F` line of a DUMP reply. */
-export interface DumpedNode {
-  readonly name: Buffer;
-  readonly port: number;
-  readonly fd: number;
-}
-
-/** The active registrations in a C epmd's DUMP reply (4-byte port, then NUL-terminated lines). */
-export function parseDump(reply: Buffer): DumpedNode[] {
-  const out: DumpedNode[] = [];
-  for (const chunk of reply.subarray(4).toString('latin1').split('\0')) {
-    const m = /^active name\s+<([\s\S]*)> at port (\d+), fd = (\d+)\n?$/.exec(chunk);
-    if (m) out.push({ name: Buffer.from(m[1]!, 'latin1'), port: Number(m[2]), fd: Number(m[3]) });
-  }
-  return out;
 }
 
 /** Processes named `epmd` (the C epmd; sdepmd runs as node). */
@@ -75,13 +65,7 @@ export function listeningInodes(
   const inodes = new Set<string>();
   const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
   for (const table of tables) {
-    let text = '';
-    try {
-      text = fs.readFileSync(table, 'utf8');
-    } catch {
-      continue;
-    }
-    for (const line of text.split('\n').slice(1)) {
+    for (const line of (readOrNull(table) ?? '').split('\n').slice(1)) {
       const f = line.trim().split(/\s+/);
       // sl local_address rem_address st ... inode (field 9)
       if (f.length > 9 && f[1]?.endsWith(`:${hexPort}`) && f[3] === '0A') inodes.add(f[9]!);
@@ -141,7 +125,7 @@ export async function adoptCommand(opts: AdoptOptions, io: AdoptIo): Promise<num
   // 1. What the old epmd holds.
   let dumped: DumpedNode[];
   try {
-    dumped = parseDump(await exchangeLocal(opts.port, encodeSimpleRequest(DUMP_REQ)));
+    dumped = decodeDumpReply(await exchangeLocal(opts.port, encodeSimpleRequest(DUMP_REQ)));
   } catch (err) {
     return fail(`the epmd on port ${opts.port} does not answer DUMP: ${(err as Error).message}`);
   }
@@ -274,12 +258,11 @@ export function sendToDaemon(controlPath: string, taken: readonly Taken[]): Prom
       }
     });
     socket.on('close', () => {
+      if (!sent && !input) return reject(new Error('the daemon did not accept adopt'));
       try {
-        const reply = JSON.parse(input) as Partial<AdoptReply> & { error?: string };
-        if (Array.isArray(reply.adopted) && Array.isArray(reply.refused)) resolve(reply as AdoptReply);
-        else reject(new Error(reply.error ?? 'malformed answer'));
-      } catch {
-        reject(new Error(sent ? 'malformed answer' : 'the daemon did not accept adopt'));
+        resolve(decodeControlReply('adopt', input, controlPath));
+      } catch (err) {
+        reject(err instanceof Error ? err : new Error(String(err)));
       }
     });
   });

@@ -13,10 +13,20 @@
  * before cannot undo it.
  */
 import * as fs from 'node:fs';
+import { readOrNull } from '../util/files';
 import * as path from 'node:path';
-import { splitQuoted } from './snapshot';
+import { environmentFilePaths, execStartCommand } from './snapshot';
+import {
+  DROP_IN_NAME,
+  dropInsAfterAttach,
+  environmentFileErlFlags,
+  startEpmdOverride,
+  environmentValue,
+  splitQuoted,
+  unitFileErlFlags,
+} from './unit-env';
 
-export const DROP_IN_NAME = 'epmd-dependency.conf';
+export { DROP_IN_NAME, environmentValue };
 /** What the drop-in makes the unit depend on: epmd.service (the default) or only epmd.socket (--wants). */
 export type DropInVariant = 'requires' | 'wants';
 const DROP_IN_SOURCES: Record<DropInVariant, string> = { requires: DROP_IN_NAME, wants: 'epmd-socket-dependency.conf' };
@@ -84,13 +94,6 @@ export function mergeStartEpmd(flags: string): string {
   return [...kept, '-start_epmd', 'false'].join(' ');
 }
 
-/** The value of VAR in a systemd Environment= list (the last assignment wins), or ''. */
-export function environmentValue(assignments: readonly string[], name: string): string {
-  let value = '';
-  for (const a of assignments) if (a.startsWith(`${name}=`)) value = a.slice(name.length + 1);
-  return value;
-}
-
 /** The drop-in for one unit: the template with its flags line carrying the unit's merged ERL_ZFLAGS. */
 export function contentFor(template: string, zflags: string): string {
   const line = `Environment=${JSON.stringify(`ERL_ZFLAGS=${mergeStartEpmd(zflags)}`)}`;
@@ -115,16 +118,10 @@ export function dropInPath(unit: string, root = '/'): string {
   return path.join(root, 'etc', 'systemd', 'system', `${unit}.d`, DROP_IN_NAME);
 }
 
-function readOrNull(file: string): string | null {
-  try {
-    return fs.readFileSync(file, 'utf8');
-  } catch {
-    return null;
-  }
-}
-
 interface Checked {
   readonly refused: string[];
+  /** What would still undo the drop-in's -start_epmd false once written (a later drop-in, an EnvironmentFile=). */
+  readonly warnings: string[];
   /** Each accepted unit's own ERL_ZFLAGS (to merge with). */
   readonly zflags: Map<string, string>;
 }
@@ -137,6 +134,7 @@ async function checkUnits(
   verb: 'attach' | 'detach',
 ): Promise<Checked> {
   const refused: string[] = [];
+  const warnings: string[] = [];
   const zflags = new Map<string, string>();
   const askSystemd = opts.root === undefined || opts.askSystemd === true;
   let orderedBefore: Set<string> | null = null;
@@ -150,7 +148,13 @@ async function checkUnits(
       if (!dirs.some((f) => fs.existsSync(f))) refused.push(`${unit}: no such unit (no unit file under ${opts.root})`);
       continue;
     }
-    const r = await deps.systemctl(['show', '-p', 'LoadState,ExecStart,Environment,EnvironmentFiles', '--', unit]);
+    const r = await deps.systemctl([
+      'show',
+      '-p',
+      'LoadState,ExecStart,Environment,EnvironmentFiles,DropInPaths',
+      '--',
+      unit,
+    ]);
     const info = showProperties(r.stdout);
     const state = info.LoadState ?? '';
     if (r.code !== 0) {
@@ -175,16 +179,54 @@ async function checkUnits(
       );
       continue;
     }
-    const fromFiles = environmentFilesSetting(info.EnvironmentFiles ?? '', 'ERL_ZFLAGS');
+    const fromFiles = environmentFilePaths([info.EnvironmentFiles ?? '']).find((f) =>
+      environmentFileErlFlags(f, readOrNull(f) ?? '').some((x) => x.name === 'ERL_ZFLAGS'),
+    );
     if (!opts.force && fromFiles) {
       refused.push(
         `${unit}: its EnvironmentFile ${fromFiles} sets ERL_ZFLAGS, which would override the drop-in: add -start_epmd false there, or --force`,
       );
       continue;
     }
-    zflags.set(unit, environmentValue(splitQuoted(info.Environment ?? ''), 'ERL_ZFLAGS'));
+    const environment = splitQuoted(info.Environment ?? '');
+    const own = environmentValue(environment, 'ERL_ZFLAGS');
+    zflags.set(unit, own);
+    const overriding = overrideAfterAttach(unit, info, environment, mergeStartEpmd(own));
+    if (overriding) warnings.push(overriding);
   }
-  return { refused, zflags };
+  return { refused, warnings, zflags };
+}
+
+/**
+ * What the unit's VM would get once the drop-in is written: its ERL_ZFLAGS (unless a drop-in read after ours sets
+ * it again), its other flags and its environment files; a warning naming what overrides -start_epmd false, or null.
+ */
+function overrideAfterAttach(
+  unit: string,
+  info: Partial<Record<string, string>>,
+  environment: readonly string[],
+  merged: string,
+): string | null {
+  const dropInPaths = [...(info.DropInPaths ?? '').split(/\s+/).filter(Boolean), dropInPath(unit)];
+  const sources = [
+    ...dropInsAfterAttach(dropInPaths).flatMap((f) => unitFileErlFlags(f, readOrNull(f) ?? '')),
+    ...environmentFilePaths([info.EnvironmentFiles ?? '']).flatMap((f) =>
+      environmentFileErlFlags(f, readOrNull(f) ?? ''),
+    ),
+  ];
+  const laterZflags = sources.some((x) => x.kind === 'drop-in' && x.name === 'ERL_ZFLAGS');
+  const override = startEpmdOverride({
+    environment: laterZflags ? environment : [...environment, `ERL_ZFLAGS=${merged}`],
+    execStart: execStartCommand(info.ExecStart ?? ''),
+    dropInPaths,
+    erlFlagSources: sources,
+  });
+  if (!override) return null;
+  const where = override.culprits.map((c) => `${c.file} sets ${c.name}=${c.value}`);
+  return (
+    `${unit}: -start_epmd false in the drop-in is overridden${where.length > 0 ? ` (${where.join('; ')})` : ''}: ` +
+    `the app would still start its own epmd; end that setting with -start_epmd false (sdepmd doctor checks it)`
+  );
 }
 
 /** `systemctl show -p ... UNIT` of one unit: KEY=VALUE lines (the first of each key). */
@@ -218,15 +260,6 @@ async function unitsBeforeEpmd(deps: AttachDeps): Promise<Set<string>> {
   );
 }
 
-/** The first EnvironmentFile (of `systemctl show -p EnvironmentFiles`) that sets `name`, or null. */
-function environmentFilesSetting(files: string, name: string): string | null {
-  for (const m of files.matchAll(/(\S+) \(ignore_errors=(yes|no)\)/g)) {
-    const text = readOrNull(m[1]!);
-    if (text && new RegExp(`^\\s*(export\\s+)?${name}=`, 'm').test(text)) return m[1]!;
-  }
-  return null;
-}
-
 async function reload(opts: AttachOptions, deps: AttachDeps, verb: string): Promise<boolean> {
   if (opts.root !== undefined && !opts.askSystemd) {
     deps.stdout(`sdepmd ${verb}: --root given, not running systemctl daemon-reload\n`);
@@ -244,12 +277,13 @@ async function reload(opts: AttachOptions, deps: AttachDeps, verb: string): Prom
 /** Exit codes: 0 done (or nothing to do), 1 refused or failed. */
 export async function attachUnits(names: readonly string[], opts: AttachOptions, deps: AttachDeps): Promise<number> {
   const units = [...new Set(names.map(normalizeUnit))];
-  const { refused, zflags } = await checkUnits(units, opts, deps, 'attach');
+  const { refused, warnings, zflags } = await checkUnits(units, opts, deps, 'attach');
   if (refused.length > 0) {
     for (const r of refused) deps.stderr(`sdepmd attach: refusing ${r}\n`);
     deps.stderr('sdepmd attach: nothing changed\n');
     return 1;
   }
+  for (const w of warnings) deps.stderr(`sdepmd attach: warning: ${w}\n`);
   let template: string;
   try {
     template = opts.content ?? dropInContent();

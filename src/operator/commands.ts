@@ -25,9 +25,14 @@ import { applyExposure, type ExposureVerb } from './exposure';
 import { formatEndpoint } from '../policy/policy';
 
 const PORT: Options = { type: 'string', describe: 'The epmd port (default: ERL_EPMD_PORT, else 4369)' };
-const JSON_OUT: Options = { type: 'boolean', default: false, describe: 'Print JSON for scripts' };
+/** An on/off option (`--X`, `--no-X`), off unless `on`. */
+function flag(describe: string, on = false): Options {
+  return { type: 'boolean', default: on, describe };
+}
+
+const JSON_OUT = flag('Print JSON for scripts');
 const CONTROL: Options = { type: 'string', describe: "The daemon's control socket (default: derived from the port)" };
-const DRY_RUN: Options = { type: 'boolean', default: false, describe: 'Print what would change, change nothing' };
+const DRY_RUN = flag('Print what would change, change nothing');
 const ROOT: Options = {
   type: 'string',
   describe: 'Write under this directory instead of / (for tests; skips systemctl)',
@@ -65,12 +70,9 @@ const SPECS: Readonly<Record<string, VerbSpec>> = {
     options: {
       port: PORT,
       json: JSON_OUT,
-      snapshot: {
-        type: 'boolean',
-        default: false,
-        describe:
-          'Print the gathered host snapshot (the inputs of the checks) as JSON instead of the findings, e.g. for a bug report',
-      },
+      snapshot: flag(
+        'Print the gathered host snapshot (the inputs of the checks) as JSON instead of the findings, e.g. for a bug report',
+      ),
     },
     run: doctorCommand,
   },
@@ -78,16 +80,10 @@ const SPECS: Readonly<Record<string, VerbSpec>> = {
     options: {
       'dry-run': DRY_RUN,
       root: ROOT,
-      wants: {
-        type: 'boolean',
-        default: false,
-        describe: 'Depend on epmd.socket only (Wants=/After=epmd.socket): epmd restarts are never passed on to the app',
-      },
-      force: {
-        type: 'boolean',
-        default: false,
-        describe: 'Attach a unit that does not look like an Erlang VM, or whose EnvironmentFile= sets ERL_ZFLAGS',
-      },
+      wants: flag(
+        'Depend on epmd.socket only (Wants=/After=epmd.socket): epmd restarts are never passed on to the app',
+      ),
+      force: flag('Attach a unit that does not look like an Erlang VM, or whose EnvironmentFile= sets ERL_ZFLAGS'),
     },
     positionals: { min: 1, label: 'UNIT' },
     run: (a, io) => attachCommand('attach', a, io),
@@ -104,12 +100,10 @@ const SPECS: Readonly<Record<string, VerbSpec>> = {
       control_socket: CONTROL,
       pid: { type: 'number', describe: "The old epmd's pid (default: the C epmd that holds the port)" },
       'dry-run': DRY_RUN,
-      start: {
-        type: 'boolean',
-        default: true,
-        describe:
-          'Start epmd.socket and epmd.service once the old epmd is gone (--no-start: sdepmd is started another way)',
-      },
+      start: flag(
+        'Start epmd.socket and epmd.service once the old epmd is gone (--no-start: sdepmd is started another way)',
+        true,
+      ),
     },
     run: adoptVerb,
   },
@@ -118,17 +112,10 @@ const SPECS: Readonly<Record<string, VerbSpec>> = {
       port: PORT,
       'dry-run': DRY_RUN,
       root: ROOT,
-      reset: {
-        type: 'boolean',
-        default: false,
-        describe: "Remove the drop-in: listen on every address again (the shipped epmd.socket's ListenStream=4369)",
-      },
-      later: {
-        type: 'boolean',
-        default: false,
-        describe:
-          'Write the drop-in and reload only: the addresses apply at the next start of epmd.socket (a boot), with no gap now',
-      },
+      reset: flag("Remove the drop-in: listen on every address again (the shipped epmd.socket's ListenStream=4369)"),
+      later: flag(
+        'Write the drop-in and reload only: the addresses apply at the next start of epmd.socket (a boot), with no gap now',
+      ),
     },
     positionals: { min: 0, label: 'ADDRESS' },
     run: (a, io) => exposureCommand('listen', a, io),
@@ -137,11 +124,7 @@ const SPECS: Readonly<Record<string, VerbSpec>> = {
     options: {
       'dry-run': DRY_RUN,
       root: ROOT,
-      reset: {
-        type: 'boolean',
-        default: false,
-        describe: 'Remove the drop-in: let every address reach epmd.socket again',
-      },
+      reset: flag('Remove the drop-in: let every address reach epmd.socket again'),
     },
     positionals: { min: 0, label: 'CIDR' },
     run: (a, io) => exposureCommand('allow', a, io),

@@ -22,6 +22,7 @@
  * The apps' MainPIDs are read before and after, and printed: a changed one would be a bounce.
  */
 import * as fs from 'node:fs';
+import { readOrNull } from '../util/files';
 import * as path from 'node:path';
 import { isIP } from 'node:net';
 import { EPMD_SERVICE, EPMD_SOCKET } from './findings';
@@ -130,14 +131,6 @@ export function allowDropIn(cidrs: readonly string[]): Built {
       '',
     ].join('\n'),
   };
-}
-
-function readOrNull(file: string): string | null {
-  try {
-    return fs.readFileSync(file, 'utf8');
-  } catch {
-    return null;
-  }
 }
 
 function indent(text: string): string {

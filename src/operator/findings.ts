@@ -5,6 +5,15 @@
  */
 
 import { SUBCOMMANDS } from '../cli/verbs';
+import {
+  DROP_IN_NAME,
+  ERL_FLAG_VARS,
+  hasAttachDropIn,
+  lastStartEpmd,
+  startEpmdOverride,
+  type ErlFlagSource,
+  type StartEpmdOverride,
+} from './unit-env';
 
 /** What `systemctl show` says about one unit. */
 export interface UnitInfo {
@@ -30,6 +39,11 @@ export interface UnitInfo {
   /** IPAddressAllow= / IPAddressDeny= (absent from snapshots taken before doctor read them). */
   readonly ipAddressAllow?: readonly string[];
   readonly ipAddressDeny?: readonly string[];
+  /** DropInPaths= and the EnvironmentFiles= paths (absent from older snapshots). */
+  readonly dropInPaths?: readonly string[];
+  readonly environmentFiles?: readonly string[];
+  /** The ERL_AFLAGS / ERL_FLAGS / ERL_ZFLAGS its drop-ins and environment files set, as read from them. */
+  readonly erlFlagSources?: readonly ErlFlagSource[];
 }
 
 /** One process, from /proc/PID. */
@@ -153,12 +167,12 @@ export function nodeNameOf(p: ProcessInfo): string | null {
 
 /** Whether the VM was told `-start_epmd false` (on its command line or in ERL_AFLAGS / ERL_FLAGS / ERL_ZFLAGS). */
 export function startsNoEpmd(p: ProcessInfo): boolean {
-  const lists = [p.cmdline, ...['ERL_AFLAGS', 'ERL_FLAGS', 'ERL_ZFLAGS'].map((k) => (p.environ[k] ?? '').split(/\s+/))];
-  let value: string | null = null;
-  for (const args of lists) {
-    for (let i = 0; i < args.length - 1; i++) if (args[i] === '-start_epmd') value = args[i + 1]!;
-  }
-  return value === 'false';
+  return lastStartEpmd([p.cmdline, ...ERL_FLAG_VARS.map((k) => (p.environ[k] ?? '').split(/\s+/))]) === 'false';
+}
+
+/** An attached unit whose own settings override the drop-in's -start_epmd false (see unit-env.ts), or null. */
+function overriddenStartEpmd(u: UnitInfo | undefined): StartEpmdOverride | null {
+  return u && hasAttachDropIn(u.dropInPaths ?? []) ? startEpmdOverride(u) : null;
 }
 
 /** Whether a unit depends on epmd the way sdepmd asks (Requires/BindsTo + After epmd.service), or the opt-in
@@ -546,7 +560,8 @@ export const appNotAttached: Rule = (f) =>
     const unit = f.units.get(unitId);
     const { gaps, spawning } = attachGaps(f, unitId, vms);
     const missing = [...gaps, ...(spawning.length > 0 ? ['-start_epmd false'] : [])];
-    if (missing.length === 0) return [];
+    // Attached, but something overrides the drop-in: start-epmd-overridden says what (attach again would not help).
+    if (missing.length === 0 || (gaps.length === 0 && overriddenStartEpmd(unit))) return [];
     const unitHasFlag = (unit?.environment ?? []).some((e) => /^ERL_[AZ]?FLAGS=.*-start_epmd\s+false/.test(e));
     const attached = gaps.length === 0 && unitHasFlag;
     // Attached but not restarted yet: its registration is fine; only its next start needs the settings.
@@ -666,6 +681,51 @@ export const dependencyCycle: Rule = (f) =>
           fix: [`sdepmd detach ${u.id}`],
         })),
     );
+
+/**
+ * An attached unit whose ERL_AFLAGS / ERL_FLAGS / ERL_ZFLAGS (Environment= in a later drop-in, or an
+ * EnvironmentFile=, which overrides Environment=) undo the drop-in's -start_epmd false: at its next start the VM
+ * spawns its own epmd in its cgroup again, and stopping the app takes every other node's registration with it.
+ */
+export const startEpmdOverridden: Rule = (f) =>
+  [...f.units.values()].flatMap((u): Finding[] => {
+    const override = overriddenStartEpmd(u);
+    if (!override) return [];
+    const culprits = override.culprits;
+    const running = f.vmsByUnit.get(u.id) ?? [];
+    return [
+      {
+        id: 'start-epmd-overridden',
+        severity: 'error',
+        title: `${u.id} is attached, but its own ${culprits.length > 0 ? [...new Set(culprits.map((c) => c.name))].join('/') : 'ERL_*FLAGS'} override${culprits.length === 1 ? 's' : ''} the drop-in's -start_epmd false: it would start its own epmd in its cgroup`,
+        evidence: [
+          ...ERL_FLAG_VARS.filter((v) => override.effective[v] !== undefined).map(
+            (v) => `effective ${v}=${override.effective[v]}`,
+          ),
+          override.value === null
+            ? 'no -start_epmd in the effective flags: erl starts epmd -daemon when none answers'
+            : `the last -start_epmd is ${override.value}`,
+          ...culprits.map(
+            (c) =>
+              `${c.file} (${c.kind === 'drop-in' ? `a drop-in read after ${DROP_IN_NAME}` : 'an EnvironmentFile=, which overrides Environment='}) sets ${c.name}=${c.value}`,
+          ),
+          ...running
+            .filter((p) => !startsNoEpmd(p))
+            .map((p) => `${describeProcess(p)}: runs without -start_epmd false`),
+        ],
+        fix: [
+          ...(culprits.length > 0
+            ? [...new Set(culprits.map((c) => c.file))].map(
+                (file) =>
+                  `# end the ${[...new Set(culprits.filter((c) => c.file === file).map((c) => c.name))].join('/')} in ${file} with -start_epmd false`,
+              )
+            : [`# end the unit's ERL_ZFLAGS with -start_epmd false (systemctl cat ${u.id})`]),
+          ...(culprits.some((c) => c.kind === 'drop-in') ? ['systemctl daemon-reload'] : []),
+          ...(running.length > 0 ? restartFix(f, u.id) : []),
+        ],
+      },
+    ];
+  });
 
 export const listenersUnknown: Rule = ({ s }) =>
   s.listeners !== null
@@ -789,6 +849,7 @@ export const RULES: readonly Rule[] = [
   epmdNotAnswering,
   socketExposed,
   epmdAddressIgnored,
+  startEpmdOverridden,
   dependencyCycle,
   listenersUnknown,
 ];

@@ -7,12 +7,25 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { StatusRecord } from '../daemon/control';
 
+type Sample = { readonly labels?: Readonly<Record<string, string>>; readonly value: number };
+
 interface Family {
   readonly name: string;
   readonly type: 'counter' | 'gauge';
   readonly help: string;
-  readonly samples: readonly { readonly labels?: Readonly<Record<string, string>>; readonly value: number }[];
+  readonly samples: readonly Sample[];
 }
+
+/** A metric family: one unlabelled value, or labelled samples. */
+function family(type: Family['type'], name: string, help: string, samples: number | readonly Sample[]): Family {
+  return { name, type, help, samples: typeof samples === 'number' ? [{ value: samples }] : samples };
+}
+const gauge = (name: string, help: string, samples: number | readonly Sample[]) => family('gauge', name, help, samples);
+const counter = (name: string, help: string, samples: number | readonly Sample[]) =>
+  family('counter', name, help, samples);
+
+/** Whether sdepmd answered: 1 in every exposition from the daemon, 0 in the one written when none answers. */
+const up = (value: 0 | 1) => gauge('sdepmd_up', 'Whether sdepmd answered on its control socket.', value);
 
 /** A label value, escaped as the exposition format requires (backslash, double quote, newline). */
 export function escapeLabel(value: string): string {
@@ -22,125 +35,55 @@ export function escapeLabel(value: string): string {
 export function formatMetrics(s: StatusRecord): string {
   const c = s.counts;
   const fd = s.fdStore;
-  const families: Family[] = [
-    {
-      name: 'sdepmd_up',
-      type: 'gauge',
-      help: 'Whether sdepmd answered on its control socket.',
-      samples: [{ value: 1 }],
-    },
-    {
-      name: 'sdepmd_build_info',
-      type: 'gauge',
-      help: "sdepmd's version; the value is always 1.",
-      samples: [{ labels: { version: s.version }, value: 1 }],
-    },
-    {
-      name: 'sdepmd_start_time_seconds',
-      type: 'gauge',
-      help: 'When the daemon started (a live upgrade keeps it), in seconds since the epoch.',
-      samples: [{ value: Math.round(Date.parse(s.startedAt) / 1000) }],
-    },
-    {
-      name: 'sdepmd_uptime_seconds',
-      type: 'gauge',
-      help: 'Seconds since the daemon started.',
-      samples: [{ value: s.uptimeSeconds }],
-    },
-    {
-      name: 'sdepmd_nodes_registered',
-      type: 'gauge',
-      help: 'Nodes registered now.',
-      samples: [{ value: s.registered }],
-    },
-    {
-      name: 'sdepmd_lookups_total',
-      type: 'counter',
-      help: 'PORT_PLEASE2 lookups, by result.',
-      samples: [
-        { labels: { result: 'found' }, value: c.lookupsFound },
-        { labels: { result: 'not_found' }, value: c.lookups - c.lookupsFound },
-      ],
-    },
-    {
-      name: 'sdepmd_names_requests_total',
-      type: 'counter',
-      help: 'NAMES requests.',
-      samples: [{ value: c.namesRequests }],
-    },
-    {
-      name: 'sdepmd_registrations_total',
-      type: 'counter',
-      help: 'Successful ALIVE2 registrations.',
-      samples: [{ value: c.registrations }],
-    },
-    {
-      name: 'sdepmd_unregistrations_total',
-      type: 'counter',
-      help: 'Registrations that ended.',
-      samples: [{ value: c.unregistrations }],
-    },
-    {
-      name: 'sdepmd_refusals_total',
-      type: 'counter',
-      help: 'Requests and connections refused, by reason.',
-      samples: s.refusals
+  return exposition([
+    up(1),
+    gauge('sdepmd_build_info', "sdepmd's version; the value is always 1.", [
+      { labels: { version: s.version }, value: 1 },
+    ]),
+    gauge(
+      'sdepmd_start_time_seconds',
+      'When the daemon started (a live upgrade keeps it), in seconds since the epoch.',
+      Math.round(Date.parse(s.startedAt) / 1000),
+    ),
+    gauge('sdepmd_uptime_seconds', 'Seconds since the daemon started.', s.uptimeSeconds),
+    gauge('sdepmd_nodes_registered', 'Nodes registered now.', s.registered),
+    counter('sdepmd_lookups_total', 'PORT_PLEASE2 lookups, by result.', [
+      { labels: { result: 'found' }, value: c.lookupsFound },
+      { labels: { result: 'not_found' }, value: c.lookups - c.lookupsFound },
+    ]),
+    counter('sdepmd_names_requests_total', 'NAMES requests.', c.namesRequests),
+    counter('sdepmd_registrations_total', 'Successful ALIVE2 registrations.', c.registrations),
+    counter('sdepmd_unregistrations_total', 'Registrations that ended.', c.unregistrations),
+    counter(
+      'sdepmd_refusals_total',
+      'Requests and connections refused, by reason.',
+      s.refusals
         ? Object.entries(s.refusals).map(([reason, value]) => ({ labels: { reason }, value }))
         : [{ labels: { reason: 'any' }, value: c.refused }],
-    },
-    {
-      name: 'sdepmd_limit_hits_total',
-      type: 'counter',
-      help: 'Connections refused by --max_connections or --max_connections_per_peer.',
-      samples: [{ value: c.limitHits }],
-    },
-    {
-      name: 'sdepmd_connections_open',
-      type: 'gauge',
-      help: 'Open connections (registrations included).',
-      samples: [{ value: s.openConnections }],
-    },
-    {
-      name: 'sdepmd_connections_total',
-      type: 'counter',
-      help: 'Connections accepted.',
-      samples: [{ value: c.connections }],
-    },
-    {
-      name: 'sdepmd_fdstore_enabled',
-      type: 'gauge',
-      help: "1 when registrations are kept in systemd's fd store.",
-      samples: [{ value: fd?.enabled ? 1 : 0 }],
-    },
-    {
-      name: 'sdepmd_fdstore_registrations',
-      type: 'gauge',
-      help: "Registrations kept in systemd's fd store now.",
-      samples: [{ value: fd?.stored ?? 0 }],
-    },
-    {
-      name: 'sdepmd_fdstore_restore_results',
-      type: 'gauge',
-      help: "Registrations found in the fd store at the daemon's start, by outcome (not_restored: the node went away while epmd was down).",
-      samples: [
+    ),
+    counter(
+      'sdepmd_limit_hits_total',
+      'Connections refused by --max_connections or --max_connections_per_peer.',
+      c.limitHits,
+    ),
+    gauge('sdepmd_connections_open', 'Open connections (registrations included).', s.openConnections),
+    counter('sdepmd_connections_total', 'Connections accepted.', c.connections),
+    gauge('sdepmd_fdstore_enabled', "1 when registrations are kept in systemd's fd store.", fd?.enabled ? 1 : 0),
+    gauge('sdepmd_fdstore_registrations', "Registrations kept in systemd's fd store now.", fd?.stored ?? 0),
+    gauge(
+      'sdepmd_fdstore_restore_results',
+      "Registrations found in the fd store at the daemon's start, by outcome (not_restored: the node went away while epmd was down).",
+      [
         { labels: { result: 'restored' }, value: fd?.restored ?? 0 },
         { labels: { result: 'not_restored' }, value: fd?.notRestored ?? 0 },
       ],
-    },
-  ];
-  return exposition(families);
+    ),
+  ]);
 }
 
 /** What --output writes when no sdepmd answers: the textfile collector must not keep serving stale numbers. */
 export function formatDown(): string {
-  return exposition([
-    {
-      name: 'sdepmd_up',
-      type: 'gauge',
-      help: 'Whether sdepmd answered on its control socket.',
-      samples: [{ value: 0 }],
-    },
-  ]);
+  return exposition([up(0)]);
 }
 
 function exposition(families: readonly Family[]): string {

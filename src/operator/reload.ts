@@ -4,7 +4,13 @@
  * new code does not pass its check.
  */
 import { createConnection } from 'node:net';
-import { queryControl, type StatusRecord, type UpgradeReply } from '../daemon/control';
+import {
+  ControlRefusal,
+  decodeControlReply,
+  queryControl,
+  type StatusRecord,
+  type UpgradeReply,
+} from '../daemon/control';
 
 export interface ReloadIo {
   readonly stdout: (text: string) => void;
@@ -20,16 +26,13 @@ export function requestUpgrade(controlPath: string, timeoutMs: number): Promise<
     socket.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
     socket.on('error', reject);
     socket.on('close', () => {
+      if (!output) return reject(new Error(`the daemon closed ${controlPath} without answering`));
       try {
-        const reply = JSON.parse(output) as Partial<UpgradeReply> & { error?: unknown };
-        if (reply.ok === true && typeof reply.toVersion === 'string') resolve(reply as UpgradeReply);
-        else resolve({ ok: false, error: typeof reply.error === 'string' ? reply.error : 'malformed answer' });
-      } catch {
-        reject(
-          new Error(
-            output ? `malformed answer on ${controlPath}` : `the daemon closed ${controlPath} without answering`,
-          ),
-        );
+        resolve(decodeControlReply('upgrade', output, controlPath));
+      } catch (err) {
+        // A daemon that cannot upgrade (an older one: "unknown command") refused: the old code still serves.
+        if (err instanceof ControlRefusal) resolve({ ok: false, error: err.message });
+        else reject(err instanceof Error ? err : new Error(String(err)));
       }
     });
   });

@@ -5,6 +5,7 @@
  */
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
+import { readOrNull } from '../util/files';
 import * as os from 'node:os';
 import { exchangeLocal } from '../cli/client';
 import { decodeNamesReply, encodeSimpleRequest } from '../protocol/codec';
@@ -20,6 +21,7 @@ import {
   type ProcessInfo,
   type UnitInfo,
 } from './findings';
+import { DROP_IN_NAME, environmentFileErlFlags, splitQuoted, unitFileErlFlags, type ErlFlagSource } from './unit-env';
 
 export const SHOW_PROPERTIES = [
   'Id',
@@ -40,6 +42,8 @@ export const SHOW_PROPERTIES = [
   'Listen',
   'IPAddressAllow',
   'IPAddressDeny',
+  'DropInPaths',
+  'EnvironmentFiles',
 ] as const;
 
 export interface RunResult {
@@ -70,35 +74,6 @@ export function run(cmd: string, args: readonly string[], timeoutMs = 15_000): P
   });
 }
 
-/** Splits a systemd-quoted list such as `HOME=/root "ERL_AFLAGS=-start_epmd false"` into its words, unquoted. */
-export function splitQuoted(text: string): string[] {
-  const words: string[] = [];
-  let current = '';
-  let inWord = false;
-  let quote: string | null = null;
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i]!;
-    if (quote) {
-      if (c === '\\' && i + 1 < text.length) current += text[++i];
-      else if (c === quote) quote = null;
-      else current += c;
-    } else if (c === '"' || c === "'") {
-      quote = c;
-      inWord = true;
-    } else if (/\s/.test(c)) {
-      if (inWord) words.push(current);
-      current = '';
-      inWord = false;
-    } else {
-      if (c === '\\' && i + 1 < text.length) current += text[++i];
-      else current += c;
-      inWord = true;
-    }
-  }
-  if (inWord) words.push(current);
-  return words;
-}
-
 /** Parses `systemctl show -p ... UNIT...` (blocks of KEY=VALUE, separated by blank lines). */
 export function parseSystemctlShow(text: string): UnitInfo[] {
   const units: UnitInfo[] = [];
@@ -113,7 +88,7 @@ export function parseSystemctlShow(text: string): UnitInfo[] {
     const one = (k: string): string => props.get(k)?.[0] ?? '';
     const list = (k: string): string[] => one(k).split(/\s+/).filter(Boolean);
     if (!one('Id')) continue;
-    const exec = /argv\[\]=(.*?) ; /.exec(one('ExecStart'));
+
     units.push({
       id: one('Id'),
       loadState: one('LoadState'),
@@ -127,16 +102,50 @@ export function parseSystemctlShow(text: string): UnitInfo[] {
       bindsTo: list('BindsTo'),
       after: list('After'),
       environment: splitQuoted(one('Environment')),
-      execStart: exec ? exec[1]! : '',
+      execStart: execStartCommand(one('ExecStart')),
       nRestarts: Number(one('NRestarts')) || 0,
       unitFileState: one('UnitFileState'),
       listen: props.get('Listen')?.filter(Boolean) ?? [],
       ...(props.has('IPAddressAllow')
         ? { ipAddressAllow: list('IPAddressAllow'), ipAddressDeny: list('IPAddressDeny') }
         : {}),
+      ...(props.has('DropInPaths') ? { dropInPaths: list('DropInPaths') } : {}),
+      ...(props.has('EnvironmentFiles')
+        ? { environmentFiles: environmentFilePaths(props.get('EnvironmentFiles')!) }
+        : {}),
     });
   }
   return units;
+}
+
+/** The command of the first ExecStart= in `systemctl show` (`{ path=... ; argv[]=CMD ; ... }`), or ''. */
+export function execStartCommand(value: string): string {
+  return /argv\[\]=(.*?) ; /.exec(value)?.[1] ?? '';
+}
+
+/** The paths in `systemctl show -p EnvironmentFiles` (one `PATH (ignore_errors=yes|no)` per line). */
+export function environmentFilePaths(lines: readonly string[]): string[] {
+  return lines.flatMap((l) => [...l.matchAll(/(\S+) \(ignore_errors=(?:yes|no)\)/g)].map((m) => m[1]!));
+}
+
+/** Where a unit's ERL_*FLAGS come from besides Environment=: its drop-ins and environment files, read now. */
+export function readErlFlagSources(unit: UnitInfo): ErlFlagSource[] {
+  const fromDropIns = (unit.dropInPaths ?? []).flatMap((f) => unitFileErlFlags(f, readOrNull(f) ?? ''));
+  const fromFiles = (unit.environmentFiles ?? []).flatMap((f) => environmentFileErlFlags(f, readOrNull(f) ?? ''));
+  return [...fromDropIns, ...fromFiles];
+}
+
+/** Units with the attach drop-in in /etc/systemd/system, running or not. */
+export function attachedUnits(dir = '/etc/systemd/system'): string[] {
+  let entries: string[];
+  try {
+    entries = fs.readdirSync(dir);
+  } catch {
+    return [];
+  }
+  return entries
+    .filter((e) => e.endsWith('.d') && fs.existsSync(`${dir}/${e}/${DROP_IN_NAME}`))
+    .map((e) => e.slice(0, -2));
 }
 
 /** Parses `systemctl list-units --plain --no-legend`: the first column of each line. */
@@ -276,14 +285,18 @@ export async function gatherSnapshot(
   let units: UnitInfo[] = [];
   if (list.code !== 0) systemdError = `systemctl list-units: exit ${list.code}: ${oneLine(list.stderr || list.stdout)}`;
   else {
-    const ids = new Set([EPMD_SOCKET, EPMD_SERVICE, ...parseListUnits(list.stdout)]);
+    const ids = new Set([EPMD_SOCKET, EPMD_SERVICE, ...parseListUnits(list.stdout), ...attachedUnits()]);
     for (const p of processes) {
       const u = unitOfCgroup(p.cgroup);
       if (u) ids.add(u);
     }
     const show = await run('systemctl', ['show', '--no-pager', '-p', SHOW_PROPERTIES.join(','), '--', ...ids]);
     if (show.code !== 0) systemdError = `systemctl show: exit ${show.code}: ${oneLine(show.stderr)}`;
-    else units = parseSystemctlShow(show.stdout);
+    else
+      units = parseSystemctlShow(show.stdout).map((u) => {
+        const sources = readErlFlagSources(u);
+        return sources.length > 0 ? { ...u, erlFlagSources: sources } : u;
+      });
   }
 
   const journal = await run('journalctl', ['-u', EPMD_SERVICE, '-n', '10', '--no-pager', '-o', 'short-iso', '-q']);
@@ -311,13 +324,7 @@ export function epmdAddressSettings(
 ): { where: string; value: string }[] {
   const found: { where: string; value: string }[] = [];
   for (const file of files) {
-    let text = '';
-    try {
-      text = fs.readFileSync(file, 'utf8');
-    } catch {
-      continue;
-    }
-    for (const line of text.split('\n')) {
+    for (const line of (readOrNull(file) ?? '').split('\n')) {
       const m = /^\s*(?:export\s+)?ERL_EPMD_ADDRESS\s*=\s*(.*?)\s*$/.exec(line);
       if (m) found.push({ where: file, value: m[1]!.replace(/^(["'])(.*)\1$/, '$2') });
     }

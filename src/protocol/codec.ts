@@ -285,6 +285,26 @@ export function decodeNamesReply(reply: Buffer): NamesReply {
   return { ...header, nodes };
 }
 
+/** One `active name <NAME> at port N, fd = F` line of a DUMP reply: the C epmd's fd number for that node. */
+export interface DumpedNode {
+  readonly name: Buffer;
+  readonly port: number;
+  readonly fd: number;
+}
+
+/**
+ * The active registrations in a DUMP reply (the 4-byte port, then one NUL-terminated line per name). Names are
+ * kept as bytes: they may hold spaces, ">" or any UTF-8.
+ */
+export function decodeDumpReply(reply: Buffer): DumpedNode[] {
+  const out: DumpedNode[] = [];
+  for (const chunk of reply.subarray(4).toString('latin1').split('\0')) {
+    const m = /^active name\s+<([\s\S]*)> at port (\d+), fd = (\d+)\n?$/.exec(chunk);
+    if (m) out.push({ name: Buffer.from(m[1]!, 'latin1'), port: Number(m[2]), fd: Number(m[3]) });
+  }
+  return out;
+}
+
 export type Port2Reply = { readonly found: false } | ({ readonly found: true } & NodeInfo);
 
 export function decodePort2Reply(reply: Buffer): Port2Reply {

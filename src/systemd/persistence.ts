@@ -16,17 +16,8 @@ import type { PassedFd } from './listen';
 import type { FdStore } from './fdstore';
 import type { RegistrationRecord } from '../registry/registration-record';
 import { runtimeDirectory } from './runtime-directory';
-import {
-  integer,
-  literal,
-  matching,
-  object,
-  optional,
-  parseJson,
-  string,
-  type FieldsOf,
-  type Shape,
-} from '../util/shape';
+import { REGISTRATION_FIELDS, UINT32 } from '../protocol/record-shapes';
+import { integer, literal, matching, object, optional, parseJson, type FieldsOf, type Shape } from '../util/shape';
 
 /** Prefix of the FDNAMEs this daemon gives to registration connections (listening sockets never carry it). */
 export const REGISTRATION_FD_PREFIX = 'reg-';
@@ -51,22 +42,8 @@ export interface JournalState {
   nextSeq: number;
 }
 
-const UINT32 = integer(0, 0xffffffff);
-const HEX = matching(/^(?:[0-9a-f]{2})*$/, 'hex bytes');
 const FD_NAME = matching(/^reg-[0-9a-z]{1,20}$/, `a registration fd name (${REGISTRATION_FD_PREFIX}<base 36>)`);
-const RECORD_FIELDS = {
-  name: matching(/^(?:[0-9a-f]{2})+$/, 'a hex node name'),
-  port: integer(0, 65535),
-  nodeType: integer(0, 255),
-  protocol: integer(0, 255),
-  highestVersion: integer(0, 65535),
-  lowestVersion: integer(0, 65535),
-  extra: HEX,
-  creation: UINT32,
-  registeredAt: integer(0),
-  peer: string,
-  fdName: FD_NAME,
-} satisfies FieldsOf<StoredRecord>;
+const RECORD_FIELDS = { ...REGISTRATION_FIELDS, fdName: FD_NAME } satisfies FieldsOf<StoredRecord>;
 const JOURNAL_LINES: { readonly [Op in JournalLine['op']]: Shape<Extract<JournalLine, { op: Op }>> } = {
   add: object({ op: literal('add'), counter: optional(UINT32), ...RECORD_FIELDS }),
   remove: object({ op: literal('remove'), fdName: FD_NAME }),

@@ -46,7 +46,7 @@ export function matching(pattern: RegExp, what: string): Shape<string> {
   return (v, at) => (typeof v === 'string' && pattern.test(v) ? v : fail(at, what, v));
 }
 
-export function literal<const T extends string>(...values: readonly T[]): Shape<T> {
+export function literal<const T extends string | number | boolean>(...values: readonly T[]): Shape<T> {
   return (v, at) =>
     (values as readonly unknown[]).includes(v)
       ? (v as T)

@@ -340,6 +340,48 @@ d('sdepmd doctor / attach / detach in a real systemd: each fault created, named,
   );
 
   test(
+    "fault: a later drop-in's ERL_ZFLAGS overrides the attach drop-in's -start_epmd false; doctor and attach say so",
+    timed('fault: -start_epmd overridden', async () => {
+      // billing_b is attached (previous test). A tuning drop-in read after epmd-dependency.conf replaces ERL_ZFLAGS.
+      const s = box();
+      const tuning = '/etc/systemd/system/billing_b.service.d/zz-tuning.conf';
+      await s.writeFile(tuning, '[Service]\nEnvironment="ERL_ZFLAGS=+S 1"\n');
+      expect((await s.systemctl('daemon-reload')).code).toBe(0);
+
+      const r = await doctor('fault-start-epmd-overridden');
+      expect(r.code).toBe(1);
+      const f = find(r, 'start-epmd-overridden');
+      expect(f.title).toBe(
+        "billing_b.service is attached, but its own ERL_ZFLAGS overrides the drop-in's -start_epmd false: it would start its own epmd in its cgroup",
+      );
+      expect(f.evidence).toContain('effective ERL_ZFLAGS=+S 1');
+      expect(f.evidence).toContain(`${tuning} (a drop-in read after epmd-dependency.conf) sets ERL_ZFLAGS=+S 1`);
+      expect(f.fix).toEqual([
+        `# end the ERL_ZFLAGS in ${tuning} with -start_epmd false`,
+        'systemctl daemon-reload',
+        'systemctl restart billing_b.service',
+      ]);
+      // attach sees it too: it attaches (the dependency still holds), and warns.
+      const att = await sh([SDEPMD, 'attach', 'billing_b']);
+      report(`$ sdepmd attach billing_b -> exit ${att.code}\n${att.stdout}${att.stderr}`);
+      expect(att.code).toBe(0);
+      expect(att.stderr).toContain(
+        `sdepmd attach: warning: billing_b.service: -start_epmd false in the drop-in is overridden (${tuning} sets ERL_ZFLAGS=+S 1)`,
+      );
+
+      // The fix as printed: the edit its first line asks for, then the commands.
+      await s.writeFile(tuning, '[Service]\nEnvironment="ERL_ZFLAGS=+S 1 -start_epmd false"\n');
+      await applyFix({ ...f, fix: f.fix.filter((c) => !c.startsWith('#')) });
+      await waitFor('billing_b registered again', () => registered('billing_b'));
+      expect((await sh(['pidof', 'epmd'])).code).not.toBe(0); // no epmd of its own in its cgroup
+      await waitGreen('doctor green once the override ends with -start_epmd false');
+      await sh(['rm', '-f', tuning]);
+      expect((await s.systemctl('daemon-reload')).code).toBe(0);
+    }),
+    TEST_TIMEOUT,
+  );
+
+  test(
     'a registered name that belongs to no unit is a warning, not an error',
     timed('orphan registration (warning)', async () => {
       const node = sh(

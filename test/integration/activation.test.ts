@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { names, portPlease, register } from '../../src/cli/client';
-import { SDEPMD_BIN } from '../support/daemons';
+import { REPO, SDEPMD_BIN } from '../support/daemons';
 import { startSink, type Sink } from '../support/notify-sink';
 import { loadAddon } from '../../src/native/addon';
 import { ssBacklog } from '../support/ss';
@@ -28,8 +28,13 @@ interface Activated {
   exited: Promise<number | null>;
 }
 
-async function activate(specs: string[], env: NodeJS.ProcessEnv, args: string[] = ['-systemd']): Promise<Activated> {
-  const child = spawn('python3', [ACTIVATE, ...specs, '--', process.execPath, SDEPMD_BIN, ...args], {
+async function activate(
+  specs: string[],
+  env: NodeJS.ProcessEnv,
+  args: string[] = ['-systemd'],
+  bin = SDEPMD_BIN,
+): Promise<Activated> {
+  const child = spawn('python3', [ACTIVATE, ...specs, '--', process.execPath, bin, ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -209,4 +214,52 @@ test('the passed socket keeps its backlog (Backlog=), also across a live upgrade
   await waitFor(() => /live upgrade: /.test(daemon!.stderr()));
   expect((await names({ host: '127.0.0.1', port })).epmdPort).toBe(port);
   expect(ssBacklog(port)).toBe(1234);
+});
+
+/**
+ * A copy of the built tree (bin/, dist/, the addon, package.json; node_modules linked) that a test may change as
+ * "the new code" of a live upgrade.
+ */
+function copyOfTheBuild(into: string): { bin: string; dist: string } {
+  for (const part of ['bin', 'dist', 'package.json', path.join('native', 'sdepmd', 'build', 'Release', 'sdepmd.node')])
+    fs.cpSync(path.join(REPO, part), path.join(into, part), { recursive: true, verbatimSymlinks: true });
+  fs.symlinkSync(path.join(REPO, 'node_modules'), path.join(into, 'node_modules'));
+  return { bin: path.join(into, 'bin', 'sdepmd'), dist: path.join(into, 'dist') };
+}
+
+test('new code that cannot read the hand-over fails the check: the old code serves on, every registration kept', async () => {
+  const build = copyOfTheBuild(path.join(dir, 'build'));
+  sink = await startSink(dir, 50);
+  daemon = await activate(['epmd.socket=tcp4:127.0.0.1'], { NOTIFY_SOCKET: sink.path }, ['-systemd'], build.bin);
+  await nextMessage(sink, /^READY=1$/);
+  const endpoint = { host: '127.0.0.1', port: daemon.ports[0]! };
+  const node = await register(endpoint, {
+    name: 'keeper',
+    port: 4711,
+    nodeType: 77,
+    protocol: 0,
+    highestVersion: 6,
+    lowestVersion: 5,
+  });
+  expect(node.result).toBe(0);
+  // The new code reads only a hand-over of format 2, as a future release with another state format would.
+  const handover = path.join(build.dist, 'daemon', 'handover.js');
+  const code = fs.readFileSync(handover, 'utf8');
+  const changed = code.replace('format: (0, shape_1.literal)(1)', 'format: (0, shape_1.literal)(2)');
+  expect(changed).not.toBe(code);
+  fs.writeFileSync(handover, changed);
+
+  daemon.child.kill('SIGHUP');
+  await nextMessage(sink, /^RELOADING=1/);
+  expect(await nextMessage(sink, /^(READY=1|MAINPID=|STOPPING=1)/)).toBe('READY=1');
+  await waitFor(() => /live upgrade failed, still serving/.test(daemon!.stderr()));
+  expect(daemon.stderr()).toContain(
+    "this code cannot take over the running daemon's hand-over: an invalid upgrade state: format: expected 2, got 1",
+  );
+  expect(daemon.stderr()).not.toMatch(/handing over/);
+  // The same process serves on, with the registration and its creation, on the node's own connection.
+  expect(await portPlease(endpoint, 'keeper')).toMatchObject({ found: true, port: 4711 });
+  expect((await names(endpoint)).nodes).toEqual([{ name: 'keeper', port: 4711 }]);
+  expect(node.socket.readyState).toBe('open');
+  await node.close();
 });

@@ -1,7 +1,7 @@
 /**
  * The fd-passing addon (native/sdepmd/fdpass.c) and the hand-over built on it, for real: pidfd_getfd on a live
- * process, adoption frames with SCM_RIGHTS through the daemon's real control server, and the validation of what
- * crosses from one process to the next.
+ * process, and adoption frames with SCM_RIGHTS through the daemon's real control server. (The hand-over's JSON is
+ * checked in test/unit/handover.test.ts; the DUMP decoder in test/unit/codec.test.ts.)
  */
 import * as fs from 'node:fs';
 import * as net from 'node:net';
@@ -19,8 +19,8 @@ import {
 } from '../../src/native/fdpass';
 import { loadAddon } from '../../src/native/addon';
 import { startControlServer, type ControlProvider } from '../../src/daemon/control';
-import { parseUpgradeState, type NodeInfoRecord } from '../../src/daemon/handover';
-import { parseDump, sendToDaemon } from '../../src/operator/adopt';
+import { type NodeInfoRecord } from '../../src/daemon/handover';
+import { sendToDaemon } from '../../src/operator/adopt';
 import { socketFd } from '../../src/engine/socket-fd';
 
 const ident = (fd: number) => {
@@ -178,82 +178,4 @@ describe('adoption over the control socket (SCM_RIGHTS)', () => {
     pair.close();
     server?.close();
   });
-});
-
-describe('what crosses a process boundary is validated', () => {
-  const good = {
-    format: 1,
-    fromVersion: '0.1.0',
-    pid: 10,
-    startedAt: 1,
-    handOverAt: 2,
-    upgrades: 1,
-    creationCounter: 5,
-    stats: {
-      connections: 0,
-      lookups: 0,
-      lookupsFound: 0,
-      namesRequests: 0,
-      registrations: 0,
-      unregistrations: 0,
-      refused: 0,
-      limitHits: 0,
-    },
-    listeners: [{ fd: 3, name: 'epmd.socket', fromSystemd: true }],
-    registrations: [
-      {
-        fd: 4,
-        record: {
-          name: '6161',
-          port: 1,
-          nodeType: 77,
-          protocol: 0,
-          highestVersion: 6,
-          lowestVersion: 5,
-          extra: '',
-          creation: 9,
-          registeredAt: 1,
-          peer: '127.0.0.1',
-          fdName: 'reg-0',
-        },
-      },
-    ],
-  };
-  test('a good state parses', () => {
-    expect(parseUpgradeState(JSON.stringify(good))).toMatchObject({ ok: true });
-  });
-  test.each([
-    ['a repeated fd', { ...good, registrations: [{ ...good.registrations[0], fd: 3 }] }],
-    ['stdio as a socket', { ...good, listeners: [{ fd: 2, name: 'x', fromSystemd: false }] }],
-    ['no listening socket', { ...good, listeners: [] }],
-    [
-      'a name that is not hex',
-      { ...good, registrations: [{ fd: 4, record: { ...good.registrations[0]!.record, name: 'zz' } }] },
-    ],
-    [
-      'invalid UTF-8 in a name',
-      { ...good, registrations: [{ fd: 4, record: { ...good.registrations[0]!.record, name: 'ff' } }] },
-    ],
-    [
-      'a port out of range',
-      { ...good, registrations: [{ fd: 4, record: { ...good.registrations[0]!.record, port: 70000 } }] },
-    ],
-    ['another format', { ...good, format: 2 }],
-  ])('refused: %s', (_what, state) => {
-    expect(parseUpgradeState(JSON.stringify(state))).toMatchObject({ ok: false });
-  });
-  test('not JSON', () => expect(parseUpgradeState('{')).toEqual({ ok: false, error: 'not JSON' }));
-});
-
-test('DUMP replies of the C epmd are parsed (names with spaces and ">")', () => {
-  const lines = [
-    'active name     <a b> at port 4711, fd = 5\n',
-    'active name     <x>y> at port 1, fd = 12\n',
-    'old/unused name, <z> at port 3, fd = 7\n',
-  ];
-  const reply = Buffer.concat([Buffer.from([0, 0, 0x11, 0x11]), ...lines.map((l) => Buffer.from(`${l}\0`, 'latin1'))]);
-  expect(parseDump(reply).map((n) => [n.name.toString(), n.port, n.fd])).toEqual([
-    ['a b', 4711, 5],
-    ['x>y', 1, 12],
-  ]);
 });

@@ -118,7 +118,9 @@ describe('against systemd (fake systemctl)', () => {
   test('refuses units that systemctl show reports as not-found, before touching anything', async () => {
     const h = harness();
     expect(await attachUnits(['nope'], { dryRun: false, content: REPO_DROP_IN }, h.deps)).toBe(1);
-    expect(h.calls).toEqual([['show', '-p', 'LoadState,ExecStart,Environment,EnvironmentFiles', '--', 'nope.service']]);
+    expect(h.calls).toEqual([
+      ['show', '-p', 'LoadState,ExecStart,Environment,EnvironmentFiles,DropInPaths', '--', 'nope.service'],
+    ]);
     expect(h.err()).toContain('refusing nope.service: no such unit (systemctl show -p LoadState: not-found)');
     const d = harness();
     expect(await detachUnits(['nope'], { dryRun: false }, d.deps)).toBe(1);
@@ -147,9 +149,9 @@ describe('with a root and the fake systemctl (askSystemd)', () => {
       ),
     ).toBe(0);
     expect(h.calls).toEqual([
-      ['show', '-p', 'LoadState,ExecStart,Environment,EnvironmentFiles', '--', 'billing.service'],
+      ['show', '-p', 'LoadState,ExecStart,Environment,EnvironmentFiles,DropInPaths', '--', 'billing.service'],
       ['list-dependencies', '--after', '--plain', '--all', '--no-legend', '--no-pager', 'epmd.service', 'epmd.socket'],
-      ['show', '-p', 'LoadState,ExecStart,Environment,EnvironmentFiles', '--', 'other.service'],
+      ['show', '-p', 'LoadState,ExecStart,Environment,EnvironmentFiles,DropInPaths', '--', 'other.service'],
       ['daemon-reload'],
     ]);
     expect(h.out()).toContain('sdepmd attach: ran systemctl daemon-reload');
@@ -276,5 +278,61 @@ describe('what attach refuses, and what it keeps of the unit', () => {
     const h = fake({ 'billing.service': erl('', `${envFile} (ignore_errors=no)`) });
     expect(await attachUnits(['billing'], opts(), h.deps)).toBe(1);
     expect(h.err()).toContain(`its EnvironmentFile ${envFile} sets ERL_ZFLAGS`);
+    // With --force it is attached, and the override is said.
+    const forced = fake({ 'billing.service': erl('', `${envFile} (ignore_errors=no)`) });
+    expect(await attachUnits(['billing'], { ...opts(), force: true }, forced.deps)).toBe(0);
+    expect(forced.err()).toContain(
+      `sdepmd attach: warning: billing.service: -start_epmd false in the drop-in is overridden (${envFile} sets ERL_ZFLAGS=-start_epmd true)`,
+    );
+  });
+});
+
+describe('attach warns when a later drop-in overrides -start_epmd false', () => {
+  /** A fake systemctl whose unit has these other drop-ins (written under tmp) and Environment=. */
+  function withDropIns(dropIns: Record<string, string>, environment: string) {
+    const dir = path.join(tmp, 'billing.service.d');
+    fs.mkdirSync(dir, { recursive: true });
+    for (const [name, text] of Object.entries(dropIns)) fs.writeFileSync(path.join(dir, name), text);
+    const paths = Object.keys(dropIns).map((n) => path.join(dir, n));
+    const err: string[] = [];
+    const deps: AttachDeps = {
+      systemctl: async (args) => ({
+        code: 0,
+        stdout:
+          args[0] === 'show'
+            ? 'LoadState=loaded\nExecStart={ path=/usr/bin/erl ; argv[]=/usr/bin/erl -sname b ; ignore_errors=no }\n' +
+              `Environment=${environment}\nEnvironmentFiles=\nDropInPaths=${paths.join(' ')}\n`
+            : '',
+        stderr: '',
+      }),
+      stdout: () => undefined,
+      stderr: (t) => err.push(t),
+    };
+    return { deps, err: () => err.join(''), dir };
+  }
+  const opts = () => ({ dryRun: false, root: tmp, askSystemd: true, content: REPO_DROP_IN });
+
+  test('a drop-in read after it that sets ERL_ZFLAGS: attached, with a warning naming the file', async () => {
+    const h = withDropIns(
+      { 'zz-tuning.conf': '[Service]\nEnvironment="ERL_ZFLAGS=+S 2 -start_epmd true"\n' },
+      '"ERL_ZFLAGS=+S 2 -start_epmd true"',
+    );
+    expect(await attachUnits(['billing'], opts(), h.deps)).toBe(0);
+    expect(h.err()).toBe(
+      `sdepmd attach: warning: billing.service: -start_epmd false in the drop-in is overridden (${h.dir}/zz-tuning.conf sets ERL_ZFLAGS=+S 2 -start_epmd true): ` +
+        'the app would still start its own epmd; end that setting with -start_epmd false (sdepmd doctor checks it)\n',
+    );
+  });
+
+  test('no warning: a later ERL_AFLAGS (read before ERL_ZFLAGS), or an earlier drop-in with ERL_ZFLAGS', async () => {
+    const h = withDropIns(
+      {
+        '00-base.conf': '[Service]\nEnvironment=ERL_ZFLAGS=+S\\ 2\n',
+        'zz-cookie.conf': '[Service]\nEnvironment="ERL_AFLAGS=-setcookie x -start_epmd true"\n',
+      },
+      '"ERL_ZFLAGS=+S 2" "ERL_AFLAGS=-setcookie x -start_epmd true"',
+    );
+    expect(await attachUnits(['billing'], opts(), h.deps)).toBe(0);
+    expect(h.err()).toBe('');
   });
 });

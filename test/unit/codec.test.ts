@@ -1,5 +1,6 @@
 import {
   decodeAlive2Reply,
+  decodeDumpReply,
   decodeNamesReply,
   decodePort2Reply,
   decodePortHeaderReply,
@@ -241,4 +242,17 @@ describe('reply decoders (what a client reads), against the encoders', () => {
   test('node type names', () => {
     expect([nodeTypeName(77), nodeTypeName(72), nodeTypeName(0)]).toEqual(['normal', 'hidden', null]);
   });
+});
+
+test('DUMP replies of the C epmd are parsed (names with spaces and ">"; unused names left out)', () => {
+  const lines = [
+    'active name     <a b> at port 4711, fd = 5\n',
+    'active name     <x>y> at port 1, fd = 12\n',
+    'old/unused name, <z> at port 3, fd = 7\n',
+  ];
+  const reply = Buffer.concat([Buffer.from([0, 0, 0x11, 0x11]), ...lines.map((l) => Buffer.from(`${l}\0`, 'latin1'))]);
+  expect(decodeDumpReply(reply).map((n) => [n.name.toString(), n.port, n.fd])).toEqual([
+    ['a b', 4711, 5],
+    ['x>y', 1, 12],
+  ]);
 });

@@ -4,6 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { createServer, type Server } from 'node:net';
 import {
+  ControlRefusal,
   decodeControlReply,
   queryControl,
   startControlServer,
@@ -11,6 +12,7 @@ import {
   type NodeRecord,
   type StatusRecord,
 } from '../../src/daemon/control';
+import { requestUpgrade } from '../../src/operator/reload';
 
 const STATUS: StatusRecord = {
   version: '0.1.0',
@@ -134,6 +136,31 @@ describe('control replies are checked, not trusted', () => {
     await expect(queryControl(await fakeDaemon(JSON.stringify(STATUS)), 'names')).rejects.toThrow(
       /: expected an array, got/,
     );
+  });
+
+  test('`sdepmd reload` reads the upgrade answer checked: success, failure, refusal, wrong shape', async () => {
+    const ok = { ok: true, fromVersion: '0.1.0', toVersion: '0.2.0', pid: 7 };
+    expect(decodeControlReply('upgrade', JSON.stringify(ok), 'x')).toEqual(ok);
+    expect(decodeControlReply('upgrade', '{"ok":false,"error":"check failed"}', 'x')).toEqual({
+      ok: false,
+      error: 'check failed',
+    });
+    expect(() => decodeControlReply('upgrade', '{"ok":true,"toVersion":"0.2.0"}', 'x')).toThrow(
+      /^malformed answer to "upgrade" on x: the document: expected \{"ok":true,/,
+    );
+    // An older daemon that does not know the command: the old code still serves, and reload says so.
+    const old = await fakeDaemon('{"error":"unknown command \\"upgrade\\""}\n');
+    expect(await requestUpgrade(old, 5000)).toEqual({ ok: false, error: 'unknown command "upgrade"' });
+    await expect(requestUpgrade(await fakeDaemon('{"ok":1}'), 5000)).rejects.toThrow(/malformed answer to "upgrade"/);
+  });
+
+  test('`sdepmd adopt` reads the adopt answer checked', () => {
+    const reply = { adopted: ['a'], refused: [{ name: 'b', reason: 'already registered here' }] };
+    expect(decodeControlReply('adopt', JSON.stringify(reply), 'x')).toEqual(reply);
+    expect(() => decodeControlReply('adopt', '{"adopted":["a"],"refused":[{"name":"b"}]}', 'x')).toThrow(
+      'malformed answer to "adopt" on x: refused[0].reason: expected a string, got nothing',
+    );
+    expect(() => decodeControlReply('adopt', '{"error":"adopt: a malformed frame"}', 'x')).toThrow(ControlRefusal);
   });
 
   test('each field of a node record', () => {

@@ -1,7 +1,16 @@
 /** The parsers behind `sdepmd doctor`'s snapshot, on output captured in the namespaced systemd (fixtures/*.txt). */
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
-import { parseListUnits, parseProcCgroup, parseSs, parseSystemctlShow, splitQuoted } from '../../src/operator/snapshot';
+import {
+  attachedUnits,
+  parseListUnits,
+  parseProcCgroup,
+  parseSs,
+  parseSystemctlShow,
+  readErlFlagSources,
+} from '../../src/operator/snapshot';
+import { splitQuoted } from '../../src/operator/unit-env';
 
 const fixture = (name: string): string => fs.readFileSync(path.join(__dirname, 'fixtures', name), 'utf8');
 
@@ -58,4 +67,57 @@ test('/proc/PID/cgroup: the systemd path on a hybrid hierarchy and on pure v2', 
   expect(parseProcCgroup(fixture('proc-cgroup-hybrid.txt'))).toBe('/sdepmd-ns-04esm4/system.slice/app1.service');
   expect(parseProcCgroup('0::/system.slice/epmd.service\n')).toBe('/system.slice/epmd.service');
   expect(parseProcCgroup('1:name=systemd:/system.slice/x.service\n0::/\n')).toBe('/system.slice/x.service');
+});
+
+describe('where an attached unit gets its ERL_*FLAGS', () => {
+  let dir: string;
+  beforeEach(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sdepmd-doctor-parse-'))));
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  test('systemctl show: DropInPaths= and every EnvironmentFiles= line', () => {
+    const [u] = parseSystemctlShow(
+      'Id=billing.service\nDropInPaths=/etc/systemd/system/billing.service.d/epmd-dependency.conf /run/systemd/system/billing.service.d/zz.conf\n' +
+        'EnvironmentFiles=/etc/default/billing (ignore_errors=no)\nEnvironmentFiles=/etc/billing.env (ignore_errors=yes)\n',
+    );
+    expect(u!.dropInPaths).toEqual([
+      '/etc/systemd/system/billing.service.d/epmd-dependency.conf',
+      '/run/systemd/system/billing.service.d/zz.conf',
+    ]);
+    expect(u!.environmentFiles).toEqual(['/etc/default/billing', '/etc/billing.env']);
+    // Older snapshots (and show output without the properties) leave them out.
+    expect(parseSystemctlShow('Id=x.service\n')[0]).not.toHaveProperty('dropInPaths');
+  });
+
+  test('Environment= lines of a drop-in and VAR= lines of an environment file, read from the files', () => {
+    const dropIn = path.join(dir, 'zz.conf');
+    fs.writeFileSync(
+      dropIn,
+      '[Service]\nEnvironment=HOME=/root "ERL_ZFLAGS=+S 2 -start_epmd true"\n# Environment=ERL_FLAGS=-x\nEnvironment=ERL_AFLAGS=-setcookie\\ c\n',
+    );
+    const envFile = path.join(dir, 'billing.env');
+    fs.writeFileSync(
+      envFile,
+      '# comment\nRELEASE_ROOT=/opt/b\nexport ERL_FLAGS="-kernel a b"\nERL_ZFLAGS=-start_epmd true\n',
+    );
+    expect(
+      readErlFlagSources({
+        ...parseSystemctlShow('Id=b.service\n')[0]!,
+        dropInPaths: [dropIn, path.join(dir, 'missing.conf')],
+        environmentFiles: [envFile],
+      }),
+    ).toEqual([
+      { file: dropIn, kind: 'drop-in', name: 'ERL_ZFLAGS', value: '+S 2 -start_epmd true' },
+      { file: dropIn, kind: 'drop-in', name: 'ERL_AFLAGS', value: '-setcookie c' },
+      { file: envFile, kind: 'environment-file', name: 'ERL_FLAGS', value: '-kernel a b' },
+      { file: envFile, kind: 'environment-file', name: 'ERL_ZFLAGS', value: '-start_epmd true' },
+    ]);
+  });
+
+  test('attached units are found by their drop-in in /etc/systemd/system, running or not', () => {
+    for (const unit of ['billing.service', 'other.service']) fs.mkdirSync(path.join(dir, `${unit}.d`));
+    fs.writeFileSync(path.join(dir, 'billing.service.d', 'epmd-dependency.conf'), '[Unit]\n');
+    fs.writeFileSync(path.join(dir, 'other.service.d', 'mine.conf'), '[Unit]\n');
+    expect(attachedUnits(dir)).toEqual(['billing.service']);
+    expect(attachedUnits(path.join(dir, 'missing'))).toEqual([]);
+  });
 });

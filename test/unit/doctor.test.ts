@@ -19,6 +19,7 @@ import {
   epmdNotAnswering,
   epmdServiceFailing,
   startsNoEpmd,
+  startEpmdOverridden,
   unitOfCgroup,
   type Finding,
   type HostSnapshot,
@@ -567,4 +568,93 @@ test('an ordering cycle between an attached unit and epmd (e.g. epmd.socket atta
   expect(cycle[0]!.title).toBe('epmd.socket and epmd.service are each ordered after the other: an ordering cycle');
   expect(cycle[0]!.fix).toEqual(['sdepmd detach epmd.socket']);
   expect(diagnose(base).some((x) => x.id === 'dependency-cycle')).toBe(false);
+});
+
+describe('doctor: an attached unit whose own ERL_*FLAGS override -start_epmd false', () => {
+  const dropIns = '/etc/systemd/system/billing.service.d';
+  const attached = (more: Partial<UnitInfo>): Partial<UnitInfo> => ({
+    ...attachedApp('billing.service'),
+    execStart: '/usr/bin/erl -sname billing -noshell',
+    dropInPaths: [`${dropIns}/epmd-dependency.conf`],
+    environment: ['HOME=/root', 'ERL_ZFLAGS=-start_epmd false'],
+    ...more,
+  });
+  const override = (s: HostSnapshot) => startEpmdOverridden(factsOf(s));
+
+  test('the drop-in alone: no finding', () => {
+    expect(override(edit(healthy(), { units: [attached({})] }))).toEqual([]);
+  });
+
+  test('a later drop-in sets ERL_ZFLAGS without it: an error naming the drop-in, with the fix', () => {
+    const s = edit(healthy(), {
+      units: [
+        attached({
+          dropInPaths: [`${dropIns}/epmd-dependency.conf`, `${dropIns}/zz-tuning.conf`],
+          environment: ['HOME=/root', 'ERL_ZFLAGS=+S 2'],
+          erlFlagSources: [
+            {
+              file: `${dropIns}/epmd-dependency.conf`,
+              kind: 'drop-in',
+              name: 'ERL_ZFLAGS',
+              value: '-start_epmd false',
+            },
+            { file: `${dropIns}/zz-tuning.conf`, kind: 'drop-in', name: 'ERL_ZFLAGS', value: '+S 2' },
+          ],
+        }),
+      ],
+    });
+    const f = only(diagnose(s), 'start-epmd-overridden');
+    expect(f.severity).toBe('error');
+    expect(f.title).toBe(
+      "billing.service is attached, but its own ERL_ZFLAGS overrides the drop-in's -start_epmd false: it would start its own epmd in its cgroup",
+    );
+    expect(f.evidence).toEqual([
+      'effective ERL_ZFLAGS=+S 2',
+      'no -start_epmd in the effective flags: erl starts epmd -daemon when none answers',
+      `${dropIns}/zz-tuning.conf (a drop-in read after epmd-dependency.conf) sets ERL_ZFLAGS=+S 2`,
+    ]);
+    expect(f.fix).toEqual([
+      `# end the ERL_ZFLAGS in ${dropIns}/zz-tuning.conf with -start_epmd false`,
+      'systemctl daemon-reload',
+    ]);
+  });
+
+  test('an EnvironmentFile= with -start_epmd true overrides Environment=; a running VM gets a restart in the fix', () => {
+    const s = edit(healthy(), {
+      units: [
+        attached({
+          erlFlagSources: [
+            { file: '/etc/default/billing', kind: 'environment-file', name: 'ERL_ZFLAGS', value: '-start_epmd true' },
+            // Harmless: ERL_AFLAGS is read before ERL_ZFLAGS, so it is no culprit and gets no fix line.
+            { file: '/etc/default/billing', kind: 'environment-file', name: 'ERL_AFLAGS', value: '-setcookie c' },
+          ],
+        }),
+      ],
+      processes: [beam(900, 'billing.service', ['-sname', 'billing', '-start_epmd', 'true'])],
+    });
+    const f = only(diagnose(s), 'start-epmd-overridden');
+    expect(f.evidence).toContain('the last -start_epmd is true');
+    expect(f.evidence).toContain(
+      '/etc/default/billing (an EnvironmentFile=, which overrides Environment=) sets ERL_ZFLAGS=-start_epmd true',
+    );
+    expect(
+      f.evidence.some((e) => e.startsWith('pid 900 (beam.smp)') && e.endsWith('runs without -start_epmd false')),
+    ).toBe(true);
+    expect(f.fix).toEqual([
+      '# end the ERL_ZFLAGS in /etc/default/billing with -start_epmd false',
+      'systemctl restart billing.service',
+    ]);
+    // The override is the one finding about it: app-not-attached does not also ask for an attach that cannot help.
+    expect(diagnose(s).filter((x) => x.id === 'app-not-attached')).toEqual([]);
+  });
+
+  test('-start_epmd true on the command line is still undone by ERL_ZFLAGS (read last): no finding', () => {
+    const s = edit(healthy(), { units: [attached({ execStart: '/usr/bin/erl -start_epmd true -sname billing' })] });
+    expect(override(s)).toEqual([]);
+  });
+
+  test('units without the drop-in are not judged here (app-not-attached covers them)', () => {
+    const s = edit(healthy(), { units: [attached({ dropInPaths: [], environment: ['ERL_ZFLAGS=-start_epmd true'] })] });
+    expect(override(s)).toEqual([]);
+  });
 });

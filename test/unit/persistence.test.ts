@@ -143,11 +143,11 @@ describe('replayJournal', () => {
     expect(st.records.get('reg-1')).toEqual(stored('b', 'reg-1', 6));
     expect(st.skipped).toBe(bad.length);
     expect(st.problems).toEqual([
-      'line 2: not a journal "add" entry: name: expected a hex node name, got "not hex"',
+      'line 2: not a journal "add" entry: name: expected a hex node name (1 to 1020 bytes), got "not hex"',
       'line 3: not a journal "add" entry: port: expected an integer from 0 to 65535, got 70000',
       'line 4: not a journal "add" entry: creation: expected an integer from 0 to 4294967295, got -1',
-      'line 5: not a journal "add" entry: name: expected a hex node name, got nothing',
-      'line 6: not a journal "add" entry: extra: expected hex bytes, got "zz"',
+      'line 5: not a journal "add" entry: name: expected a hex node name (1 to 1020 bytes), got nothing',
+      'line 6: not a journal "add" entry: extra: expected hex bytes (at most 1020), got "zz"',
       'line 7: not a journal "add" entry: fdName: expected a registration fd name (reg-<base 36>), got "../etc/passwd"',
       'line 8: not a journal "remove" entry: fdName: expected a registration fd name (reg-<base 36>), got 7',
       'line 9: not a journal "header" entry: creationCounter: expected an integer from 0 to 4294967295, got "5"',
