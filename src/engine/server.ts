@@ -23,7 +23,7 @@ import { NativeEngine } from './native-engine';
 import { loadAddon } from '../native/addon';
 import { socketFd } from './socket-fd';
 import { sweepIntervalSeconds } from '../policy/timeouts';
-import { emptyRefusalCounts, refusalReason } from '../daemon/refusals';
+import { emptyRefusalCounts, type RefusalReason } from '../daemon/refusals';
 
 /** Where to listen: an address to bind, or a socket systemd passed in. */
 export type ListenTarget =
@@ -153,7 +153,7 @@ export class EpmdServer {
       namesReply: () => this.#namesReply(),
       registrationChanged: (registration, event, why) => this.#registrationChanged(registration, event, why),
       killRequested: () => this.#events.kill?.(),
-      refused: (peer, why, packet, fields) => this.#refused(peer, why, packet, fields),
+      refused: (reason, peer, why, packet, fields) => this.#refused(reason, peer, why, packet, fields),
       acceptTrouble: (why) => this.#acceptTrouble(why),
     };
     let connections: Connections | null = null;
@@ -344,9 +344,9 @@ export class EpmdServer {
     this.#events.change?.(registration, event);
   }
 
-  #refused(peer: string, why: string, packet?: Buffer, fields?: LogFields): void {
+  #refused(reason: RefusalReason, peer: string, why: string, packet?: Buffer, fields?: LogFields): void {
     this.stats.refused++;
-    this.refusals[refusalReason(why)]++;
+    this.refusals[reason]++;
     const log = this.#log;
     if (log.debugEnabled) {
       log.debug(`refused ${peer}: ${why}${packet ? ` [${hex(packet)}]` : ''}`, fields ?? { event: 'refused', peer });
