@@ -235,6 +235,17 @@ function findEpmd(): string | null {
 }
 
 const EPMD_BIN = findEpmd();
+
+/** NODE_OPTIONS as units/epmd.service sets it, so that sdepmd runs here as it is shipped. */
+function shippedNodeOptions(): string | null {
+  try {
+    const unit = fs.readFileSync(path.join(ROOT, 'units', 'epmd.service'), 'utf8');
+    return /^Environment=NODE_OPTIONS=(.*)$/m.exec(unit)?.[1]?.trim() ?? null;
+  } catch {
+    return null;
+  }
+}
+const NODE_OPTIONS = shippedNodeOptions();
 /** What the bench runs: a daemon, or the trivial C sink. `missing` says why it cannot run. */
 interface Target {
   key: 'epmd' | 'sdepmd' | 'sink';
@@ -242,6 +253,8 @@ interface Target {
   missing: string | null;
   isSink?: boolean;
   argv: (port: number) => string[];
+  /** Environment variables added to this process's own. */
+  env?: Record<string, string> | undefined;
 }
 const TARGETS: Target[] = (
   [
@@ -256,6 +269,7 @@ const TARGETS: Target[] = (
       label: 'sdepmd',
       missing: fs.existsSync(SDEPMD) ? null : `${path.relative(ROOT, SDEPMD)} not found`,
       argv: (port) => [process.execPath, SDEPMD, '-port', String(port)],
+      env: NODE_OPTIONS ? { NODE_OPTIONS } : undefined,
     },
   ] satisfies Target[]
 ).filter((t) => !ONLY || t.key === ONLY);
@@ -294,7 +308,13 @@ function spawnDaemon(t: Target, port: number): Proc & { stderrTail: string } {
   const sh = 'ulimit -n 1048576 2>/dev/null || ulimit -n hard 2>/dev/null; exec "$0" "$@"';
   // the sink runs until its stdin closes
   const cp: Proc & { stderrTail: string } = Object.assign(
-    track(spawn('bash', ['-c', sh, ...args], { stdio: [t.isSink ? 'pipe' : 'ignore', 'ignore', 'pipe'], cwd: ROOT })),
+    track(
+      spawn('bash', ['-c', sh, ...args], {
+        stdio: [t.isSink ? 'pipe' : 'ignore', 'ignore', 'pipe'],
+        cwd: ROOT,
+        env: { ...process.env, ...t.env },
+      }),
+    ),
     { stderrTail: '' },
   );
   cp.stderr?.on('data', (b: Buffer) => {
@@ -557,6 +577,7 @@ interface Meta {
   kernel?: string;
   node?: string;
   epmd?: string | null;
+  sdepmd_node_options?: string | null;
   erlang_base?: string | null;
   fd_hard_limit?: number;
   ephemeral_ports?: number[] | null;
@@ -1062,6 +1083,7 @@ async function main() {
     cpu_model: os.cpus()[0]?.model ?? null,
     kernel: os.release(),
     node: process.version,
+    sdepmd_node_options: NODE_OPTIONS,
     epmd: EPMD_BIN,
     erlang_base: epmdVersion,
     fd_hard_limit: FD_HARD,
