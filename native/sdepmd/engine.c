@@ -63,6 +63,7 @@ typedef struct conn {
   int fd;
   uint32_t serial;
   uint8_t state, after, in_epoll;
+  uint8_t shared; /* the fd may have a duplicate outside the engine: handed out (engineFd) or adopted */
   uint32_t events;
   uint16_t inlen;
   uint8_t *in;        /* a partial request, only while one is pending */
@@ -222,8 +223,11 @@ static bool watch(engine *e, conn *c, uint32_t events) {
  * alone would then not end it); CLOSE_RELEASE forgets it without closing and returns the fd. */
 static int drop(engine *e, conn *c, int how) {
   int fd = c->fd;
-  /* Deregister explicitly: with a duplicate elsewhere, close() would leave the description in the epoll set. */
-  if (c->in_epoll) epoll_ctl(e->epfd, EPOLL_CTL_DEL, fd, NULL);
+  /* Deregister explicitly when the fd stays open (released) or may have a duplicate elsewhere (the fd store):
+   * close() would then leave the description in the epoll set. Otherwise close() removes it, one syscall less per
+   * registration. (A child between fork and exec also holds a copy for a moment; the events it could cause carry
+   * the old connection's serial, and find() ignores them.) */
+  if (c->in_epoll && (c->shared || how == CLOSE_RELEASE)) epoll_ctl(e->epfd, EPOLL_CTL_DEL, fd, NULL);
   if (how == CLOSE_HANGUP) shutdown(fd, SHUT_RDWR);
   if (how != CLOSE_RELEASE) close(fd);
   if (c->state == ST_KEPT) e->kept--;
@@ -443,7 +447,8 @@ static void kept_event(engine *e, conn *c, uint32_t events) {
   }
   int kind = n == 0 ? EV_EOF : n > 0 ? EV_DATA : EV_ERROR;
   double detail = n > 0 ? (double)n : n == 0 ? 0 : (double)errno;
-  drop(e, c, CLOSE_HANGUP);
+  /* A shutdown matters only when a duplicate (the fd store's) would keep the connection open after close(). */
+  drop(e, c, c->shared ? CLOSE_HANGUP : CLOSE_PLAIN);
   emit(e, id, kind, detail, NULL);
 }
 
@@ -997,6 +1002,7 @@ static napi_value engine_adopt(napi_env env, napi_callback_info info) {
   if (own < e->conns_cap && e->conns[own]) return number(env, give_back(own, dup_it, EEXIST));
   conn *c = track(e, own, kept ? ST_KEPT : ST_READING);
   if (!c) return number(env, give_back(own, dup_it, ENOMEM));
+  c->shared = 1;
   socklen_t alen = sizeof c->addr;
   if (getpeername(own, &c->addr.sa, &alen) != 0) memset(&c->addr, 0, sizeof c->addr);
   if (e->max_per_peer > 0) {
@@ -1038,6 +1044,7 @@ static napi_value engine_fd(napi_env env, napi_callback_info info) {
   ARGS(2);
   conn *c;
   if (!get_conn(env, e, argv[1], &c)) goto fail;
+  if (c) c->shared = 1;
   result = number(env, c ? c->fd : -1);
 fail:
   return result;
