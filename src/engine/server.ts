@@ -24,6 +24,7 @@ import { loadAddon } from '../native/addon';
 import { socketFd } from './socket-fd';
 import { sweepIntervalSeconds } from '../policy/timeouts';
 import { emptyRefusalCounts, type RefusalReason } from '../daemon/refusals';
+import { MemoryRelease } from './release-memory';
 
 /** Where to listen: an address to bind, or a socket systemd passed in. */
 export type ListenTarget =
@@ -95,6 +96,7 @@ export class EpmdServer {
   readonly #options: ServerOptions;
   readonly #log: Logger;
   readonly #events: ServerEvents;
+  readonly #memory = new MemoryRelease();
   readonly #engine: NativeEngine;
   readonly #connections: Connections;
   readonly #listeners: Listener[] = [];
@@ -292,6 +294,7 @@ export class EpmdServer {
     if (this.#engine.closed) return;
     this.#closing = true;
     clearInterval(this.#sweep);
+    this.#memory.stop();
     this.#engine.setAccepting(false);
     for (const l of this.#listeners.splice(0)) this.#engine.closeListener(l.id);
     // Requests already accepted are answered first: ending them now would leave their clients with no reply.
@@ -341,6 +344,7 @@ export class EpmdServer {
         `creation ${r.creation}) ${why}; ${this.registry.size} node(s) registered`,
       { event, node: r.displayName, port: r.port, peer: r.owner.peer, creation: r.creation },
     );
+    this.#memory.sizeChanged(this.registry.size);
     this.#events.change?.(registration, event);
   }
 
