@@ -567,6 +567,9 @@ interface Rss {
 interface ColdStart {
   median_ms: number | null;
   samples_ms: number[];
+  /** CPU time (user + system) the process had used when it answered: less sensitive to load than wall time. */
+  median_cpu_ms: number | null;
+  samples_cpu_ms: number[];
   error: string | undefined;
 }
 interface Meta {
@@ -814,6 +817,7 @@ async function scenarioCold() {
   log('cold start ...');
   const targets = [...TARGETS, SINK];
   const samples: Partial<Record<TargetKey, number[]>> = {};
+  const cpuSamples: Partial<Record<TargetKey, number[]>> = {};
   const errors: Partial<Record<TargetKey, string>> = {};
   for (let rep = 0; rep < CFG.coldReps; rep++) {
     for (const t of targets) {
@@ -828,6 +832,7 @@ async function scenarioCold() {
       while (alive(proc) && Number(process.hrtime.bigint() - t0) / 1e6 < 15000) {
         if (await probe(port, 1000)) {
           ms = Number(process.hrtime.bigint() - t0) / 1e6;
+          if (proc.pid !== undefined) (cpuSamples[t.key] ??= []).push(cpuSecs(proc.pid) * 1000);
           break;
         }
         await sleep(1);
@@ -843,8 +848,18 @@ async function scenarioCold() {
   for (const t of targets) {
     const ms = samples[t.key] ?? [];
     const m = median(ms);
-    results.cold_start[t.key] = { median_ms: m, samples_ms: ms, error: errors[t.key] };
-    log(`  ${t.label}: ${m === null ? 'n/a' : `${m.toFixed(1)} ms`}`);
+    const cpu = cpuSamples[t.key] ?? [];
+    const mc = median(cpu);
+    results.cold_start[t.key] = {
+      median_ms: m,
+      samples_ms: ms,
+      median_cpu_ms: mc,
+      samples_cpu_ms: cpu,
+      error: errors[t.key],
+    };
+    log(
+      `  ${t.label}: ${m === null ? 'n/a' : `${m.toFixed(1)} ms`}, CPU ${mc === null ? 'n/a' : `${mc.toFixed(0)} ms`}`,
+    );
   }
 }
 
@@ -926,6 +941,11 @@ function rows(): Row[] {
   row('RSS once they have unregistered', fmtKB, (k) => rss(k).after_kb ?? null);
   row('bytes per registration', fmtInt, (k) => rss(k).per_reg_bytes ?? null);
   row('start to first reply (median)', fmtMs, (k) => results.cold_start[k]?.median_ms ?? null);
+  row(
+    `  CPU used by then (median, ${1000 / CLK_TCK} ms ticks)`,
+    fmtMs,
+    (k) => results.cold_start[k]?.median_cpu_ms ?? null,
+  );
   return R;
 }
 
