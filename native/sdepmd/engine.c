@@ -63,6 +63,7 @@ typedef struct conn {
   int fd;
   uint32_t serial;
   uint8_t state, after, in_epoll;
+  uint8_t shared; /* the fd may have a duplicate outside the engine: handed out (engineFd) or adopted */
   uint32_t events;
   uint16_t inlen;
   uint8_t *in;        /* a partial request, only while one is pending */
@@ -222,8 +223,11 @@ static bool watch(engine *e, conn *c, uint32_t events) {
  * alone would then not end it); CLOSE_RELEASE forgets it without closing and returns the fd. */
 static int drop(engine *e, conn *c, int how) {
   int fd = c->fd;
-  /* Deregister explicitly: with a duplicate elsewhere, close() would leave the description in the epoll set. */
-  if (c->in_epoll) epoll_ctl(e->epfd, EPOLL_CTL_DEL, fd, NULL);
+  /* Deregister explicitly when the fd stays open (released) or may have a duplicate elsewhere (the fd store):
+   * close() would then leave the description in the epoll set. Otherwise close() removes it, one syscall less per
+   * registration. (A child between fork and exec also holds a copy for a moment; the events it could cause carry
+   * the old connection's serial, and find() ignores them.) */
+  if (c->in_epoll && (c->shared || how == CLOSE_RELEASE)) epoll_ctl(e->epfd, EPOLL_CTL_DEL, fd, NULL);
   if (how == CLOSE_HANGUP) shutdown(fd, SHUT_RDWR);
   if (how != CLOSE_RELEASE) close(fd);
   if (c->state == ST_KEPT) e->kept--;
@@ -443,7 +447,8 @@ static void kept_event(engine *e, conn *c, uint32_t events) {
   }
   int kind = n == 0 ? EV_EOF : n > 0 ? EV_DATA : EV_ERROR;
   double detail = n > 0 ? (double)n : n == 0 ? 0 : (double)errno;
-  drop(e, c, CLOSE_HANGUP);
+  /* A shutdown matters only when a duplicate (the fd store's) would keep the connection open after close(). */
+  drop(e, c, c->shared ? CLOSE_HANGUP : CLOSE_PLAIN);
   emit(e, id, kind, detail, NULL);
 }
 
@@ -691,6 +696,15 @@ static bool get_id(napi_env env, napi_value v, double *id) {
   return false;
 }
 
+/* The connection that argument `v` names, in *c (NULL when it is gone); false, with a TypeError thrown, when `v` is
+ * not an id. */
+static bool get_conn(napi_env env, engine *e, napi_value v, conn **c) {
+  double id;
+  if (!get_id(env, v, &id)) return false;
+  *c = find(e, id);
+  return true;
+}
+
 static bool get_bool(napi_env env, napi_value obj, const char *name) {
   napi_value v;
   bool b = false;
@@ -823,6 +837,13 @@ fail:
   return result;
 }
 
+/* Undoes take_fd when the engine cannot use the fd after all: closes the duplicate it made (the caller's fd is
+ * the caller's to close). Returns -err. */
+static int give_back(int own, bool dup_it, int err) {
+  if (dup_it) close(own);
+  return -err;
+}
+
 /* Checks that `fd` is a stream socket and makes it (or, with `dup`, a duplicate) non-blocking for the engine.
  * Returns the fd to use, or -errno. */
 static int take_fd(int fd, bool dup_it) {
@@ -833,11 +854,8 @@ static int take_fd(int fd, bool dup_it) {
   int own = dup_it ? fcntl(fd, F_DUPFD_CLOEXEC, 3) : fd;
   if (own < 0) return -errno;
   int flags = fcntl(own, F_GETFL);
-  if (own >= FD_LIMIT || flags < 0 || fcntl(own, F_SETFL, flags | O_NONBLOCK) != 0) {
-    int err = own >= FD_LIMIT ? EMFILE : errno;
-    if (dup_it) close(own);
-    return -err;
-  }
+  if (own >= FD_LIMIT || flags < 0 || fcntl(own, F_SETFL, flags | O_NONBLOCK) != 0)
+    return give_back(own, dup_it, own >= FD_LIMIT ? EMFILE : errno);
   return own;
 }
 
@@ -855,11 +873,8 @@ static napi_value engine_adopt_listener(napi_env env, napi_callback_info info) {
   napi_get_value_bool(env, argv[3], &dup_it);
   int own = take_fd((int)fd, dup_it);
   if (own < 0) return number(env, own);
-  if (getsockopt(own, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || (!listening && listen(own, (int)backlog) != 0)) {
-    int err = errno;
-    if (dup_it) close(own);
-    return number(env, -err);
-  }
+  if (getsockopt(own, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || (!listening && listen(own, (int)backlog) != 0))
+    return number(env, give_back(own, dup_it, errno));
   result = add_listener(env, e, own);
 fail:
   return result;
@@ -927,17 +942,16 @@ fail:
  * previous part is still going out. */
 static napi_value engine_send(napi_env env, napi_callback_info info) {
   ARGS(4);
-  double id;
+  conn *c;
   void *data;
   size_t len;
   int64_t after;
   bool is_buffer = false;
-  if (!get_id(env, argv[1], &id)) goto fail;
+  if (!get_conn(env, e, argv[1], &c)) goto fail;
   CHECK(napi_is_buffer(env, argv[2], &is_buffer));
   if (!is_buffer) THROW("reply must be a Buffer");
   CHECK(napi_get_buffer_info(env, argv[2], &data, &len));
   if (!sdepmd_get_int(env, argv[3], AFTER_CLOSE, AFTER_MORE, "after", &after)) goto fail;
-  conn *c = find(e, id);
   if (!c) return number(env, -ENOTCONN);
   if (c->state != ST_AWAIT) return number(env, c->state == ST_WRITING ? -EBUSY : -ENOTCONN);
   result = number(env, write_reply(e, c, argv[2], data, len, (int)after));
@@ -949,11 +963,10 @@ fail:
  * watched or closed by the engine. -ENOTCONN when there is no such connection. */
 static napi_value engine_close(napi_env env, napi_callback_info info) {
   ARGS(3);
-  double id;
+  conn *c;
   int64_t how;
-  if (!get_id(env, argv[1], &id)) goto fail;
+  if (!get_conn(env, e, argv[1], &c)) goto fail;
   if (!sdepmd_get_int(env, argv[2], CLOSE_PLAIN, CLOSE_RELEASE, "how", &how)) goto fail;
-  conn *c = find(e, id);
   if (!c) return number(env, -ENOTCONN);
   result = number(env, drop(e, c, (int)how));
 fail:
@@ -963,9 +976,8 @@ fail:
 /* engineResume(engine, id): serves a connection held back by delayAccept. */
 static napi_value engine_resume(napi_env env, napi_callback_info info) {
   ARGS(2);
-  double id;
-  if (!get_id(env, argv[1], &id)) goto fail;
-  conn *c = find(e, id);
+  conn *c;
+  if (!get_conn(env, e, argv[1], &c)) goto fail;
   if (c && c->state == ST_DELAYED) {
     c->state = ST_READING;
     c->accepted_ms = c->last_ms = now_ms();
@@ -987,15 +999,10 @@ static napi_value engine_adopt(napi_env env, napi_callback_info info) {
   CHECK(napi_get_value_bool(env, argv[3], &dup_it));
   int own = take_fd((int)fd, dup_it);
   if (own < 0) return number(env, own);
-  if (own < e->conns_cap && e->conns[own]) {
-    if (dup_it) close(own);
-    return number(env, -EEXIST);
-  }
+  if (own < e->conns_cap && e->conns[own]) return number(env, give_back(own, dup_it, EEXIST));
   conn *c = track(e, own, kept ? ST_KEPT : ST_READING);
-  if (!c) {
-    if (dup_it) close(own);
-    return number(env, -ENOMEM);
-  }
+  if (!c) return number(env, give_back(own, dup_it, ENOMEM));
+  c->shared = 1;
   socklen_t alen = sizeof c->addr;
   if (getpeername(own, &c->addr.sa, &alen) != 0) memset(&c->addr, 0, sizeof c->addr);
   if (e->max_per_peer > 0) {
@@ -1022,11 +1029,10 @@ fail:
 /* enginePeer(engine, id, local): the peer's (or with `local`, our own) address as text; '' when unknown. */
 static napi_value engine_peer(napi_env env, napi_callback_info info) {
   ARGS(3);
-  double id;
+  conn *c;
   bool local = false;
-  if (!get_id(env, argv[1], &id)) goto fail;
+  if (!get_conn(env, e, argv[1], &c)) goto fail;
   napi_get_value_bool(env, argv[2], &local);
-  conn *c = find(e, id);
   if (!c) CHECK(napi_create_string_latin1(env, "", 0, &result));
   else result = address_string(env, &c->addr.sa, local ? c->fd : -1);
 fail:
@@ -1036,9 +1042,9 @@ fail:
 /* engineFd(engine, id): the connection's fd (for the fd store and DUMP), or -1. */
 static napi_value engine_fd(napi_env env, napi_callback_info info) {
   ARGS(2);
-  double id;
-  if (!get_id(env, argv[1], &id)) goto fail;
-  conn *c = find(e, id);
+  conn *c;
+  if (!get_conn(env, e, argv[1], &c)) goto fail;
+  if (c) c->shared = 1;
   result = number(env, c ? c->fd : -1);
 fail:
   return result;
@@ -1078,9 +1084,8 @@ fail:
 /* enginePending(engine, id): copies the partial request received so far into the shared buffer; its length. */
 static napi_value engine_pending(napi_env env, napi_callback_info info) {
   ARGS(2);
-  double id;
-  if (!get_id(env, argv[1], &id)) goto fail;
-  conn *c = find(e, id);
+  conn *c;
+  if (!get_conn(env, e, argv[1], &c)) goto fail;
   size_t n = c && c->in ? c->inlen : 0;
   if (n) memcpy(e->shared, c->in, n);
   result = number(env, (double)n);

@@ -1,6 +1,7 @@
 /**
  * Refusals by reason, for `sdepmd status` and `sdepmd metrics` (sdepmd_refusals_total{reason=...}).
- * The reasons are the kinds of the log lines "refused PEER: WHY"; refusalReason() sorts a WHY into one of them.
+ * The connection layer names the reason of each refusal it makes (src/policy/connection.ts); the log line
+ * "refused PEER: WHY" says the same in words.
  */
 
 export const REFUSAL_REASONS = [
@@ -21,18 +22,4 @@ export type RefusalCounts = Record<RefusalReason, number>;
 
 export function emptyRefusalCounts(): RefusalCounts {
   return Object.fromEntries(REFUSAL_REASONS.map((r) => [r, 0])) as RefusalCounts;
-}
-
-/** The reason of a refusal, from the text the server logs for it. */
-export function refusalReason(why: string): RefusalReason {
-  if (why.includes('from a non-local peer')) return 'not_local';
-  if (why.startsWith('ALIVE2 ')) return 'registration';
-  if (why.startsWith('no complete request')) return 'timeout';
-  if (why.startsWith('request not complete within')) return 'budget';
-  if (why.includes('exceeds the input buffer') || /^request length \d+ exceeds/.test(why)) return 'too_large';
-  if (why.startsWith('reply not read')) return 'unread_reply';
-  if (why.startsWith('STOP_REQ needs')) return 'stop_not_relaxed';
-  if (why.startsWith('per-peer connection limit')) return 'peer_limit';
-  if (why.startsWith('connection limit')) return 'connection_limit';
-  return 'malformed';
 }

@@ -23,7 +23,8 @@ import { NativeEngine } from './native-engine';
 import { loadAddon } from '../native/addon';
 import { socketFd } from './socket-fd';
 import { sweepIntervalSeconds } from '../policy/timeouts';
-import { emptyRefusalCounts, refusalReason } from '../daemon/refusals';
+import { emptyRefusalCounts, type RefusalReason } from '../daemon/refusals';
+import { MemoryRelease } from './release-memory';
 
 /** Where to listen: an address to bind, or a socket systemd passed in. */
 export type ListenTarget =
@@ -95,6 +96,7 @@ export class EpmdServer {
   readonly #options: ServerOptions;
   readonly #log: Logger;
   readonly #events: ServerEvents;
+  readonly #memory = new MemoryRelease();
   readonly #engine: NativeEngine;
   readonly #connections: Connections;
   readonly #listeners: Listener[] = [];
@@ -153,7 +155,7 @@ export class EpmdServer {
       namesReply: () => this.#namesReply(),
       registrationChanged: (registration, event, why) => this.#registrationChanged(registration, event, why),
       killRequested: () => this.#events.kill?.(),
-      refused: (peer, why, packet, fields) => this.#refused(peer, why, packet, fields),
+      refused: (reason, peer, why, packet, fields) => this.#refused(reason, peer, why, packet, fields),
       acceptTrouble: (why) => this.#acceptTrouble(why),
     };
     let connections: Connections | null = null;
@@ -292,6 +294,7 @@ export class EpmdServer {
     if (this.#engine.closed) return;
     this.#closing = true;
     clearInterval(this.#sweep);
+    this.#memory.stop();
     this.#engine.setAccepting(false);
     for (const l of this.#listeners.splice(0)) this.#engine.closeListener(l.id);
     // Requests already accepted are answered first: ending them now would leave their clients with no reply.
@@ -341,12 +344,13 @@ export class EpmdServer {
         `creation ${r.creation}) ${why}; ${this.registry.size} node(s) registered`,
       { event, node: r.displayName, port: r.port, peer: r.owner.peer, creation: r.creation },
     );
+    this.#memory.sizeChanged(this.registry.size);
     this.#events.change?.(registration, event);
   }
 
-  #refused(peer: string, why: string, packet?: Buffer, fields?: LogFields): void {
+  #refused(reason: RefusalReason, peer: string, why: string, packet?: Buffer, fields?: LogFields): void {
     this.stats.refused++;
-    this.refusals[refusalReason(why)]++;
+    this.refusals[reason]++;
     const log = this.#log;
     if (log.debugEnabled) {
       log.debug(`refused ${peer}: ${why}${packet ? ` [${hex(packet)}]` : ''}`, fields ?? { event: 'refused', peer });

@@ -12,6 +12,7 @@
  * unregisters it (event()).
  */
 import { getSystemErrorMap } from 'node:util';
+import type { RefusalReason } from '../daemon/refusals';
 import {
   decodeRequest,
   encodeAlive2Reply,
@@ -93,7 +94,7 @@ export interface ConnectionContext {
   /** Called once the reply to an accepted KILL_REQ has been written, or has failed to be: the daemon must exit. */
   killRequested(): void;
   /** Rate-limited warning for refusals, so that a flood of bad peers cannot flood the journal. */
-  refused(peer: string, why: string, packet?: Buffer, fields?: LogFields): void;
+  refused(reason: RefusalReason, peer: string, why: string, packet?: Buffer, fields?: LogFields): void;
   /** Rate-limited warning for trouble accepting connections (out of fds). */
   acceptTrouble(why: string): void;
 }
@@ -179,7 +180,11 @@ export class Connections {
     const ctx = this.#ctx;
     const received = this.engine.shared;
     if (status !== RequestStatus.complete) {
-      return this.#drop(id, frameProblem(status, received, ctx.limits.requestBudgetMs), received.subarray(0, length));
+      return this.#drop(
+        id,
+        ...frameProblem(status, received, ctx.limits.requestBudgetMs),
+        received.subarray(0, length),
+      );
     }
     // The hot path: a lookup of a registered name. Any name in the table is a valid one, so the full decoding
     // below is needed only for names that are not there (to tell "not registered" from a malformed request).
@@ -195,7 +200,7 @@ export class Connections {
     }
     const body = received.subarray(2, length);
     const decoded = decodeRequest(body);
-    if (!decoded.ok) return this.#drop(id, decoded.reason, body);
+    if (!decoded.ok) return this.#drop(id, 'malformed', decoded.reason, body);
     if (ctx.log.traceEnabled) ctx.log.trace(`request from ${this.peer(id)}: ${hex(body)}`);
     return this.#handle(id, decoded.request);
   }
@@ -203,7 +208,7 @@ export class Connections {
   #handle(id: number, request: Request): Buffer | null | undefined {
     const ctx = this.#ctx;
     if (isLocalOnly(request.kind) && !this.#isLocal(id))
-      return this.#drop(id, `${request.kind} request from a non-local peer`);
+      return this.#drop(id, 'not_local', `${request.kind} request from a non-local peer`);
     switch (request.kind) {
       case 'port_please2': {
         ctx.stats.lookups++;
@@ -235,7 +240,8 @@ export class Connections {
         return allowed ? this.#reply(id, KILL_OK, () => ctx.killRequested()) : this.#reply(id, KILL_REFUSED);
       }
       case 'stop': {
-        if (!ctx.relaxedCommandCheck) return this.#drop(id, 'STOP_REQ needs -relaxed_command_check');
+        if (!ctx.relaxedCommandCheck)
+          return this.#drop(id, 'stop_not_relaxed', 'STOP_REQ needs -relaxed_command_check');
         const target = ctx.registry.lookup(request.name);
         if (!target) return this.#reply(id, STOP_NOT_FOUND);
         ctx.log.notice(`STOP ${target.displayName} from ${this.peer(id)}: closing its registration`, {
@@ -279,7 +285,7 @@ export class Connections {
     if (!result.ok) {
       // Like the C epmd, answer "result 1" and leave the connection open, with no timeout: the node closes it,
       // and any further byte closes it too. (Only local peers get here; --max_connections bounds them.)
-      ctx.refused(peer, `ALIVE2 ${printableName(request.name)} refused: ${result.reason}`, undefined, {
+      ctx.refused('registration', peer, `ALIVE2 ${printableName(request.name)} refused: ${result.reason}`, undefined, {
         event: 'registration_refused',
         node: request.name.toString('utf8'),
         port: request.port,
@@ -341,10 +347,15 @@ export class Connections {
         return;
       case EngineEvent.limitTotal:
         ctx.stats.limitHits++;
-        return ctx.refused(normaliseAddress(peer), `connection limit (${ctx.limits.maxConnections}) reached`);
+        return ctx.refused(
+          'connection_limit',
+          normaliseAddress(peer),
+          `connection limit (${ctx.limits.maxConnections}) reached`,
+        );
       case EngineEvent.limitPeer:
         ctx.stats.limitHits++;
         return ctx.refused(
+          'peer_limit',
           normaliseAddress(peer),
           `per-peer connection limit (${ctx.limits.maxConnectionsPerPeer}) reached`,
         );
@@ -395,13 +406,14 @@ export class Connections {
         const received = this.engine.pending(c.id);
         this.engine.close(c.id, CloseHow.plain);
         ctx.refused(
+          'timeout',
           peer,
           `no complete request, ${idle}`,
           received > 0 ? this.engine.shared.subarray(0, received) : undefined,
         );
       } else {
         this.engine.close(c.id, CloseHow.plain);
-        ctx.refused(peer, `reply not read, ${idle} (${c.bytes} bytes unsent)`);
+        ctx.refused('unread_reply', peer, `reply not read, ${idle} (${c.bytes} bytes unsent)`);
       }
     }
   }
@@ -460,17 +472,18 @@ export class Connections {
     return undefined;
   }
 
-  #drop(id: number, why: string, packet?: Buffer): null {
-    this.#ctx.refused(this.peer(id), why, packet);
+  #drop(id: number, reason: RefusalReason, why: string, packet?: Buffer): null {
+    this.#ctx.refused(reason, this.peer(id), why, packet);
     return null;
   }
 }
 
-function frameProblem(status: number, received: Buffer, budgetMs: number): string {
-  if (status === RequestStatus.zeroLength) return 'zero-length request';
-  if (status === RequestStatus.tooLong) return `request length ${received.readUInt16BE(0)} exceeds ${MAX_BODY_BYTES}`;
-  if (status === RequestStatus.budget) return `request not complete within ${budgetMs} ms`;
-  return 'bytes after the request';
+function frameProblem(status: number, received: Buffer, budgetMs: number): [RefusalReason, string] {
+  if (status === RequestStatus.zeroLength) return ['malformed', 'zero-length request'];
+  if (status === RequestStatus.tooLong)
+    return ['too_large', `request length ${received.readUInt16BE(0)} exceeds ${MAX_BODY_BYTES}`];
+  if (status === RequestStatus.budget) return ['budget', `request not complete within ${budgetMs} ms`];
+  return ['malformed', 'bytes after the request'];
 }
 
 /**

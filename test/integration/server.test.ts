@@ -194,6 +194,41 @@ test('connection and registration limits are enforced, counted and logged', asyn
   await Promise.all([a.close(), b.close(), c.close()]);
 });
 
+test('each refusal is counted under the reason the connection layer gives, beside its log line', async () => {
+  await start({ limits: { packetTimeoutSeconds: 1 } });
+  const taken = await register(endpoint, node('taken'));
+  expect((await register(endpoint, node('taken'))).result).toBe(1);
+  const refusedWith = async (bytes: Buffer) =>
+    expect(await probe(endpoint.port, [bytes], { waitMs: 3000 })).toEqual({ reply: Buffer.alloc(0), ended: 'closed' });
+  await refusedWith(Buffer.from([0, 0])); // zero length
+  await refusedWith(Buffer.from([0xff, 0xff])); // longer than any request
+  await refusedWith(Buffer.concat([encodeSimpleRequest(NAMES_REQ), Buffer.from([0])])); // bytes after it
+  await refusedWith(Buffer.from([0, 1, 0x7f])); // an unknown request
+  await refusedWith(Buffer.from([0, 6, 0x73, ...Buffer.from('taken')])); // STOP without -relaxed_command_check
+  await refusedWith(Buffer.from([0, 5, 0x7a])); // incomplete: the packet timeout
+  expect(server.refusals).toMatchObject({
+    registration: 1,
+    malformed: 3,
+    too_large: 1,
+    stop_not_relaxed: 1,
+    timeout: 1,
+    not_local: 0,
+    budget: 0,
+  });
+  expect(Object.values(server.refusals).reduce((a, n) => a + n, 0)).toBe(server.stats.refused);
+  const log = lines.join('');
+  for (const why of [
+    'ALIVE2 taken refused: ',
+    'zero-length request',
+    'request length 65535 exceeds',
+    'bytes after the request',
+    'STOP_REQ needs -relaxed_command_check',
+    'no complete request, idle for more than 1 s',
+  ])
+    expect(log).toContain(`refused 127.0.0.1: ${why}`);
+  await taken.close();
+});
+
 test('garbage on many connections never takes the server down', async () => {
   await start();
   const keeper = await register(endpoint, node('keeper'));

@@ -1,7 +1,5 @@
-#!/usr/bin/env node
-'use strict';
 /*
- * bench/run.js - compare sdepmd against OTP's C epmd in one run.
+ * bench/run.ts - compare sdepmd against OTP's C epmd in one run.
  *
  *   npm run bench               full mode (2 s per point x 3 reps, ~2.5-3 min)
  *   npm run bench -- --short    CI smoke (~1 s per point, small N, no 100k)
@@ -13,33 +11,49 @@
  *   --only NAME        run only one target: epmd | sdepmd
  *   --sdepmd PATH      sdepmd entry script, run as `node PATH -port P` (default bin/sdepmd)
  *
+ * `npm run bench` compiles bench/ (bench/tsconfig.json) to bench/out/js/ and runs it from there.
  * See bench/README.md for what each scenario measures.
  */
-const { spawn, execFileSync } = require('child_process');
-const fs = require('fs');
-const net = require('net');
-const os = require('os');
-const path = require('path');
+import { spawn, execFileSync, type ChildProcess } from 'child_process';
+import * as fs from 'fs';
+import * as net from 'net';
+import * as os from 'os';
+import * as path from 'path';
+import { SourceBudget } from './sources';
 
-const ROOT = path.join(__dirname, '..');
-const OUT = path.join(__dirname, 'out');
-const LOADGEN_SRC = path.join(__dirname, 'loadgen.c');
+/** bench/, from bench/out/js/ where the compiled script runs. */
+const BENCH = path.resolve(__dirname, '..', '..');
+const ROOT = path.join(BENCH, '..');
+const OUT = path.join(BENCH, 'out');
+const LOADGEN_SRC = path.join(BENCH, 'loadgen.c');
 const LOADGEN = path.join(OUT, 'loadgen');
 const HOST = '127.0.0.1';
 
 // ---------------------------------------------------------------- options
 const argv = process.argv.slice(2);
-const flag = (f) => argv.includes(f);
-const opt = (f, d) => {
+const flag = (f: string): boolean => argv.includes(f);
+function opt(f: string, d: string): string;
+function opt(f: string, d: null): string | null;
+function opt(f: string, d: string | null): string | null {
   const i = argv.indexOf(f);
-  return i >= 0 && i + 1 < argv.length ? argv[i + 1] : d;
-};
+  return i >= 0 && i + 1 < argv.length ? (argv[i + 1] ?? d) : d;
+}
 if (flag('-h') || flag('--help')) {
-  console.log('usage: node bench/run.js [--short] [--chart] [--epmd PATH] [--sdepmd PATH] [--only epmd|sdepmd]');
+  console.log('usage: npm run bench -- [--short] [--chart] [--epmd PATH] [--sdepmd PATH] [--only epmd|sdepmd]');
   process.exit(0);
 }
 const SHORT = flag('--short');
-const CFG = SHORT
+interface Config {
+  secs: number;
+  warm: number;
+  reps: number;
+  conc: number[];
+  capN: number[];
+  rssN: number;
+  coldReps: number;
+  names: number[];
+}
+const CFG: Config = SHORT
   ? { secs: 1, warm: 0.2, reps: 1, conc: [1, 4, 16], capN: [1000, 10000], rssN: 10000, coldReps: 3, names: [10, 1000] }
   : {
       secs: 2,
@@ -52,22 +66,26 @@ const CFG = SHORT
       names: [10, 1000],
     };
 const CAP_CONC = 4; // lookup concurrency used for the capacity and NAMES scenarios
-const PER_SOURCE = 15000; // held connections per source address 127.0.0.x (the ephemeral-port budget)
 const ONLY = opt('--only', null);
 const SDEPMD = path.resolve(opt('--sdepmd', path.join(ROOT, 'bin', 'sdepmd')));
 
 // ---------------------------------------------------------------- utilities
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const median = (xs) => {
-  const v = xs.filter((x) => typeof x === 'number' && Number.isFinite(x)).sort((a, b) => a - b);
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const median = (xs: readonly (number | null | undefined)[]): number | null => {
+  const v = xs.filter((x): x is number => typeof x === 'number' && Number.isFinite(x)).sort((a, b) => a - b);
   if (!v.length) return null;
   const m = v.length >> 1;
-  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+  return v.length % 2 ? v[m]! : (v[m - 1]! + v[m]!) / 2;
 };
-const log = (...a) => process.stderr.write(a.join(' ') + '\n');
+const log = (...a: string[]): void => {
+  process.stderr.write(a.join(' ') + '\n');
+};
 
-const children = new Set();
-function track(cp) {
+/** A spawned process, with the tail of its stderr when it is piped. */
+type Proc = ChildProcess & { stderrTail?: string };
+
+const children = new Set<ChildProcess>();
+function track<T extends ChildProcess>(cp: T): T {
   children.add(cp);
   cp.on('exit', () => children.delete(cp));
   return cp;
@@ -76,7 +94,7 @@ function killAll() {
   for (const cp of children) {
     try {
       cp.kill('SIGKILL');
-    } catch (_) {
+    } catch {
       /* already gone */
     }
   }
@@ -88,7 +106,7 @@ for (const s of ['SIGINT', 'SIGTERM'])
     process.exit(130);
   });
 
-function waitExit(cp, ms) {
+function waitExit(cp: ChildProcess, ms: number): Promise<boolean> {
   if (cp.exitCode !== null || cp.signalCode !== null) return Promise.resolve(true);
   return new Promise((resolve) => {
     const t = setTimeout(() => resolve(false), ms);
@@ -98,78 +116,78 @@ function waitExit(cp, ms) {
     });
   });
 }
-async function stop(cp) {
+async function stop(cp: ChildProcess | null | undefined): Promise<void> {
   if (!cp || cp.exitCode !== null || cp.signalCode !== null) return;
   try {
     cp.kill('SIGTERM');
-  } catch (_) {
+  } catch {
     return;
   }
   if (!(await waitExit(cp, 2000))) {
     try {
       cp.kill('SIGKILL');
-    } catch (_) {
+    } catch {
       /* gone */
     }
     await waitExit(cp, 2000);
   }
 }
-const alive = (cp) => cp && cp.exitCode === null && cp.signalCode === null;
+const alive = (cp: ChildProcess | null | undefined): boolean => !!cp && cp.exitCode === null && cp.signalCode === null;
 
-function freePort() {
+function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = net.createServer();
     s.on('error', reject);
     s.listen(0, '0.0.0.0', () => {
-      const { port } = s.address();
+      const port = (s.address() as net.AddressInfo).port;
       s.close(() => resolve(port));
     });
   });
 }
 
-function fdHardLimit() {
+function fdHardLimit(): number {
   try {
     const v = execFileSync('bash', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).trim();
     return v === 'unlimited' ? 1048576 : parseInt(v, 10);
-  } catch (_) {
+  } catch {
     return 1024;
   }
 }
 
 // /proc helpers: sum over the process and its descendants (in case a daemon forks workers)
-function procTree(pid) {
-  const kids = new Map();
+function procTree(pid: number): number[] {
+  const kids = new Map<number, number[]>();
   for (const d of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
     try {
       const st = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
-      const ppid = parseInt(st.slice(st.lastIndexOf(')') + 2).split(' ')[1], 10);
-      if (!kids.has(ppid)) kids.set(ppid, []);
-      kids.get(ppid).push(parseInt(d, 10));
-    } catch (_) {
+      const ppid = parseInt(st.slice(st.lastIndexOf(')') + 2).split(' ')[1] ?? '', 10);
+      const list = kids.get(ppid) ?? [];
+      list.push(parseInt(d, 10));
+      kids.set(ppid, list);
+    } catch {
       /* raced */
     }
   }
-  const out = [];
+  const out: number[] = [];
   const stack = [pid];
-  while (stack.length) {
-    const p = stack.pop();
+  for (let p = stack.pop(); p !== undefined; p = stack.pop()) {
     out.push(p);
-    for (const k of kids.get(p) || []) stack.push(k);
+    for (const k of kids.get(p) ?? []) stack.push(k);
   }
   return out;
 }
-function rssKB(pid) {
+function rssKB(pid: number): number | null {
   let total = 0;
   let any = false;
   for (const p of procTree(pid)) {
     try {
       const m = /VmRSS:\s+(\d+)\s+kB/.exec(fs.readFileSync(`/proc/${p}/status`, 'utf8'));
-      if (m) {
+      if (m && m[1]) {
         total += parseInt(m[1], 10);
         any = true;
       }
-    } catch (_) {
+    } catch {
       /* raced */
     }
   }
@@ -178,17 +196,17 @@ function rssKB(pid) {
 let CLK_TCK = 100;
 try {
   CLK_TCK = parseInt(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }), 10) || 100;
-} catch (_) {
+} catch {
   /* default */
 }
-function cpuSecs(pid) {
+function cpuSecs(pid: number): number {
   let t = 0;
   for (const p of procTree(pid)) {
     try {
       const st = fs.readFileSync(`/proc/${p}/stat`, 'utf8');
       const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
-      t += (parseInt(f[11], 10) + parseInt(f[12], 10)) / CLK_TCK; // utime, stime
-    } catch (_) {
+      t += (parseInt(f[11] ?? '0', 10) + parseInt(f[12] ?? '0', 10)) / CLK_TCK; // utime, stime
+    } catch {
       /* raced */
     }
   }
@@ -196,7 +214,7 @@ function cpuSecs(pid) {
 }
 
 // ---------------------------------------------------------------- build
-function build() {
+function build(): void {
   fs.mkdirSync(OUT, { recursive: true });
   const stale = !fs.existsSync(LOADGEN) || fs.statSync(LOADGEN).mtimeMs < fs.statSync(LOADGEN_SRC).mtimeMs;
   if (stale) {
@@ -206,33 +224,57 @@ function build() {
 }
 
 // ---------------------------------------------------------------- targets
-function findEpmd() {
-  const cands = [opt('--epmd', null), process.env.EPMD, '/usr/bin/epmd'].filter(Boolean);
+function findEpmd(): string | null {
+  const cands = [opt('--epmd', null), process.env.EPMD, '/usr/bin/epmd'].filter((c): c is string => !!c);
   for (const c of cands) if (fs.existsSync(c)) return c;
   try {
     return execFileSync('bash', ['-c', 'command -v epmd'], { encoding: 'utf8' }).trim() || null;
-  } catch (_) {
+  } catch {
     return null;
   }
 }
 
 const EPMD_BIN = findEpmd();
-const TARGETS = [
-  {
-    key: 'epmd',
-    label: 'C epmd',
-    missing: EPMD_BIN ? null : 'epmd binary not found',
-    argv: (port) => [EPMD_BIN, '-port', String(port)],
-  },
-  {
-    key: 'sdepmd',
-    label: 'sdepmd',
-    missing: fs.existsSync(SDEPMD) ? null : `${path.relative(ROOT, SDEPMD)} not found`,
-    argv: (port) => [process.execPath, SDEPMD, '-port', String(port)],
-  },
-].filter((t) => !ONLY || t.key === ONLY);
+
+/** NODE_OPTIONS as units/epmd.service sets it, so that sdepmd runs here as it is shipped. */
+function shippedNodeOptions(): string | null {
+  try {
+    const unit = fs.readFileSync(path.join(ROOT, 'units', 'epmd.service'), 'utf8');
+    return /^Environment=NODE_OPTIONS=(.*)$/m.exec(unit)?.[1]?.trim() ?? null;
+  } catch {
+    return null;
+  }
+}
+const NODE_OPTIONS = shippedNodeOptions();
+/** What the bench runs: a daemon, or the trivial C sink. `missing` says why it cannot run. */
+interface Target {
+  key: 'epmd' | 'sdepmd' | 'sink';
+  label: string;
+  missing: string | null;
+  isSink?: boolean;
+  argv: (port: number) => string[];
+  /** Environment variables added to this process's own. */
+  env?: Record<string, string> | undefined;
+}
+const TARGETS: Target[] = (
+  [
+    {
+      key: 'epmd',
+      label: 'C epmd',
+      missing: EPMD_BIN ? null : 'epmd binary not found',
+      argv: (port) => [EPMD_BIN ?? 'epmd', '-port', String(port)],
+    },
+    {
+      key: 'sdepmd',
+      label: 'sdepmd',
+      missing: fs.existsSync(SDEPMD) ? null : `${path.relative(ROOT, SDEPMD)} not found`,
+      argv: (port) => [process.execPath, SDEPMD, '-port', String(port)],
+      env: NODE_OPTIONS ? { NODE_OPTIONS } : undefined,
+    },
+  ] satisfies Target[]
+).filter((t) => !ONLY || t.key === ONLY);
 // the ceiling reference: a trivial C server, measured under the same conditions (ABAB...)
-const SINK = {
+const SINK: Target = {
   key: 'sink',
   label: 'sink',
   missing: null,
@@ -241,18 +283,18 @@ const SINK = {
 };
 
 // Ask the daemon for NAMES; resolves true if it answered with at least the 4-byte port.
-function probe(port, timeoutMs = 500) {
+function probe(port: number, timeoutMs = 500): Promise<boolean> {
   return new Promise((resolve) => {
     const s = net.connect({ host: HOST, port });
     let n = 0;
-    const done = (ok) => {
+    const done = (ok: boolean): void => {
       clearTimeout(t);
       s.destroy();
       resolve(ok);
     };
     const t = setTimeout(() => done(false), timeoutMs);
     s.on('connect', () => s.write(Buffer.from([0, 1, 0x6e])));
-    s.on('data', (b) => {
+    s.on('data', (b: Buffer) => {
       n += b.length;
     });
     s.on('end', () => done(n >= 4));
@@ -260,23 +302,33 @@ function probe(port, timeoutMs = 500) {
   });
 }
 
-function spawnDaemon(t, port) {
+function spawnDaemon(t: Target, port: number): Proc & { stderrTail: string } {
   const args = t.argv(port);
   // raise the fd limit as far as we may (the hard limit may be below 1048576 without CAP_SYS_RESOURCE)
   const sh = 'ulimit -n 1048576 2>/dev/null || ulimit -n hard 2>/dev/null; exec "$0" "$@"';
   // the sink runs until its stdin closes
-  const cp = track(
-    spawn('bash', ['-c', sh, ...args], { stdio: [t.isSink ? 'pipe' : 'ignore', 'ignore', 'pipe'], cwd: ROOT }),
+  const cp: Proc & { stderrTail: string } = Object.assign(
+    track(
+      spawn('bash', ['-c', sh, ...args], {
+        stdio: [t.isSink ? 'pipe' : 'ignore', 'ignore', 'pipe'],
+        cwd: ROOT,
+        env: { ...process.env, ...t.env },
+      }),
+    ),
+    { stderrTail: '' },
   );
-  cp.stderrTail = '';
-  cp.stderr.on('data', (b) => {
+  cp.stderr?.on('data', (b: Buffer) => {
     cp.stderrTail = (cp.stderrTail + b.toString()).slice(-2000);
   });
   return cp;
 }
 
+/** A started daemon, or why it did not start. */
+type Daemon = { proc: Proc; port: number; pid: number; target: Target; error?: undefined } | { error: string };
+type Running = Extract<Daemon, { proc: Proc }>;
+
 // Start a daemon on a fresh port; resolves {proc, port, pid} or {error}.
-async function startDaemon(t, readyMs = 15000) {
+async function startDaemon(t: Target, readyMs = 15000): Promise<Daemon> {
   if (t.missing) return { error: t.missing };
   if (t.isSink) return startSink();
   let lastErr = 'did not start';
@@ -286,13 +338,13 @@ async function startDaemon(t, readyMs = 15000) {
     const t0 = Date.now();
     while (Date.now() - t0 < readyMs) {
       if (!alive(proc)) break;
-      if (await probe(port)) return { proc, port, pid: proc.pid, target: t };
+      if (await probe(port)) return { proc, port, pid: proc.pid ?? 0, target: t };
       await sleep(20);
     }
     const hung = alive(proc);
     lastErr = hung
       ? `no reply within ${readyMs} ms`
-      : `exited (code ${proc.exitCode}, signal ${proc.signalCode}) ${proc.stderrTail.trim().split('\n').pop() || ''}`.trim();
+      : `exited (code ${proc.exitCode}, signal ${proc.signalCode}) ${proc.stderrTail.trim().split('\n').pop() ?? ''}`.trim();
     await stop(proc);
     if (hung) break; // a busy port makes a daemon exit, so only an exit is worth retrying on another port
   }
@@ -301,22 +353,22 @@ async function startDaemon(t, readyMs = 15000) {
   return { error: t.missing };
 }
 
-async function startSink() {
+async function startSink(): Promise<Daemon> {
   const proc = track(spawn(LOADGEN, ['sink', '0', '1'], { stdio: ['pipe', 'pipe', 'inherit'] }));
   const line = await firstLine(proc, 5000);
   if (!line) {
     await stop(proc);
     return { error: 'sink did not start' };
   }
-  const port = JSON.parse(line).port;
-  return { proc, port, pid: proc.pid, target: SINK };
+  const port = (JSON.parse(line) as { port: number }).port;
+  return { proc, port, pid: proc.pid ?? 0, target: SINK };
 }
 
-function firstLine(proc, ms) {
+function firstLine(proc: ChildProcess, ms: number): Promise<string | null> {
   return new Promise((resolve) => {
     let buf = '';
     const t = setTimeout(() => resolve(null), ms);
-    proc.stdout.on('data', (b) => {
+    proc.stdout?.on('data', (b: Buffer) => {
       buf += b.toString();
       const i = buf.indexOf('\n');
       if (i >= 0) {
@@ -332,24 +384,39 @@ function firstLine(proc, ms) {
 }
 
 // ---------------------------------------------------------------- loadgen wrappers
-function loadgen(args, timeoutMs) {
+/** One JSON line from loadgen: a load run's result. */
+interface LoadResult {
+  rps?: number;
+  ok?: number;
+  fail?: number;
+  p50_us?: number;
+  p99_us?: number;
+  cpu_pct?: number;
+  first_error?: string;
+  error?: string;
+  daemon_cpu_pct?: number;
+  daemon_cpu_us_per_req?: number | null;
+  daemon_died?: boolean;
+}
+
+function loadgen(args: string[], timeoutMs: number): Promise<LoadResult> {
   return new Promise((resolve) => {
     const cp = track(spawn(LOADGEN, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
     let out = '';
     let err = '';
-    cp.stdout.on('data', (b) => {
-      out += b;
+    cp.stdout.on('data', (b: Buffer) => {
+      out += b.toString();
     });
-    cp.stderr.on('data', (b) => {
-      err += b;
+    cp.stderr.on('data', (b: Buffer) => {
+      err += b.toString();
     });
     const t = setTimeout(() => cp.kill('SIGKILL'), timeoutMs);
     cp.on('exit', (code) => {
       clearTimeout(t);
-      const line = out.trim().split('\n').pop();
+      const line = out.trim().split('\n').pop() ?? '';
       try {
-        resolve(JSON.parse(line));
-      } catch (_) {
+        resolve(JSON.parse(line) as LoadResult);
+      } catch {
         resolve({ error: `loadgen exit ${code}: ${err.trim().slice(-300)}` });
       }
     });
@@ -357,13 +424,24 @@ function loadgen(args, timeoutMs) {
 }
 
 // One measured load run against a running daemon d, with daemon CPU accounting.
-async function loadRun(d, mode, conc, extra = {}) {
-  if (!d || d.error) return { error: d ? d.error : 'not started' };
+interface RunOptions {
+  name?: string;
+  secs?: number;
+  warm?: number;
+  timeoutMs?: number;
+}
+async function loadRun(
+  d: Daemon | null,
+  mode: 'lookup' | 'names' | 'register',
+  conc: number,
+  extra: RunOptions = {},
+): Promise<LoadResult> {
+  if (!d || d.error !== undefined) return { error: d ? d.error : 'not started' };
   if (!alive(d.proc)) return { error: 'daemon not running' };
   const secs = extra.secs || CFG.secs;
   const warm = extra.warm === undefined ? CFG.warm : extra.warm;
   const args = ['-w', String(warm), '-T', String(extra.timeoutMs || 2000), mode, HOST, String(d.port)];
-  if (mode === 'lookup') args.push(extra.name);
+  if (mode === 'lookup') args.push(extra.name ?? 'bench0_0');
   args.push(String(conc), String(secs));
   const c0 = cpuSecs(d.pid);
   const t0 = process.hrtime.bigint();
@@ -380,43 +458,33 @@ async function loadRun(d, mode, conc, extra = {}) {
 
 // Registrations held by loadgen `hold` processes, chunked below the fd limit.
 class Holder {
-  constructor(d) {
-    this.d = d;
-    this.procs = [];
-    this.held = 0;
-    this.failed = 0;
-    this.capped = false;
-    this.octetUse = new Map(); // connections per source address 127.0.0.x (ephemeral-port budget)
-    this.seq = 0;
-    this.chunkMax = Math.max(100, FD_HARD - 200);
-  }
-  // A source address 127.0.0.x with room left (at most PER_SOURCE connections each, for the ephemeral ports),
-  // and how much room; null when every address is full.
-  pickOctet() {
-    for (let o = 1; o < 255; o++) {
-      const used = this.octetUse.get(o) || 0;
-      if (used < PER_SOURCE) return { octet: o, room: PER_SOURCE - used };
-    }
-    return null;
-  }
+  procs: ChildProcess[] = [];
+  held = 0;
+  failed = 0;
+  capped = false;
+  error: string | undefined;
+  private readonly sources = new SourceBudget();
+  private seq = 0;
+  private readonly chunkMax = Math.max(100, FD_HARD - 200);
+
+  constructor(readonly d: Running) {}
+
   // register n more names; resolves with the first name registered (or null)
-  async add(n, prefix) {
-    let first = null;
+  async add(n: number, prefix: string): Promise<string | null> {
+    let first: string | null = null;
     while (n > 0 && !this.capped) {
       if (!alive(this.d.proc)) {
         this.capped = true;
         this.error = 'daemon exited';
         break;
       }
-      const source = this.pickOctet();
+      const source = this.sources.take(Math.min(n, this.chunkMax));
       if (!source) {
         this.capped = true;
         this.error = 'no source address left';
         break;
       }
-      const k = Math.min(n, this.chunkMax, source.room);
-      const octet = source.octet;
-      this.octetUse.set(octet, (this.octetUse.get(octet) || 0) + k);
+      const { octet, count: k } = source;
       const pfx = `${prefix}${this.seq++}_`;
       const cp = track(
         spawn(LOADGEN, ['-a', String(octet), 'hold', HOST, String(this.d.port), String(k), pfx], {
@@ -425,10 +493,10 @@ class Holder {
       );
       this.procs.push(cp);
       const line = await firstLine(cp, 300000);
-      let r;
+      let r: { held: number; fail: number; first_error?: string };
       try {
-        r = JSON.parse(line);
-      } catch (_) {
+        r = JSON.parse(line ?? '') as typeof r;
+      } catch {
         r = { held: 0, fail: k, first_error: 'hold process failed' };
       }
       this.held += r.held;
@@ -442,11 +510,11 @@ class Holder {
     }
     return first;
   }
-  async release() {
+  async release(): Promise<void> {
     for (const cp of this.procs) {
       try {
-        cp.stdin.end();
-      } catch (_) {
+        cp.stdin?.end();
+      } catch {
         /* gone */
       }
     }
@@ -456,7 +524,85 @@ class Holder {
 }
 
 // ---------------------------------------------------------------- scenarios
-const results = {
+/** The median of a point's runs, or why there is none. */
+interface Summary {
+  rps: number | null;
+  error?: string;
+  p50_us?: number | null;
+  p99_us?: number | null;
+  fail?: number;
+  loadgen_cpu_pct?: number | null;
+  daemon_cpu_pct?: number | null;
+  daemon_cpu_us_per_req?: number | null;
+  runs: LoadResult[];
+}
+type TargetKey = Target['key'];
+/** Per point key (`c4`, `n10`, ...), per target. */
+type PointResults = Record<string, Partial<Record<TargetKey, Summary>>>;
+interface CapacityPoint {
+  skipped?: string;
+  held?: number;
+  fill_secs?: number;
+  rss_kb?: number | null;
+  capped?: boolean;
+  error?: string | undefined;
+  lookup?: Summary;
+  vs_empty?: number | null;
+}
+interface Capacity {
+  points: Record<number, CapacityPoint>;
+  error?: string;
+  empty?: Summary;
+  cap?: number;
+}
+interface Rss {
+  error?: string;
+  idle_kb?: number | null;
+  held?: number;
+  loaded_kb?: number | null;
+  capped?: string | undefined;
+  per_reg_bytes?: number | null;
+  after_kb?: number | null;
+}
+interface ColdStart {
+  median_ms: number | null;
+  samples_ms: number[];
+  /** CPU time (user + system) the process had used when it answered: less sensitive to load than wall time. */
+  median_cpu_ms: number | null;
+  samples_cpu_ms: number[];
+  error: string | undefined;
+}
+interface Meta {
+  mode?: string;
+  date?: string;
+  cpus?: number;
+  cpu_model?: string | null;
+  kernel?: string;
+  node?: string;
+  epmd?: string | null;
+  sdepmd_node_options?: string | null;
+  erlang_base?: string | null;
+  fd_hard_limit?: number;
+  ephemeral_ports?: number[] | null;
+  loadavg_start?: number[];
+  loadavg_end?: number[];
+  total_secs?: number;
+  config?: Config;
+}
+const results: {
+  meta: Meta;
+  ceiling: {
+    lookups?: Record<string, Summary | undefined>;
+    names?: Summary | undefined;
+    register?: Summary | undefined;
+  };
+  lookups: PointResults;
+  names: PointResults;
+  register: PointResults;
+  capacity: Partial<Record<TargetKey, Capacity>>;
+  rss: Partial<Record<TargetKey, Rss>>;
+  cold_start: Partial<Record<TargetKey, ColdStart>>;
+} = {
   meta: {},
   ceiling: {},
   lookups: {},
@@ -468,17 +614,17 @@ const results = {
 };
 let FD_HARD = 1024;
 
-function summarize(runs) {
-  const ok = runs.filter((r) => r && !r.error && r.ok > 0);
+function summarize(runs: LoadResult[]): Summary {
+  const ok = runs.filter((r) => !r.error && (r.ok ?? 0) > 0);
   if (!ok.length) {
-    const e = runs.find((r) => r && (r.error || r.fail));
+    const e = runs.find((r) => r.error || r.fail);
     return { rps: null, error: e ? e.error || `all ${e.fail} requests failed (${e.first_error})` : 'no runs', runs };
   }
   return {
     rps: median(ok.map((r) => r.rps)),
     p50_us: median(ok.map((r) => r.p50_us)),
     p99_us: median(ok.map((r) => r.p99_us)),
-    fail: runs.reduce((a, r) => a + (r && r.fail ? r.fail : 0), 0),
+    fail: runs.reduce((a, r) => a + (r.fail ?? 0), 0),
     loadgen_cpu_pct: median(ok.map((r) => r.cpu_pct)),
     daemon_cpu_pct: median(ok.map((r) => r.daemon_cpu_pct)),
     daemon_cpu_us_per_req: median(ok.map((r) => r.daemon_cpu_us_per_req)),
@@ -487,49 +633,55 @@ function summarize(runs) {
 }
 
 // Start every target (daemons + sink), run setup, then ABAB over the points, then tear down.
-async function group(name, targets, setup, points) {
-  const ds = [];
+/** One measured point of a group: what to do to each daemon before it, and one run. */
+interface Point<Ctx> {
+  key: string;
+  before?: (d: Running, h: Holder, ctx: Ctx) => Promise<void>;
+  run: (d: Daemon, ctx: Ctx | null) => Promise<LoadResult>;
+}
+
+async function group<Ctx>(
+  name: string,
+  targets: Target[],
+  setup: (d: Running, h: Holder) => Promise<Ctx>,
+  points: Point<Ctx>[],
+): Promise<PointResults> {
+  const ds: { d: Daemon; t: Target; h: Holder | null; ctx: Ctx | null }[] = [];
   for (const t of targets) {
     const d = await startDaemon(t);
-    if (d.error) log(`  ${t.label}: n/a (${d.error})`);
-    ds.push(d);
+    if (d.error !== undefined) {
+      log(`  ${t.label}: n/a (${d.error})`);
+      ds.push({ d, t, h: null, ctx: null });
+    } else {
+      const h = new Holder(d);
+      ds.push({ d, t, h, ctx: await setup(d, h) });
+    }
   }
-  const holders = [];
-  const ctx = [];
-  for (const d of ds) {
-    const h = d.error ? null : new Holder(d);
-    if (h) holders.push(h);
-    ctx.push(d.error ? null : await setup(d, h));
-  }
-  const out = {};
+  const out: PointResults = {};
   for (const p of points) {
     if (p.before) {
-      for (let i = 0; i < ds.length; i++)
-        if (!ds[i].error)
-          await p.before(
-            ds[i],
-            holders.find((h) => h.d === ds[i]),
-            ctx[i],
-          );
+      for (const { d, h, ctx } of ds) if (d.error === undefined && h && ctx !== null) await p.before(d, h, ctx);
     }
-    const runs = ds.map(() => []);
+    const runs: LoadResult[][] = ds.map(() => []);
     for (let rep = 0; rep < CFG.reps; rep++) {
       for (let i = 0; i < ds.length; i++) {
-        runs[i].push(await p.run(ds[i], ctx[i]));
+        const e = ds[i]!;
+        runs[i]!.push(await p.run(e.d, e.ctx));
       }
     }
-    out[p.key] = {};
-    ds.forEach((d, i) => {
-      const s = summarize(runs[i]);
-      if (d.error) s.error = d.error;
-      out[p.key][targets[i].key] = s;
+    const byTarget: Partial<Record<TargetKey, Summary>> = {};
+    out[p.key] = byTarget;
+    ds.forEach(({ d, t }, i) => {
+      const s = summarize(runs[i]!);
+      if (d.error !== undefined) s.error = d.error;
+      byTarget[t.key] = s;
       log(
-        `  ${name} ${p.key} ${targets[i].label}: ${s.rps === null ? 'n/a (' + s.error + ')' : Math.round(s.rps) + '/s p50 ' + s.p50_us + 'us p99 ' + s.p99_us + 'us'}`,
+        `  ${name} ${p.key} ${t.label}: ${s.rps === null ? `n/a (${s.error})` : `${Math.round(s.rps)}/s p50 ${s.p50_us}us p99 ${s.p99_us}us`}`,
       );
     });
   }
-  for (const h of holders) await h.release();
-  for (const d of ds) if (!d.error) await stop(d.proc);
+  for (const { h } of ds) if (h) await h.release();
+  for (const { d } of ds) if (d.error === undefined) await stop(d.proc);
   return out;
 }
 
@@ -541,7 +693,10 @@ async function scenarioThroughput() {
     'lookup',
     targets,
     async (d, h) => ({ name: (await h.add(1, 'bench')) || 'bench0_0' }),
-    CFG.conc.map((c) => ({ key: `c${c}`, run: (d, ctx) => loadRun(d, 'lookup', c, { name: ctx && ctx.name }) })),
+    CFG.conc.map((c): Point<{ name: string }> => ({
+      key: `c${c}`,
+      run: (d, ctx) => loadRun(d, 'lookup', c, ctx ? { name: ctx.name } : {}),
+    })),
   );
 
   log('NAMES ...');
@@ -549,11 +704,11 @@ async function scenarioThroughput() {
   results.names = await group(
     'names',
     targets,
-    async () => ({ n: 0 }),
-    sizes.map((n) => ({
+    () => Promise.resolve({ n: 0 }),
+    sizes.map((n): Point<{ n: number }> => ({
       key: `n${n}`,
       before: async (d, h, ctx) => {
-        if (!d.target.isSink && h) {
+        if (!d.target.isSink) {
           await h.add(n - ctx.n, `nm${n}x`);
           ctx.n = n;
         }
@@ -563,14 +718,14 @@ async function scenarioThroughput() {
   );
 
   log('register/unregister cycles ...');
-  results.register = await group('register', targets, async () => ({}), [
+  results.register = await group('register', targets, () => Promise.resolve({}), [
     { key: `c${CAP_CONC}`, run: (d) => loadRun(d, 'register', CAP_CONC) },
   ]);
 
   results.ceiling = {
-    lookups: Object.fromEntries(CFG.conc.map((c) => [`c${c}`, results.lookups[`c${c}`].sink])),
-    names: results.names[`n${sizes[0]}`].sink,
-    register: results.register[`c${CAP_CONC}`].sink,
+    lookups: Object.fromEntries(CFG.conc.map((c) => [`c${c}`, results.lookups[`c${c}`]?.sink])),
+    names: results.names[`n${sizes[0]}`]?.sink,
+    register: results.register[`c${CAP_CONC}`]?.sink,
   };
 }
 
@@ -578,10 +733,10 @@ async function scenarioThroughput() {
 async function scenarioCapacity() {
   log('capacity ...');
   for (const t of TARGETS) {
-    const res = { points: {} };
+    const res: Capacity = { points: {} };
     results.capacity[t.key] = res;
     const d = await startDaemon(t);
-    if (d.error) {
+    if (d.error !== undefined) {
       res.error = d.error;
       log(`  ${t.label}: n/a (${d.error})`);
       continue;
@@ -592,7 +747,7 @@ async function scenarioCapacity() {
     log(`  ${t.label} empty table: ${res.empty.rps === null ? 'n/a' : Math.round(res.empty.rps) + '/s'}`);
     let have = 1;
     for (const N of CFG.capN) {
-      const p = {};
+      const p: CapacityPoint = {};
       res.points[N] = p;
       if (h.capped) {
         p.skipped = `capped at ${h.held}`;
@@ -630,10 +785,10 @@ async function scenarioCapacity() {
 async function scenarioRss() {
   log('RSS ...');
   for (const t of [...TARGETS, SINK]) {
-    const r = {};
+    const r: Rss = {};
     results.rss[t.key] = r;
     const d = await startDaemon(t);
-    if (d.error) {
+    if (d.error !== undefined) {
       r.error = d.error;
       continue;
     }
@@ -645,7 +800,8 @@ async function scenarioRss() {
     r.held = h.held;
     r.loaded_kb = alive(d.proc) ? rssKB(d.pid) : null;
     if (h.capped) r.capped = h.error;
-    r.per_reg_bytes = r.loaded_kb !== null && r.held > 0 ? ((r.loaded_kb - r.idle_kb) * 1024) / r.held : null;
+    r.per_reg_bytes =
+      r.loaded_kb !== null && r.idle_kb !== null && r.held > 0 ? ((r.loaded_kb - r.idle_kb) * 1024) / r.held : null;
     await h.release();
     await sleep(1000);
     r.after_kb = alive(d.proc) ? rssKB(d.pid) : null;
@@ -660,8 +816,9 @@ async function scenarioRss() {
 async function scenarioCold() {
   log('cold start ...');
   const targets = [...TARGETS, SINK];
-  const samples = Object.fromEntries(targets.map((t) => [t.key, []]));
-  const errors = {};
+  const samples: Partial<Record<TargetKey, number[]>> = {};
+  const cpuSamples: Partial<Record<TargetKey, number[]>> = {};
+  const errors: Partial<Record<TargetKey, string>> = {};
   for (let rep = 0; rep < CFG.coldReps; rep++) {
     for (const t of targets) {
       if (t.missing) {
@@ -671,10 +828,11 @@ async function scenarioCold() {
       const port = await freePort();
       const t0 = process.hrtime.bigint();
       const proc = spawnDaemon(t, port);
-      let ms = null;
+      let ms: number | null = null;
       while (alive(proc) && Number(process.hrtime.bigint() - t0) / 1e6 < 15000) {
         if (await probe(port, 1000)) {
           ms = Number(process.hrtime.bigint() - t0) / 1e6;
+          if (proc.pid !== undefined) (cpuSamples[t.key] ??= []).push(cpuSecs(proc.pid) * 1000);
           break;
         }
         await sleep(1);
@@ -682,28 +840,52 @@ async function scenarioCold() {
       if (ms === null)
         errors[t.key] = alive(proc)
           ? 'no reply in 15 s'
-          : `exited: ${proc.stderrTail.trim().split('\n').pop() || proc.exitCode}`;
-      else samples[t.key].push(ms);
+          : `exited: ${proc.stderrTail.trim().split('\n').pop() || String(proc.exitCode)}`;
+      else (samples[t.key] ??= []).push(ms);
       await stop(proc);
     }
   }
   for (const t of targets) {
-    results.cold_start[t.key] = { median_ms: median(samples[t.key]), samples_ms: samples[t.key], error: errors[t.key] };
-    log(`  ${t.label}: ${median(samples[t.key]) === null ? 'n/a' : median(samples[t.key]).toFixed(1) + ' ms'}`);
+    const ms = samples[t.key] ?? [];
+    const m = median(ms);
+    const cpu = cpuSamples[t.key] ?? [];
+    const mc = median(cpu);
+    results.cold_start[t.key] = {
+      median_ms: m,
+      samples_ms: ms,
+      median_cpu_ms: mc,
+      samples_cpu_ms: cpu,
+      error: errors[t.key],
+    };
+    log(
+      `  ${t.label}: ${m === null ? 'n/a' : `${m.toFixed(1)} ms`}, CPU ${mc === null ? 'n/a' : `${mc.toFixed(0)} ms`}`,
+    );
   }
 }
 
 // ---------------------------------------------------------------- report
-const fmtInt = (v) => (v === null || v === undefined ? 'n/a' : Math.round(v).toLocaleString('en-US'));
-const fmtMs = (v) => (v === null || v === undefined ? 'n/a' : `${v.toFixed(1)} ms`);
-const fmtUs = (v) => (v === null || v === undefined ? 'n/a' : `${Math.round(v)} us`);
-const fmtKB = (v) => (v === null || v === undefined ? 'n/a' : `${(v / 1024).toFixed(1)} MiB`);
+type Value = number | null | undefined;
+type Fmt = (v: Value) => string;
+const fmtInt: Fmt = (v) => (v === null || v === undefined ? 'n/a' : Math.round(v).toLocaleString('en-US'));
+const fmtMs: Fmt = (v) => (v === null || v === undefined ? 'n/a' : `${v.toFixed(1)} ms`);
+const fmtUs: Fmt = (v) => (v === null || v === undefined ? 'n/a' : `${Math.round(v)} us`);
+const fmtKB: Fmt = (v) => (v === null || v === undefined ? 'n/a' : `${(v / 1024).toFixed(1)} MiB`);
 
-function rows() {
-  const R = [];
-  const g = (obj, k) => (obj && obj[k] ? obj[k] : {});
+/** One row of the table: the value for each of C epmd, sdepmd and the sink, and notes for the first two. */
+interface Row {
+  label: string;
+  a: Value;
+  b: Value;
+  s: Value;
+  fmt: Fmt;
+  notes: (string | null | undefined)[] | undefined;
+}
+
+function rows(): Row[] {
+  const R: Row[] = [];
+  const g = (obj: Partial<Record<TargetKey, Summary>> | undefined, k: TargetKey): Partial<Summary> => obj?.[k] ?? {};
   // one row: the value for each of C epmd, sdepmd and the sink (null where not measured)
-  const row = (label, fmt, extractor, notes) => {
+  const row = (label: string, fmt: Fmt, extractor: (k: TargetKey) => Value, notes?: (string | null | undefined)[]) => {
     R.push({ label, a: extractor('epmd'), b: extractor('sdepmd'), s: extractor('sink'), fmt, notes });
   };
   for (const c of CFG.conc) {
@@ -722,15 +904,15 @@ function rows() {
     row(`register+unregister cycles/s`, fmtInt, (k) => g(p, k).rps ?? null);
   }
   row(`lookup c=${CAP_CONC}, 1 registered req/s`, fmtInt, (k) =>
-    results.capacity[k] && results.capacity[k].empty ? results.capacity[k].empty.rps : null,
+    results.capacity[k]?.empty ? results.capacity[k].empty.rps : null,
   );
   for (const N of CFG.capN) {
-    const pt = (k) => (results.capacity[k] && results.capacity[k].points ? results.capacity[k].points[N] : null);
+    const pt = (k: TargetKey): CapacityPoint | null => results.capacity[k]?.points[N] ?? null;
     row(
       `capacity N=${N.toLocaleString('en-US')}: held`,
       fmtInt,
-      (k) => (pt(k) ? (pt(k).held ?? null) : null),
-      ['epmd', 'sdepmd'].map((k) => {
+      (k) => pt(k)?.held ?? null,
+      DAEMONS.map((k) => {
         const p = pt(k);
         return p && (p.capped ? 'CAPPED' : p.skipped ? p.skipped : '');
       }),
@@ -738,30 +920,38 @@ function rows() {
     row(
       `  lookup req/s at N (vs empty)`,
       fmtInt,
-      (k) => (pt(k) && pt(k).lookup ? pt(k).lookup.rps : null),
-      ['epmd', 'sdepmd'].map((k) => {
+      (k) => pt(k)?.lookup?.rps ?? null,
+      DAEMONS.map((k) => {
         const p = pt(k);
         return p && p.vs_empty !== null && p.vs_empty !== undefined ? `${Math.round(p.vs_empty * 100)}%` : '';
       }),
     );
   }
-  const rss = (k) => results.rss[k] || {};
+  const rss = (k: TargetKey): Rss => results.rss[k] ?? {};
   row('RSS idle', fmtKB, (k) => rss(k).idle_kb ?? null);
   row(
     `RSS with ${CFG.rssN.toLocaleString('en-US')} registrations`,
     fmtKB,
     (k) => rss(k).loaded_kb ?? null,
-    ['epmd', 'sdepmd'].map((k) =>
-      rss(k).held !== undefined && rss(k).held < CFG.rssN ? `only ${rss(k).held} held` : '',
-    ),
+    DAEMONS.map((k) => {
+      const held = rss(k).held;
+      return held !== undefined && held < CFG.rssN ? `only ${held} held` : '';
+    }),
   );
   row('RSS once they have unregistered', fmtKB, (k) => rss(k).after_kb ?? null);
   row('bytes per registration', fmtInt, (k) => rss(k).per_reg_bytes ?? null);
-  row('start to first reply (median)', fmtMs, (k) => (results.cold_start[k] ? results.cold_start[k].median_ms : null));
+  row('start to first reply (median)', fmtMs, (k) => results.cold_start[k]?.median_ms ?? null);
+  row(
+    `  CPU used by then (median, ${1000 / CLK_TCK} ms ticks)`,
+    fmtMs,
+    (k) => results.cold_start[k]?.median_cpu_ms ?? null,
+  );
   return R;
 }
 
-const ratio = (x, y) => (typeof x === 'number' && typeof y === 'number' && y > 0 ? `${(x / y).toFixed(2)}x` : 'n/a');
+const DAEMONS: TargetKey[] = ['epmd', 'sdepmd'];
+const ratio = (x: Value, y: Value): string =>
+  typeof x === 'number' && typeof y === 'number' && y > 0 ? `${(x / y).toFixed(2)}x` : 'n/a';
 
 function printTable() {
   const R = rows();
@@ -771,15 +961,16 @@ function printTable() {
     return [r.label, fa, fb, r.fmt(r.s), ratio(r.b, r.a), ratio(r.b, r.s)];
   });
   const head = ['scenario', 'C epmd', 'sdepmd', 'C sink', 'sdepmd/C epmd', 'sdepmd/sink'];
-  const w = head.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
-  const line = (c) => c.map((x, i) => (i === 0 ? x.padEnd(w[i]) : x.padStart(w[i]))).join(' | ');
+  const w = head.map((h, i) => Math.max(h.length, ...cells.map((c) => (c[i] ?? '').length)));
+  const line = (c: string[]): string =>
+    c.map((x, i) => (i === 0 ? x.padEnd(w[i] ?? 0) : x.padStart(w[i] ?? 0))).join(' | ');
   console.log('');
   console.log(line(head));
   console.log(w.map((n) => '-'.repeat(n)).join('-|-'));
   for (const c of cells) console.log(line(c));
   console.log('ratios: higher is better for rates, lower for latency, CPU, memory and start time');
   const load = results.meta.loadavg_start;
-  if (load && load[0] > os.cpus().length / 2) {
+  if (load && (load[0] ?? 0) > os.cpus().length / 2) {
     console.log(
       `note: the machine was loaded (load average ${load.map((x) => x.toFixed(1)).join(' ')} at the start): compare within this run only`,
     );
@@ -794,19 +985,11 @@ function printTable() {
   // generator ceiling
   console.log('');
   console.log('load generator ceiling (trivial C sink server, same runs interleaved ABAB):');
-  const cl = results.ceiling || {};
-  const ceil = [];
-  for (const c of CFG.conc) {
-    const s = cl.lookups && cl.lookups[`c${c}`];
-    const e = results.lookups[`c${c}`] && results.lookups[`c${c}`].epmd;
-    ceil.push([`lookup c=${c}`, s, e]);
-  }
-  ceil.push([`NAMES (1 line)`, cl.names, null]);
-  ceil.push([
-    `register c=${CAP_CONC}`,
-    cl.register,
-    results.register[`c${CAP_CONC}`] && results.register[`c${CAP_CONC}`].epmd,
-  ]);
+  const cl = results.ceiling;
+  const ceil: [string, Summary | undefined, Summary | undefined][] = [];
+  for (const c of CFG.conc) ceil.push([`lookup c=${c}`, cl.lookups?.[`c${c}`], results.lookups[`c${c}`]?.epmd]);
+  ceil.push([`NAMES (1 line)`, cl.names, undefined]);
+  ceil.push([`register c=${CAP_CONC}`, cl.register, results.register[`c${CAP_CONC}`]?.epmd]);
   for (const [label, s, e] of ceil) {
     if (!s || s.rps === null) {
       console.log(`  ${label.padEnd(16)} n/a`);
@@ -819,7 +1002,7 @@ function printTable() {
   }
 }
 
-function renderSvg(file) {
+function renderSvg(file: string): void {
   const W = 700,
     H = 400,
     ml = 70,
@@ -828,25 +1011,23 @@ function renderSvg(file) {
     mb = 50;
   const pw = W - ml - mr,
     ph = H - mt - mb;
-  const series = [
+  const series: { key: TargetKey; label: string; color: string; dash: string }[] = [
     { key: 'epmd', label: 'C epmd', color: '#1f77b4', dash: '' },
     { key: 'sdepmd', label: 'sdepmd', color: '#d62728', dash: '' },
     { key: 'sink', label: 'C sink (ceiling)', color: '#7f7f7f', dash: '6,4' },
   ];
   const xs = CFG.conc;
-  const val = (k, c) => {
-    const p = results.lookups[`c${c}`];
-    return p && p[k] && p[k].rps !== null ? p[k].rps : null;
-  };
+  const val = (k: TargetKey, c: number): number | null => results.lookups[`c${c}`]?.[k]?.rps ?? null;
   let ymax = 0;
   for (const s of series) for (const c of xs) ymax = Math.max(ymax, val(s.key, c) || 0);
   const step = niceStep(ymax || 1);
   ymax = Math.ceil((ymax || 1) / step) * step;
-  const lx = (c) =>
-    ml + (xs.length === 1 ? pw / 2 : (pw * Math.log2(c / xs[0])) / Math.log2(xs[xs.length - 1] / xs[0]));
-  const ly = (v) => mt + ph - (ph * v) / ymax;
-  const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;');
-  const o = [];
+  const x0 = xs[0] ?? 1;
+  const x1 = xs[xs.length - 1] ?? 1;
+  const lx = (c: number): number => ml + (xs.length === 1 ? pw / 2 : (pw * Math.log2(c / x0)) / Math.log2(x1 / x0));
+  const ly = (v: number): number => mt + ph - (ph * v) / ymax;
+  const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
+  const o: string[] = [];
   o.push(
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
   );
@@ -871,7 +1052,10 @@ function renderSvg(file) {
   o.push(`<text x="${ml + pw / 2}" y="${H - 12}" text-anchor="middle">concurrent connections (log scale)</text>`);
   o.push(`<text transform="translate(16 ${mt + ph / 2}) rotate(-90)" text-anchor="middle">requests/s</text>`);
   series.forEach((s, si) => {
-    const pts = xs.map((c) => [c, val(s.key, c)]).filter(([, v]) => v !== null);
+    const pts = xs.flatMap((c): [number, number][] => {
+      const v = val(s.key, c);
+      return v === null ? [] : [[c, v]];
+    });
     const ly0 = mt + 10 + si * 20;
     o.push(
       `<line x1="${ml + pw + 12}" y1="${ly0}" x2="${ml + pw + 36}" y2="${ly0}" stroke="${s.color}" stroke-width="2" stroke-dasharray="${s.dash}"/>`,
@@ -894,7 +1078,7 @@ function renderSvg(file) {
   fs.mkdirSync(path.dirname(file), { recursive: true });
   fs.writeFileSync(file, o.join('\n') + '\n');
 }
-function niceStep(max) {
+function niceStep(max: number): number {
   const raw = max / 5;
   const p = 10 ** Math.floor(Math.log10(raw));
   for (const m of [1, 2, 2.5, 5, 10]) if (raw <= m * p) return m * p;
@@ -909,23 +1093,24 @@ async function main() {
   let epmdVersion = null;
   try {
     epmdVersion = execFileSync('dpkg-query', ['-W', '-f=${Version}', 'erlang-base'], { encoding: 'utf8' });
-  } catch (_) {
+  } catch {
     /* not Debian */
   }
   results.meta = {
     mode: SHORT ? 'short' : 'full',
     date: new Date().toISOString().slice(0, 19) + 'Z',
     cpus: os.cpus().length,
-    cpu_model: os.cpus()[0] ? os.cpus()[0].model : null,
+    cpu_model: os.cpus()[0]?.model ?? null,
     kernel: os.release(),
     node: process.version,
+    sdepmd_node_options: NODE_OPTIONS,
     epmd: EPMD_BIN,
     erlang_base: epmdVersion,
     fd_hard_limit: FD_HARD,
     ephemeral_ports: (() => {
       try {
         return fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
-      } catch (_) {
+      } catch {
         return null;
       }
     })(),
@@ -940,8 +1125,9 @@ async function main() {
       `  note: RLIMIT_NOFILE hard limit ${FD_HARD} caps any daemon below ${Math.max(...CFG.capN)} registrations on this machine`,
     );
 
-  if (os.loadavg()[0] > 1)
-    log(`  note: load average is ${os.loadavg()[0].toFixed(2)} before starting; other work on this machine adds noise`);
+  const load1 = os.loadavg()[0] ?? 0;
+  if (load1 > 1)
+    log(`  note: load average is ${load1.toFixed(2)} before starting; other work on this machine adds noise`);
   await scenarioThroughput();
   await scenarioCapacity();
   await scenarioRss();
@@ -960,8 +1146,8 @@ async function main() {
   );
 }
 
-main().catch((e) => {
-  console.error(e && e.stack ? e.stack : e);
+main().catch((e: unknown) => {
+  console.error(e instanceof Error ? (e.stack ?? e.message) : e);
   killAll();
   process.exit(1);
 });
