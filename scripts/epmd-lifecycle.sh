@@ -141,32 +141,34 @@ reregisters() {
 
 release() {
   local force="${1:-}" f changed=0 lost=() otp=0
+  # First what would be lost, so that a refusal changes nothing at all.
+  if main_is_sdepmd; then
+    if ! command -v ss >/dev/null 2>&1; then
+      lost+=("(cannot tell which programs hold registrations: ss is missing; apt-get install iproute2)")
+    fi
+    while read -r comm pid erts; do
+      [ -z "$comm" ] && continue
+      if reregisters "$erts"; then otp=$((otp + 1)); else lost+=("$comm (pid $pid${erts:+, erts $erts})"); fi
+    done < <(epmd_clients)
+    epmd -names 2>/dev/null | sed -nE 's/^name (.*) at port [0-9]+$/\1/p' > "$names_file" || true
+    echo "$otp" > "$names_file.otp"
+    say "$(wc -l < "$names_file") registration(s) end with sdepmd; $otp held by OTP >= 23.3 nodes, which register again within about 2 s"
+    if [ "${#lost[@]}" -gt 0 ]; then
+      say "these cannot register again by themselves, and would stay unregistered: ${lost[*]}"
+      if [ "$force" != --force ]; then
+        say "refusing to uninstall: nothing changed; stop or restart those programs afterwards, or run again with --force"
+        rm -f "$names_file" "$names_file.otp"
+        return 1
+      fi
+      say "--force: going on"
+    fi
+  fi
   for f in $(attach_drop_ins); do
     rm -f "$f"; rmdir "$(dirname "$f")" 2>/dev/null || true
     say "removed $f (the app keeps running; it no longer requires epmd.service)"
     changed=1
   done
-  [ "$changed" = 1 ] && systemctl daemon-reload
-  main_is_sdepmd || return 0
-  if ! command -v ss >/dev/null 2>&1; then
-    lost+=("(cannot tell which programs hold registrations: ss is missing; apt-get install iproute2)")
-  fi
-  while read -r comm pid erts; do
-    [ -z "$comm" ] && continue
-    if reregisters "$erts"; then otp=$((otp + 1)); else lost+=("$comm (pid $pid${erts:+, erts $erts})"); fi
-  done < <(epmd_clients)
-  epmd -names 2>/dev/null | sed -nE 's/^name (.*) at port [0-9]+$/\1/p' > "$names_file" || true
-  echo "$otp" > "$names_file.otp"
-  say "$(wc -l < "$names_file") registration(s) end with sdepmd; $otp held by OTP >= 23.3 nodes, which register again within about 2 s"
-  if [ "${#lost[@]}" -gt 0 ]; then
-    say "these cannot register again by themselves, and would stay unregistered: ${lost[*]}"
-    if [ "$force" != --force ]; then
-      say "refusing to uninstall: nothing changed but the drop-ins; restart those programs afterwards, or run again with --force"
-      rm -f "$names_file"
-      return 1
-    fi
-    say "--force: going on"
-  fi
+  if [ "$changed" = 1 ]; then systemctl daemon-reload; fi
 }
 
 hand_back() {

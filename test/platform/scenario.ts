@@ -20,7 +20,7 @@
  *
  * Numbers (boot time, install time, versions, suite results) go to stderr as `[platform:<release>] ...` lines.
  */
-import { DebianHost, GUEST_REPO, debianHostAvailable, type Suite } from './debian-host';
+import { DebianHost, GUEST_REPO, debianHostAvailable, type ExecResult, type Suite } from './debian-host';
 import { peerDescribe } from '../support/peers';
 
 const MIN = 60_000;
@@ -46,6 +46,9 @@ const s = net.connect(4369, '127.0.0.1', () => s.write(req));
 s.on('data', (b) => console.log('reply ' + b.toString('hex')));
 s.on('close', () => { console.log('closed'); process.exit(1); });
 `;
+
+/** What sdepmd's own scripts said ("sdepmd: ..." and "sdepmd adopt: ..." lines) in apt's output. */
+const sdepmdLines = (out: string): string => out.split('\n').filter((l) => /^sdepmd( adopt)?: /.test(l)).join('\n');
 
 const appUnit = (name: string): string => `[Unit]
 Description=Erlang app ${name} (platform test)
@@ -316,32 +319,79 @@ export function platformSuite(suite: Suite, release: string): void {
         // Every addon in it is N-API: the same package serves Node 18 and Node 20 (no libnode<ABI> pin).
         expect(control).not.toMatch(/libnode/);
 
-        /** apt with its full output; dpkg errors and warnings fail the test. */
-        const apt = async (args: string, what: string) => {
+        /**
+         * apt-get with its full output, as an operator runs it. What it downloads is fetched first with the machine's
+         * network (`--download-only`); the command itself then runs in the guest's own network namespace, where the
+         * maintainer scripts' take-over and hand-back see the guest's epmd on 4369 (on the machine's network they
+         * would see this machine's port, and take-over refuses: port held by a process it cannot see).
+         */
+        const aptRun = async (args: string): Promise<ExecResult> => {
+          const cmd = (a: string) => `apt-get -o DPkg::Lock::Timeout=120 ${a} 2>&1`;
+          const attempt = async () => {
+            if (/^install /.test(args)) {
+              const dl = await s.exec(cmd(`--download-only ${args}`), { hostNet: true, timeoutMs: 10 * MIN });
+              if (dl.code !== 0) return dl;
+            }
+            return s.exec(cmd(args), { timeoutMs: 10 * MIN });
+          };
           // apt's own timers are masked at boot; should anything else hold apt's locks, wait for it as an operator would.
-          let r = await s.exec(`apt-get -o DPkg::Lock::Timeout=120 ${args} 2>&1`, { hostNet: true, timeoutMs: 10 * MIN });
+          let r = await attempt();
           for (let i = 0; i < 24 && r.code !== 0 && /Could not get lock/.test(r.stdout); i++) {
             await new Promise((res) => setTimeout(res, 5000));
-            r = await s.exec(`apt-get -o DPkg::Lock::Timeout=120 ${args} 2>&1`, { hostNet: true, timeoutMs: 10 * MIN });
+            r = await attempt();
           }
+          return r;
+        };
+        /** apt that must succeed: dpkg errors and warnings fail the test; `systemctl status epmd.socket` right after. */
+        const apt = async (args: string, what: string) => {
+          const r = await aptRun(args);
           const status = await socketStatus();
-          say(`${what}: apt exit ${r.code} in ${(r.ms / 1000).toFixed(1)} s; systemctl status epmd.socket:\n${status}`);
+          say(`${what}: apt exit ${r.code} in ${(r.ms / 1000).toFixed(1)} s; sdepmd said:\n${sdepmdLines(r.stdout)}\nsystemctl status epmd.socket:\n${status}`);
           if (r.code !== 0 || /dpkg: (error|warning)|^E: |^W: /m.test(r.stdout)) say(r.stdout.slice(-4000));
           expect(r.code).toBe(0);
           expect(r.stdout).not.toMatch(/dpkg: (error|warning)|^E: /m);
           expect((await s.exec('dpkg --audit')).stdout.trim()).toBe('');
-          return status;
+          return { status, out: r.stdout };
         };
         const sdepmdServes = async () => {
           await s.ok('epmd -names >/dev/null'); // socket activation starts the daemon
           expect((await s.ok('systemctl show -p ExecStart epmd.service')).stdout).toMatch(/\/usr\/bin\/sdepmd/);
           expect((await s.ok('sdepmd status')).stdout).toMatch(/under systemd/);
         };
+        const mainPid = async (unit: string) => (await s.ok(`systemctl show -p MainPID --value ${unit}`)).stdout.trim();
+        const rawKept = async () => {
+          expect((await s.exec('systemctl is-active rawreg.service')).stdout.trim()).toBe('active');
+          expect((await s.ok('journalctl -u rawreg.service --no-pager -o cat')).stdout).not.toMatch(/closed/);
+        };
 
-        // Install, with erlang-base's C epmd running: erlang-base's units are diverted aside, sdepmd serves.
-        let st = await apt(`install -y ./debs/sdepmd_${version}_${arch}.deb`, `apt install sdepmd ${version}`);
+        // Before: erlang-base's C epmd serves, with registrations: the two OTP apps (their drop-ins went with the
+        // README uninstall: they no longer require epmd.service) and a raw registration (a bare ALIVE2_REQ on a
+        // connection that stays open, no OTP: it never registers again, so only a take-over that keeps its
+        // connection keeps it).
+        await s.ok('systemctl start epmd.service');
+        expect((await s.ok('systemctl show -p ExecStart epmd.service')).stdout).toMatch(/\/usr\/bin\/epmd -systemd/);
+        await s.ok('systemctl start billing_prod.service billing_stage.service');
+        s.writeFile('/root/raw-alive2.js', RAW_ALIVE2);
+        await s.ok('systemd-run --unit=rawreg /usr/bin/node /root/raw-alive2.js rawnode 45001');
+        await waitFor("the apps and the raw registration on Debian's C epmd", () => registered('billing_prod', 'billing_stage', 'rawnode'));
+        const cEpmdPid = await mainPid('epmd.service');
+        expect((await s.ok(`cat /proc/${cEpmdPid}/comm`)).stdout.trim()).toBe('epmd');
+        const prodPid = await mainPid('billing_prod.service');
+        const stagePid = await mainPid('billing_stage.service');
+        const appsNotBounced = async () => {
+          expect(await mainPid('billing_prod.service')).toBe(prodPid);
+          expect(await mainPid('billing_stage.service')).toBe(stagePid);
+        };
+
+        // Install over the running C epmd: erlang-base's units are diverted aside, the C epmd's registrations are
+        // adopted (their connections copied), it is ended, and sdepmd serves them: nothing lost, no app bounced.
+        let { status: st, out } = await apt(`install -y ./debs/sdepmd_${version}_${arch}.deb`, `apt install sdepmd ${version} over the running C epmd`);
+        expect(out).toMatch(/sdepmd adopt: sdepmd adopted 3 registration\(s\)/);
         expect(st).toMatch(/Loaded: loaded \(\/(usr\/)?lib\/systemd\/system\/epmd\.socket; enabled/);
         expect(st).toMatch(/Active: active/);
+        expect(await registered('billing_prod', 'billing_stage', 'rawnode')).toBeDefined();
+        await rawKept();
+        await appsNotBounced();
         const diversions = (await s.ok('dpkg-divert --list')).stdout;
         for (const unit of ['epmd.socket', 'epmd.service']) {
           expect(diversions).toMatch(new RegExp(`diversion of /(usr/)?lib/systemd/system/${unit.replace('.', '\\.')} to .*${unit.replace('.', '\\.')}\\.distrib by sdepmd`));
@@ -350,48 +400,62 @@ export function platformSuite(suite: Suite, release: string): void {
         expect((await s.ok('cat /usr/lib/systemd/system/epmd.service.distrib')).stdout).toMatch(/ExecStart=\/usr\/bin\/epmd -systemd/);
         await sdepmdServes();
         expect((await s.ok('sdepmd --version')).stdout).toContain(version);
-        await s.ok('systemctl start billing_prod.service billing_stage.service');
-        await waitFor('apps registered with the packaged sdepmd', () => registered('billing_prod', 'billing_stage'));
+        // RestartMode=direct and FileDescriptorStorePreserve=yes only where systemd has them (>= 254).
+        const newer254 = await s.exec('systemctl cat epmd.service | grep -c "^RestartMode=direct"');
+        expect(newer254.stdout.trim()).toBe(suite === 'trixie' ? '1' : '0');
         expect(await ping('billing_stage', 'billing_prod')).toBe('pong');
         const doctor = await s.exec('sdepmd doctor');
+        if (!/^sdepmd doctor: healthy/m.test(doctor.stdout)) say(`doctor:\n${doctor.stdout}${doctor.stderr}`);
         expect(doctor.stdout).toMatch(/^sdepmd doctor: healthy/m);
-        // A raw registration (a bare ALIVE2_REQ on a connection that stays open, no OTP), held across the upgrade.
-        s.writeFile('/root/raw-alive2.js', RAW_ALIVE2);
-        await s.ok('systemd-run --unit=rawreg /usr/bin/node /root/raw-alive2.js rawnode 45001');
-        await waitFor('the raw registration', () => registered('rawnode'));
 
         // Upgrade: the newer version over it, a live upgrade (same epmd.service process, no restart job): the apps
         // and the raw registration stay registered, the raw connection stays open, and the new code serves.
-        const prodPid = (await s.ok('systemctl show -p MainPID --value billing_prod.service')).stdout.trim();
-        const epmdPid = (await s.ok('systemctl show -p MainPID --value epmd.service')).stdout.trim();
-        st = await apt(`install -y ./debs/sdepmd_${newer}_${arch}.deb`, `apt install sdepmd ${newer} over ${version}`);
+        const epmdPid = await mainPid('epmd.service');
+        ({ status: st } = await apt(`install -y ./debs/sdepmd_${newer}_${arch}.deb`, `apt install sdepmd ${newer} over ${version}`));
         expect(st).toMatch(/Active: active/);
         expect((await s.ok("dpkg-query -W -f='${Version} ${Status}' sdepmd")).stdout).toBe(`${newer} install ok installed`);
         expect((await s.ok('dpkg --verify sdepmd && echo verified')).stdout).toMatch(/^verified$/m);
         expect(await registered('billing_prod', 'billing_stage', 'rawnode')).toBeDefined();
-        expect((await s.ok('systemctl show -p MainPID --value epmd.service')).stdout.trim()).toBe(epmdPid);
-        expect((await s.ok('systemctl show -p MainPID --value billing_prod.service')).stdout.trim()).toBe(prodPid);
-        expect((await s.exec('systemctl is-active rawreg.service')).stdout.trim()).toBe('active');
-        expect((await s.ok('journalctl -u rawreg.service --no-pager -o cat')).stdout).not.toMatch(/closed/);
+        expect(await mainPid('epmd.service')).toBe(epmdPid);
+        await appsNotBounced();
+        await rawKept();
         expect((await s.ok('journalctl -u epmd.service --no-pager -o cat')).stdout).toContain(`live upgrade: ${version} (pid ${epmdPid}) → ${newer} (pid ${epmdPid})`);
         expect((await s.ok('sdepmd --version')).stdout).toContain(newer);
         await sdepmdServes();
         expect(await ping('billing_stage', 'billing_prod')).toBe('pong');
-        await s.ok('systemctl stop rawreg.service');
 
-        // Remove: erlang-base's units are back and its C epmd serves; the apps come back to it.
-        await s.ok('systemctl stop billing_prod.service billing_stage.service');
-        st = await apt('remove -y sdepmd', 'apt remove sdepmd');
+        // Remove, while the raw registration (which cannot register again) is held: refused, nothing changed.
+        const refused = await aptRun('remove -y sdepmd');
+        say(`apt remove sdepmd with a raw registration held: apt exit ${refused.code}; sdepmd said:\n${sdepmdLines(refused.stdout)}\nsystemctl status epmd.socket:\n${await socketStatus()}`);
+        expect(refused.code).not.toBe(0);
+        expect(refused.stdout).toMatch(/these cannot register again by themselves, and would stay unregistered: node \(pid \d+/);
+        expect(refused.stdout).toMatch(/refusing to uninstall: nothing changed/);
+        expect((await s.ok("dpkg-query -W -f='${Version} ${Status}' sdepmd")).stdout).toBe(`${newer} install ok installed`);
+        expect((await s.exec('dpkg --audit')).stdout.trim()).toBe('');
+        expect(await mainPid('epmd.service')).toBe(epmdPid);
+        expect(await registered('billing_prod', 'billing_stage', 'rawnode')).toBeDefined();
+        await rawKept();
+
+        // Remove, once the raw client is gone: the OTP apps keep running (not one is stopped), sdepmd ends without a
+        // stop job, erlang-base's units are back and its C epmd serves; the apps register again with it by themselves.
+        await s.ok('systemctl stop rawreg.service');
+        ({ status: st, out } = await apt('remove -y sdepmd', 'apt remove sdepmd'));
+        expect(out).toMatch(/2 registration\(s\) end with sdepmd; 2 held by OTP >= 23\.3 nodes/);
+        expect(out).toMatch(/2 of 2 registration\(s\) came back to the C epmd within \d+ ms/);
         expect(st).toMatch(/Loaded: loaded \(\/(usr\/)?lib\/systemd\/system\/epmd\.socket; enabled/);
         expect(st).toMatch(/Active: active/);
+        await appsNotBounced();
+        expect(await registered('billing_prod', 'billing_stage')).toBeDefined();
         expect((await s.ok('dpkg-divert --list')).stdout).not.toMatch(/sdepmd/);
         expect((await s.ok('dpkg --verify erlang-base && echo verified')).stdout).toMatch(/^verified$/m);
         expect((await s.ok('epmd -names')).stdout).toMatch(/up and running on port 4369/);
-        await s.ok('systemctl start epmd.service');
         expect((await s.ok('systemctl show -p ExecStart epmd.service')).stdout).toMatch(/\/usr\/bin\/epmd -systemd/);
+        expect((await s.ok(`cat /proc/${await mainPid('epmd.service')}/comm`)).stdout.trim()).toBe('epmd');
+        expect(await ping('billing_stage', 'billing_prod')).toBe('pong');
+        await s.ok('systemctl stop billing_prod.service billing_stage.service');
 
         // Purge: nothing of sdepmd is left.
-        st = await apt('purge -y sdepmd', 'apt purge sdepmd');
+        ({ status: st } = await apt('purge -y sdepmd', 'apt purge sdepmd'));
         expect(st).toMatch(/Active: active/);
         expect((await s.exec('dpkg -s sdepmd')).code).not.toBe(0);
         const left = await s.exec(
@@ -401,7 +465,7 @@ export function platformSuite(suite: Suite, release: string): void {
 
         // Installing again on a host without erlang-base, then removing it, leaves no epmd unit behind.
         await apt('purge -y erlang-base', 'apt purge erlang-base');
-        st = await apt(`install -y ./debs/sdepmd_${newer}_${arch}.deb`, 'apt install sdepmd (no erlang-base)');
+        ({ status: st } = await apt(`install -y ./debs/sdepmd_${newer}_${arch}.deb`, 'apt install sdepmd (no erlang-base)'));
         expect(st).toMatch(/Active: active/);
         await sdepmdServes();
         await apt('purge -y sdepmd', 'apt purge sdepmd (no erlang-base)');
