@@ -364,13 +364,16 @@ export function platformSuite(suite: Suite, release: string): void {
           expect((await s.ok('journalctl -u rawreg.service --no-pager -o cat')).stdout).not.toMatch(/closed/);
         };
 
-        // Before: erlang-base's C epmd serves, with registrations: the two OTP apps (their drop-ins went with the
-        // README uninstall: they no longer require epmd.service) and a raw registration (a bare ALIVE2_REQ on a
-        // connection that stays open, no OTP: it never registers again, so only a take-over that keeps its
-        // connection keeps it).
+        // Before: erlang-base's C epmd serves, with registrations: the two OTP apps, attached again with the shipped
+        // drop-in (the README uninstall removed their drop-ins: it leaves no app requiring an epmd.service it takes
+        // away), and a raw registration (a bare ALIVE2_REQ on a connection that stays open, no OTP: it never
+        // registers again, so only a take-over that keeps its connection keeps it).
         await s.ok('systemctl start epmd.service');
         expect((await s.ok('systemctl show -p ExecStart epmd.service')).stdout).toMatch(/\/usr\/bin\/epmd -systemd/);
-        await s.ok('systemctl start billing_prod.service billing_stage.service');
+        for (const app of ['billing_prod', 'billing_stage']) {
+          await s.ok(`mkdir -p /etc/systemd/system/${app}.service.d && cp ${GUEST_REPO}/units/epmd-dependency.conf /etc/systemd/system/${app}.service.d/`);
+        }
+        await s.ok('systemctl daemon-reload && systemctl start billing_prod.service billing_stage.service');
         s.writeFile('/root/raw-alive2.js', RAW_ALIVE2);
         await s.ok('systemd-run --unit=rawreg /usr/bin/node /root/raw-alive2.js rawnode 45001');
         await waitFor("the apps and the raw registration on Debian's C epmd", () => registered('billing_prod', 'billing_stage', 'rawnode'));
