@@ -157,8 +157,12 @@ export class DebianHost {
   private static async launch(suite: Suite, dir: string, merged: string, machine: string, binds: string[]): Promise<DebianHost> {
     const t0 = Date.now();
     const console = fs.openSync(path.join(dir, 'console.log'), 'w');
-    const nspawn = spawn('systemd-nspawn', ['-D', merged, '--register=no', '--keep-unit', '-q', '--boot',
-      '--private-network', `--machine=${machine}`, ...binds], { stdio: ['ignore', console, console], detached: true });
+    // The guest's systemd gets a cgroup of its own (see guestCgroup), which nspawn (--keep-unit) takes as its own.
+    const cgroup = guestCgroup(dir);
+    const nspawnArgs = ['-D', merged, '--register=no', '--keep-unit', '-q', '--boot', '--private-network', `--machine=${machine}`, ...binds];
+    const nspawn = cgroup
+      ? spawn('sh', ['-c', 'echo $$ > "$0/cgroup.procs" && exec systemd-nspawn "$@"', cgroup, ...nspawnArgs], { stdio: ['ignore', console, console], detached: true })
+      : spawn('systemd-nspawn', nspawnArgs, { stdio: ['ignore', console, console], detached: true });
     fs.closeSync(console);
     nspawn.unref();
     const nspawnPid = nspawn.pid ?? 0;
@@ -243,6 +247,69 @@ export class DebianHost {
   }
 }
 
+/**
+ * A fresh cgroup for one guest, in the hierarchy systemd manages (the named `systemd` hierarchy on a cgroup v1 host,
+ * else the unified one), below this process's own, or undefined if it cannot be made (the guest then shares this
+ * process's cgroup). With --keep-unit, nspawn puts the guest under its own cgroup, at `<its cgroup>/payload`: two
+ * guests started from one cgroup shared `/payload/system.slice/...`, so each guest's systemd saw, and tried to kill,
+ * the other's processes in units of the same name (seen: "Failed to kill control group
+ * /system.slice/billing_stage.service, ignoring: Input/output error", a stop that timed out after 90 s).
+ */
+function guestCgroup(dir: string): string | undefined {
+  const cg = cgroupOf(dir);
+  if (!cg) return undefined;
+  try {
+    fs.mkdirSync(cg);
+    return cg;
+  } catch {
+    return undefined;
+  }
+}
+
+function cgroupOf(dir: string): string | undefined {
+  const v1 = fs.existsSync('/sys/fs/cgroup/systemd/cgroup.procs');
+  const mount = v1 ? '/sys/fs/cgroup/systemd' : '/sys/fs/cgroup';
+  if (!fs.existsSync(path.join(mount, 'cgroup.procs'))) return undefined;
+  const line = fs.readFileSync('/proc/self/cgroup', 'utf8').split('\n').find((l) => (v1 ? /^\d+:name=systemd:/.test(l) : l.startsWith('0::')));
+  const own = line ? line.split(':').slice(2).join(':') : '/';
+  return path.join(mount, own, `sdepmd-guest-${path.basename(dir)}`);
+}
+
+/** Removes a guest's cgroup tree (empty once the guest is gone), deepest first. */
+function removeCgroup(dir: string): void {
+  const remove = (cg: string): void => {
+    let entries: fs.Dirent[] = [];
+    try {
+      entries = fs.readdirSync(cg, { withFileTypes: true });
+    } catch {
+      return; // never made, or gone
+    }
+    for (const e of entries) if (e.isDirectory()) remove(path.join(cg, e.name));
+    try {
+      fs.rmdirSync(cg);
+    } catch {
+      /* still holds a process: left for the operator to see */
+    }
+  };
+  const cg = cgroupOf(dir);
+  if (cg) remove(cg);
+}
+
+/** Our `nsenter -t LEADER ...` processes (see DebianHost.exec). */
+function nsentersInto(leader: number): number[] {
+  const want = `nsenter\0-t\0${leader}\0`;
+  const found: number[] = [];
+  for (const p of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(p)) continue;
+    try {
+      if (fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').startsWith(want)) found.push(Number(p));
+    } catch {
+      /* gone */
+    }
+  }
+  return found;
+}
+
 function childOf(pid: number): number {
   try {
     for (const t of fs.readdirSync(`/proc/${pid}/task`)) {
@@ -299,6 +366,12 @@ async function cleanup(dir: string, merged: string, nspawnPid: number, leader: n
     // Killing the guest's PID 1 ends every process of its PID namespace; nspawn then exits.
     if (leader) spawnSync('kill', ['-KILL', String(leader)]);
     for (let i = 0; i < 100 && isAlive(nspawnPid); i++) await sleep(100);
+    // The guest's PID namespace ends only when every process in it is reaped: a command of ours entered with nsenter
+    // whose nsenter parent is stopped (seen in state T after the guest went away mid-command) never reaps its child.
+    if (leader && isAlive(nspawnPid)) {
+      for (const pid of nsentersInto(leader)) spawnSync('kill', ['-KILL', String(pid)]);
+      for (let i = 0; i < 50 && isAlive(nspawnPid); i++) await sleep(100);
+    }
     if (isAlive(nspawnPid)) spawnSync('kill', ['-KILL', String(nspawnPid)]);
   }
   const mounted = () => fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(` ${merged} `);
@@ -308,6 +381,7 @@ async function cleanup(dir: string, merged: string, nspawnPid: number, leader: n
   }
   if (mounted()) spawnSync('umount', ['-l', merged]);
   if (mounted()) throw new Error(`overlay still mounted at ${merged}`);
+  removeCgroup(dir);
   fs.rmSync(dir, { recursive: true, force: true });
   if (fs.existsSync(dir)) throw new Error(`could not remove ${dir}`);
   if (isAlive(nspawnPid)) throw new Error(`systemd-nspawn (pid ${nspawnPid}) still running`);
