@@ -161,7 +161,7 @@ export class DebianHost {
     const cgroup = guestCgroup(dir);
     const nspawnArgs = ['-D', merged, '--register=no', '--keep-unit', '-q', '--boot', '--private-network', `--machine=${machine}`, ...binds];
     const nspawn = cgroup
-      ? spawn('sh', ['-c', 'echo $$ > "$0/cgroup.procs" && exec systemd-nspawn "$@"', cgroup, ...nspawnArgs], { stdio: ['ignore', console, console], detached: true })
+      ? spawn('sh', ['-c', 'echo $$ > "$0/cgroup.procs" && exec unshare --cgroup systemd-nspawn "$@"', cgroup, ...nspawnArgs], { stdio: ['ignore', console, console], detached: true })
       : spawn('systemd-nspawn', nspawnArgs, { stdio: ['ignore', console, console], detached: true });
     fs.closeSync(console);
     nspawn.unref();
@@ -250,8 +250,9 @@ export class DebianHost {
 /**
  * A fresh cgroup for one guest, in the hierarchy systemd manages (the named `systemd` hierarchy on a cgroup v1 host,
  * else the unified one), below this process's own, or undefined if it cannot be made (the guest then shares this
- * process's cgroup). With --keep-unit, nspawn puts the guest under its own cgroup, at `<its cgroup>/payload`: two
- * guests started from one cgroup shared `/payload/system.slice/...`, so each guest's systemd saw, and tried to kill,
+ * process's cgroup). nspawn runs in a cgroup namespace rooted there (with --keep-unit it puts the guest at
+ * `/payload` of the cgroup tree it sees, and outside a cgroup namespace that was this machine's root): two
+ * guests shared `/payload/system.slice/...`, so each guest's systemd saw, and tried to kill,
  * the other's processes in units of the same name (seen: "Failed to kill control group
  * /system.slice/billing_stage.service, ignoring: Input/output error", a stop that timed out after 90 s).
  */
