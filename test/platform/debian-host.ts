@@ -161,7 +161,7 @@ export class DebianHost {
     const cgroup = guestCgroup(dir);
     const nspawnArgs = ['-D', merged, '--register=no', '--keep-unit', '-q', '--boot', '--private-network', `--machine=${machine}`, ...binds];
     const nspawn = cgroup
-      ? spawn('sh', ['-c', 'echo $$ > "$0/cgroup.procs" && exec unshare --cgroup systemd-nspawn "$@"', cgroup, ...nspawnArgs], { stdio: ['ignore', console, console], detached: true })
+      ? spawn('sh', ['-c', NSPAWN_IN_CGROUP, cgroup.path, cgroup.mount, ...nspawnArgs], { stdio: ['ignore', console, console], detached: true })
       : spawn('systemd-nspawn', nspawnArgs, { stdio: ['ignore', console, console], detached: true });
     fs.closeSync(console);
     nspawn.unref();
@@ -256,24 +256,34 @@ export class DebianHost {
  * the other's processes in units of the same name (seen: "Failed to kill control group
  * /system.slice/billing_stage.service, ignoring: Input/output error", a stop that timed out after 90 s).
  */
-function guestCgroup(dir: string): string | undefined {
+function guestCgroup(dir: string): { path: string; mount: string } | undefined {
   const cg = cgroupOf(dir);
   if (!cg) return undefined;
   try {
-    fs.mkdirSync(cg);
+    fs.mkdirSync(cg.path);
     return cg;
   } catch {
     return undefined;
   }
 }
 
-function cgroupOf(dir: string): string | undefined {
+/**
+ * sh -c script: $0 the guest's cgroup, $1 its hierarchy's mount, the rest nspawn's arguments. It joins the cgroup,
+ * then, in a new cgroup namespace (rooted there) and a new mount namespace, mounts the hierarchy again (a fresh mount
+ * shows the namespace's root), so nspawn's own `/payload` and `/supervisor` are made inside the guest's cgroup.
+ */
+const NSPAWN_IN_CGROUP = `echo $$ > "$0/cgroup.procs" || exit 1
+mount=$1; shift
+if [ "$mount" = /sys/fs/cgroup/systemd ]; then opts=none,name=systemd; type=cgroup; else opts=nsdelegate; type=cgroup2; fi
+exec unshare --cgroup --mount sh -c 'umount -l "$2" && mount -t "$0" -o "$1" sdepmd-guest "$2" && shift 2 && exec systemd-nspawn "$@"' "$type" "$opts" "$mount" "$@"`;
+
+function cgroupOf(dir: string): { path: string; mount: string } | undefined {
   const v1 = fs.existsSync('/sys/fs/cgroup/systemd/cgroup.procs');
   const mount = v1 ? '/sys/fs/cgroup/systemd' : '/sys/fs/cgroup';
   if (!fs.existsSync(path.join(mount, 'cgroup.procs'))) return undefined;
   const line = fs.readFileSync('/proc/self/cgroup', 'utf8').split('\n').find((l) => (v1 ? /^\d+:name=systemd:/.test(l) : l.startsWith('0::')));
   const own = line ? line.split(':').slice(2).join(':') : '/';
-  return path.join(mount, own, `sdepmd-guest-${path.basename(dir)}`);
+  return { path: path.join(mount, own, `sdepmd-guest-${path.basename(dir)}`), mount };
 }
 
 /** Removes a guest's cgroup tree (empty once the guest is gone), deepest first. */
@@ -293,7 +303,7 @@ function removeCgroup(dir: string): void {
     }
   };
   const cg = cgroupOf(dir);
-  if (cg) remove(cg);
+  if (cg) remove(cg.path);
 }
 
 /** Our `nsenter -t LEADER ...` processes (see DebianHost.exec). */
