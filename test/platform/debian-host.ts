@@ -157,12 +157,11 @@ export class DebianHost {
   private static async launch(suite: Suite, dir: string, merged: string, machine: string, binds: string[]): Promise<DebianHost> {
     const t0 = Date.now();
     const console = fs.openSync(path.join(dir, 'console.log'), 'w');
-    // The guest's systemd gets a cgroup of its own (see guestCgroup), which nspawn (--keep-unit) takes as its own.
-    const cgroup = guestCgroup(dir);
-    const nspawnArgs = ['-D', merged, '--register=no', '--keep-unit', '-q', '--boot', '--private-network', `--machine=${machine}`, ...binds];
-    const nspawn = cgroup
-      ? spawn('sh', ['-c', NSPAWN_IN_CGROUP, cgroup.path, cgroup.mount, ...nspawnArgs], { stdio: ['ignore', console, console], detached: true })
-      : spawn('systemd-nspawn', nspawnArgs, { stdio: ['ignore', console, console], detached: true });
+    // One guest at a time per cgroup: nspawn (--keep-unit, with no systemd on this machine to ask for a scope) puts
+    // the guest at `/payload` of this machine's cgroup tree, so two guests at once would share unit cgroups (see
+    // docs/platforms.md); the platform files run one after the other (--runInBand).
+    const nspawn = spawn('systemd-nspawn', ['-D', merged, '--register=no', '--keep-unit', '-q', '--boot',
+      '--private-network', `--machine=${machine}`, ...binds], { stdio: ['ignore', console, console], detached: true });
     fs.closeSync(console);
     nspawn.unref();
     const nspawnPid = nspawn.pid ?? 0;
@@ -245,65 +244,6 @@ export class DebianHost {
     linkDebs(path.join(this.dir, 'upper', APT_ARCHIVES.slice(1)), path.join(CACHE, this.suite, 'apt-archives'));
     await cleanup(this.dir, this.merged, this.nspawnPid, this.leader);
   }
-}
-
-/**
- * A fresh cgroup for one guest, in the hierarchy systemd manages (the named `systemd` hierarchy on a cgroup v1 host,
- * else the unified one), below this process's own, or undefined if it cannot be made (the guest then shares this
- * process's cgroup). nspawn runs in a cgroup namespace rooted there (with --keep-unit it puts the guest at
- * `/payload` of the cgroup tree it sees, and outside a cgroup namespace that was this machine's root): two
- * guests shared `/payload/system.slice/...`, so each guest's systemd saw, and tried to kill,
- * the other's processes in units of the same name (seen: "Failed to kill control group
- * /system.slice/billing_stage.service, ignoring: Input/output error", a stop that timed out after 90 s).
- */
-function guestCgroup(dir: string): { path: string; mount: string } | undefined {
-  const cg = cgroupOf(dir);
-  if (!cg) return undefined;
-  try {
-    fs.mkdirSync(cg.path);
-    return cg;
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * sh -c script: $0 the guest's cgroup, $1 its hierarchy's mount, the rest nspawn's arguments. It joins the cgroup,
- * then, in a new cgroup namespace (rooted there) and a new mount namespace, mounts the hierarchy again (a fresh mount
- * shows the namespace's root), so nspawn's own `/payload` and `/supervisor` are made inside the guest's cgroup.
- */
-const NSPAWN_IN_CGROUP = `echo $$ > "$0/cgroup.procs" || exit 1
-mount=$1; shift
-if [ "$mount" = /sys/fs/cgroup/systemd ]; then opts=none,name=systemd; type=cgroup; else opts=nsdelegate; type=cgroup2; fi
-exec unshare --cgroup --mount sh -c 'umount -l "$2" && mount -t "$0" -o "$1" sdepmd-guest "$2" && shift 2 && exec systemd-nspawn "$@"' "$type" "$opts" "$mount" "$@"`;
-
-function cgroupOf(dir: string): { path: string; mount: string } | undefined {
-  const v1 = fs.existsSync('/sys/fs/cgroup/systemd/cgroup.procs');
-  const mount = v1 ? '/sys/fs/cgroup/systemd' : '/sys/fs/cgroup';
-  if (!fs.existsSync(path.join(mount, 'cgroup.procs'))) return undefined;
-  const line = fs.readFileSync('/proc/self/cgroup', 'utf8').split('\n').find((l) => (v1 ? /^\d+:name=systemd:/.test(l) : l.startsWith('0::')));
-  const own = line ? line.split(':').slice(2).join(':') : '/';
-  return { path: path.join(mount, own, `sdepmd-guest-${path.basename(dir)}`), mount };
-}
-
-/** Removes a guest's cgroup tree (empty once the guest is gone), deepest first. */
-function removeCgroup(dir: string): void {
-  const remove = (cg: string): void => {
-    let entries: fs.Dirent[] = [];
-    try {
-      entries = fs.readdirSync(cg, { withFileTypes: true });
-    } catch {
-      return; // never made, or gone
-    }
-    for (const e of entries) if (e.isDirectory()) remove(path.join(cg, e.name));
-    try {
-      fs.rmdirSync(cg);
-    } catch {
-      /* still holds a process: left for the operator to see */
-    }
-  };
-  const cg = cgroupOf(dir);
-  if (cg) remove(cg.path);
 }
 
 /** Our `nsenter -t LEADER ...` processes (see DebianHost.exec). */
@@ -392,7 +332,6 @@ async function cleanup(dir: string, merged: string, nspawnPid: number, leader: n
   }
   if (mounted()) spawnSync('umount', ['-l', merged]);
   if (mounted()) throw new Error(`overlay still mounted at ${merged}`);
-  removeCgroup(dir);
   fs.rmSync(dir, { recursive: true, force: true });
   if (fs.existsSync(dir)) throw new Error(`could not remove ${dir}`);
   if (isAlive(nspawnPid)) throw new Error(`systemd-nspawn (pid ${nspawnPid}) still running`);
