@@ -27,8 +27,14 @@ beforeAll(() => {
   const bin = path.join(dir, 'bin');
   fs.mkdirSync(bin);
   // systemctl: `show` answers "no main process"; every call is recorded.
-  fs.writeFileSync(path.join(bin, 'systemctl'), `#!/bin/sh\necho "systemctl $*" >> "${dir}/calls"\n[ "$1" = show ] && echo 0\nexit 0\n`, { mode: 0o755 });
-  fs.writeFileSync(path.join(bin, 'sdepmd'), `#!/bin/sh\necho "sdepmd $*" >> "${dir}/calls"\nexit 0\n`, { mode: 0o755 });
+  fs.writeFileSync(
+    path.join(bin, 'systemctl'),
+    `#!/bin/sh\necho "systemctl $*" >> "${dir}/calls"\n[ "$1" = show ] && echo 0\nexit 0\n`,
+    { mode: 0o755 },
+  );
+  fs.writeFileSync(path.join(bin, 'sdepmd'), `#!/bin/sh\necho "sdepmd $*" >> "${dir}/calls"\nexit 0\n`, {
+    mode: 0o755,
+  });
 });
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
@@ -39,7 +45,9 @@ function takeOver(port: number): Run {
     env: { ...process.env, PATH: `${path.join(dir, 'bin')}:${process.env.PATH ?? ''}`, ERL_EPMD_PORT: String(port) },
     timeout: 30_000,
   });
-  const calls = fs.existsSync(path.join(dir, 'calls')) ? fs.readFileSync(path.join(dir, 'calls'), 'utf8').trim().split('\n') : [];
+  const calls = fs.existsSync(path.join(dir, 'calls'))
+    ? fs.readFileSync(path.join(dir, 'calls'), 'utf8').trim().split('\n')
+    : [];
   return { code: r.status ?? -1, stderr: r.stderr, calls };
 }
 
