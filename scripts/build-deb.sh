@@ -8,9 +8,10 @@
 # /usr/lib/sdepmd, /usr/bin/sdepmd, and the units as /usr/lib/systemd/system/epmd.{socket,service}, which take over
 # erlang-base's units of the same names through dpkg diversions (packaging/deb/: preinst, postinst, prerm, postrm).
 # Also the man pages, the bash and zsh completions, the docs and the (not enabled) metrics timer.
-# Depends: nodejs (>= 18.20), libsystemd0. sdepmd's addon is N-API, so one package runs on Debian 12's Node 18 and
-# Debian 13's Node 20. If a dependency ships a Node-ABI-specific addon, the package also depends on the libnode<ABI>
-# it was built against (Debian names libnode after the ABI: libnode108 is Node 18, libnode115 Node 20).
+# Depends: nodejs (>= 18.20), libsystemd0, iproute2 (ss: which programs hold registrations, at removal). sdepmd's
+# addon is N-API, so one package runs on Debian 12's Node 18 and Debian 13's Node 20. If a dependency ships a
+# Node-ABI-specific addon, the package also depends on the libnode<ABI> it was built against (Debian names libnode
+# after the ABI: libnode108 is Node 18, libnode115 Node 20).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
@@ -66,7 +67,10 @@ for unit in epmd.socket epmd.service erlang-app@.service sdepmd-metrics.service 
     -e "s|^# Installed to /etc/systemd/system, where it overrides .*|# Installed by the sdepmd package, which diverts erlang-base's unit of the same name (dpkg-divert --list).|" \
     "units/$unit" > "$stage/usr/lib/systemd/system/$unit"
 done
-cp units/epmd-dependency.conf units/epmd-socket-dependency.conf "$stage/usr/share/sdepmd/"
+cp units/epmd-dependency.conf units/epmd-socket-dependency.conf units/sdepmd-systemd-254.conf "$stage/usr/share/sdepmd/"
+# The transitions of epmd itself (take-over, release, hand-back), shared with scripts/install.sh; the maintainer
+# scripts run it, so that installing over a running epmd and removing never restart epmd.
+install -m 0755 scripts/epmd-lifecycle.sh "$stage/usr/share/sdepmd/epmd-lifecycle.sh"
 cp README.md docs/*.md "$stage/usr/share/doc/sdepmd/"
 printf 'sdepmd\nLicense: %s\n' "$(node -p 'require("./package.json").license')" > "$stage/usr/share/doc/sdepmd/copyright"
 # The man pages and shell completions, where the checkout has them (the same paths scripts/install.sh uses, under /usr).
@@ -84,7 +88,7 @@ fi
 chmod -R u=rwX,go=rX "$stage/usr"
 
 # N-API addons load on any Node >= the N-API version they use; anything else is tied to this Node's ABI.
-depends="nodejs (>= 18.20), libsystemd0"
+depends="nodejs (>= 18.20), libsystemd0, iproute2"
 abi_bound=()
 while IFS= read -r -d '' addon; do
   grep -q napi_register_module_v1 "$addon" || abi_bound+=("${addon#"$lib/"}")

@@ -5,10 +5,13 @@
 #
 #   epmd-lifecycle.sh take-over BIN [--start]
 #       Run after sdepmd's units are in place and systemd has reloaded them. A running sdepmd is live-upgraded
-#       (systemctl reload: fails, with the old code still serving, when the new code does not start). A running
-#       C epmd (Debian's epmd.service, or a stray `epmd -daemon`) is adopted: `BIN adopt` copies each of its
-#       registrations' connections, ends it, starts sdepmd and hands them over. Else, with --start, epmd.socket
-#       is started.
+#       (systemctl reload: fails, with the old code still serving, when the new code does not start). A C epmd
+#       that holds the epmd port (Debian's epmd.service, or a stray `epmd -daemon`) is adopted: `BIN adopt`
+#       copies each of its registrations' connections, ends it, starts sdepmd and hands them over. When only
+#       systemd holds the port (an epmd.socket with no epmd running yet), or nothing does, --start starts
+#       epmd.socket. When anything else holds the port (another program, an sdepmd that epmd.service does not
+#       run, or a process this shell cannot see, as from another PID namespace), it says what, changes nothing
+#       (no process ended, no unit started or reloaded) and exits 3.
 #   epmd-lifecycle.sh release [--force]
 #       Run before sdepmd's units are removed. Removes the drop-ins `sdepmd attach` wrote (then daemon-reload), so
 #       that no app requires epmd.service any more; says which registrations will have to register again, and
@@ -21,7 +24,8 @@
 set -euo pipefail
 
 say() { echo "sdepmd: $*" >&2; }
-port=4369
+# The epmd port; ERL_EPMD_PORT as Erlang itself reads it (for tests on a port of their own).
+port="${ERL_EPMD_PORT:-4369}"
 names_file=/run/sdepmd-release.names
 
 # The main process of epmd.service runs sdepmd (not the C epmd).
@@ -32,15 +36,55 @@ main_is_sdepmd() {
     && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q sdepmd
 }
 
-# A process named epmd (the C epmd; sdepmd runs as node). From /proc: minimal hosts have no pgrep.
-c_epmd_running() {
-  local comm
-  for comm in /proc/[0-9]*/comm; do [ "$(cat "$comm" 2>/dev/null)" = epmd ] && return 0; done
-  return 1
+# The inodes of the sockets listening on the epmd port in this network namespace (IPv4 and IPv6).
+port_listeners() {
+  local hex
+  hex=$(printf '%04X' "$port")
+  awk -v p=":$hex" '$4 == "0A" && substr($2, length($2) - 4) == p { print $10 }' /proc/net/tcp /proc/net/tcp6 2>/dev/null | sort -u
+}
+
+# "pid comm" of every process holding one of the socket inodes given, one a line.
+socket_holders() {
+  local inode fd pid
+  for inode in "$@"; do
+    find /proc/[0-9]*/fd -maxdepth 1 -lname "socket:\\[$inode\\]" 2>/dev/null || true  # processes come and go
+  done | while read -r fd; do
+    pid=${fd#/proc/}; pid=${pid%%/*}
+    echo "$pid $(cat "/proc/$pid/comm" 2>/dev/null || echo '?')"
+  done | sort -un
+}
+
+# Who holds the epmd port, as one word: none, systemd (PID 1 only: a socket unit, no epmd yet), c-epmd (a C epmd
+# holds it, perhaps with PID 1), or foreign; for foreign, what holds it follows on the next line.
+port_owner() {
+  local inodes holders pid comm others=()
+  inodes=$(port_listeners)
+  [ -z "$inodes" ] && { echo none; return; }
+  # shellcheck disable=SC2086
+  holders=$(socket_holders $inodes)
+  if [ -z "$holders" ]; then
+    echo foreign
+    echo "a process this shell cannot see (another PID namespace?)"
+    return
+  fi
+  local c_epmd=0
+  while read -r pid comm; do
+    if [ "$pid" = 1 ]; then continue; fi
+    if [ "$comm" = epmd ]; then c_epmd=1; continue; fi
+    others+=("$comm (pid $pid: $(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | cut -c1-120))")
+  done <<< "$holders"
+  if [ "${#others[@]}" -gt 0 ]; then
+    echo foreign
+    echo "${others[*]}"
+  elif [ "$c_epmd" = 1 ]; then
+    echo c-epmd
+  else
+    echo systemd
+  fi
 }
 
 take_over() {
-  local bin="${1:?take-over needs the sdepmd binary}" start="${2:-}"
+  local bin="${1:?take-over needs the sdepmd binary}" start="${2:-}" owner what
   if main_is_sdepmd; then
     say "live-upgrading the running sdepmd (systemctl reload epmd.service; no app is restarted)"
     if ! systemctl reload epmd.service; then
@@ -48,12 +92,24 @@ take_over() {
       return 1
     fi
     journalctl -u epmd.service -n 20 --no-pager -o cat 2>/dev/null | grep 'live upgrade:' | tail -n 1 | sed 's/^/sdepmd: /' >&2 || true
-  elif c_epmd_running; then
-    say "taking over the running C epmd without losing its registrations (sdepmd adopt)"
-    "$bin" adopt --port "$port"
-  elif [ "$start" = --start ]; then
-    systemctl start epmd.socket
+    return 0
   fi
+  { read -r owner; read -r what || true; } < <(port_owner)
+  case "$owner" in
+    c-epmd)
+      say "taking over the running C epmd without losing its registrations (sdepmd adopt)"
+      "$bin" adopt --port "$port"
+      ;;
+    foreign)
+      say "port $port is held by $what: neither systemd's epmd.socket nor a C epmd that sdepmd adopt can take over"
+      say "the take-over changed nothing (no process ended, no unit started); sdepmd's files are installed but it does not serve"
+      say "stop that program (ss -ltnp 'sport = :$port' shows it), then run this again"
+      return 3
+      ;;
+    *)
+      if [ "$start" = --start ]; then systemctl start epmd.socket; fi
+      ;;
+  esac
 }
 
 # Drop-ins written by `sdepmd attach` (and the template unit's): they make apps require epmd.service.
@@ -85,32 +141,34 @@ reregisters() {
 
 release() {
   local force="${1:-}" f changed=0 lost=() otp=0
+  # First what would be lost, so that a refusal changes nothing at all.
+  if main_is_sdepmd; then
+    if ! command -v ss >/dev/null 2>&1; then
+      lost+=("(cannot tell which programs hold registrations: ss is missing; apt-get install iproute2)")
+    fi
+    while read -r comm pid erts; do
+      [ -z "$comm" ] && continue
+      if reregisters "$erts"; then otp=$((otp + 1)); else lost+=("$comm (pid $pid${erts:+, erts $erts})"); fi
+    done < <(epmd_clients)
+    epmd -names 2>/dev/null | sed -nE 's/^name (.*) at port [0-9]+$/\1/p' > "$names_file" || true
+    echo "$otp" > "$names_file.otp"
+    say "$(wc -l < "$names_file") registration(s) end with sdepmd; $otp held by OTP >= 23.3 nodes, which register again within about 2 s"
+    if [ "${#lost[@]}" -gt 0 ]; then
+      say "these cannot register again by themselves, and would stay unregistered: ${lost[*]}"
+      if [ "$force" != --force ]; then
+        say "refusing to uninstall: nothing changed; stop or restart those programs afterwards, or run again with --force"
+        rm -f "$names_file" "$names_file.otp"
+        return 1
+      fi
+      say "--force: going on"
+    fi
+  fi
   for f in $(attach_drop_ins); do
     rm -f "$f"; rmdir "$(dirname "$f")" 2>/dev/null || true
     say "removed $f (the app keeps running; it no longer requires epmd.service)"
     changed=1
   done
-  [ "$changed" = 1 ] && systemctl daemon-reload
-  main_is_sdepmd || return 0
-  if ! command -v ss >/dev/null 2>&1; then
-    lost+=("(cannot tell which programs hold registrations: ss is missing; apt-get install iproute2)")
-  fi
-  while read -r comm pid erts; do
-    [ -z "$comm" ] && continue
-    if reregisters "$erts"; then otp=$((otp + 1)); else lost+=("$comm (pid $pid${erts:+, erts $erts})"); fi
-  done < <(epmd_clients)
-  epmd -names 2>/dev/null | sed -nE 's/^name (.*) at port [0-9]+$/\1/p' > "$names_file" || true
-  echo "$otp" > "$names_file.otp"
-  say "$(wc -l < "$names_file") registration(s) end with sdepmd; $otp held by OTP >= 23.3 nodes, which register again within about 2 s"
-  if [ "${#lost[@]}" -gt 0 ]; then
-    say "these cannot register again by themselves, and would stay unregistered: ${lost[*]}"
-    if [ "$force" != --force ]; then
-      say "refusing to uninstall: nothing changed but the drop-ins; restart those programs afterwards, or run again with --force"
-      rm -f "$names_file"
-      return 1
-    fi
-    say "--force: going on"
-  fi
+  if [ "$changed" = 1 ]; then systemctl daemon-reload; fi
 }
 
 hand_back() {

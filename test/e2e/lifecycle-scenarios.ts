@@ -270,7 +270,7 @@ export class Lifecycle {
     const main = await this.mainPid('epmd.service');
     const cmdline = (await this.sh(['cat', `/proc/${main}/cmdline`])).stdout;
     if (!cmdline.includes('sdepmd')) problems.push(`epmd.service's main process is not sdepmd: ${cmdline}`);
-    if (/restart/i.test(output.replace(/no app is restarted|never restarts?/g, '')))
+    if (/restart/i.test(output.replace(/no app is restarted|never restarts?|RestartMode=direct/g, '')))
       problems.push(`the installer mentions a restart: ${output}`);
     if (t.lost.length) problems.push(`lost: ${t.lost.join(', ')}`);
     if (t.bounced.length) problems.push(`bounced: ${t.bounced.join(', ')}`);

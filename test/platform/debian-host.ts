@@ -58,14 +58,18 @@ function which(cmd: string): boolean {
 /** Root, debootstrap (or a cached root), systemd-nspawn, nsenter, overlayfs. */
 export function debianHostAvailable(suite: Suite): Availability {
   if (process.platform !== 'linux') return { ok: false, reason: 'not Linux' };
-  if (process.getuid?.() !== 0) return { ok: false, reason: 'needs root (debootstrap, overlay mounts, systemd-nspawn)' };
+  if (process.getuid?.() !== 0)
+    return { ok: false, reason: 'needs root (debootstrap, overlay mounts, systemd-nspawn)' };
   const wanted = (process.env.SDEPMD_PLATFORMS ?? 'bookworm,trixie').split(',').map((s) => s.trim());
-  if (!wanted.includes(suite)) return { ok: false, reason: `SDEPMD_PLATFORMS=${process.env.SDEPMD_PLATFORMS} leaves out ${suite}` };
+  if (!wanted.includes(suite))
+    return { ok: false, reason: `SDEPMD_PLATFORMS=${process.env.SDEPMD_PLATFORMS} leaves out ${suite}` };
   for (const cmd of ['systemd-nspawn', 'nsenter', 'mount', 'umount', 'tar', 'git']) {
-    if (!which(cmd)) return { ok: false, reason: `${cmd} is not installed (scripts/install-deps.sh --test installs it)` };
+    if (!which(cmd))
+      return { ok: false, reason: `${cmd} is not installed (scripts/install-deps.sh --test installs it)` };
   }
   const cached = fs.existsSync(path.join(CACHE, suite, '.complete'));
-  if (!cached && !which('debootstrap')) return { ok: false, reason: 'debootstrap is not installed and no root is cached' };
+  if (!cached && !which('debootstrap'))
+    return { ok: false, reason: 'debootstrap is not installed and no root is cached' };
   if (!fs.readFileSync('/proc/filesystems', 'utf8').includes('overlay')) return { ok: false, reason: 'no overlayfs' };
   return { ok: true };
 }
@@ -116,8 +120,11 @@ export class DebianHost {
     const merged = path.join(dir, 'merged');
     for (const d of ['upper', 'work', 'merged']) fs.mkdirSync(path.join(dir, d));
     linkDebs(path.join(CACHE, suite, 'apt-archives'), path.join(dir, 'upper', APT_ARCHIVES.slice(1)));
-    const m = spawnSync('mount', ['-t', 'overlay', 'overlay', '-o',
-      `lowerdir=${root},upperdir=${dir}/upper,workdir=${dir}/work`, merged], { encoding: 'utf8' });
+    const m = spawnSync(
+      'mount',
+      ['-t', 'overlay', 'overlay', '-o', `lowerdir=${root},upperdir=${dir}/upper,workdir=${dir}/work`, merged],
+      { encoding: 'utf8' },
+    );
     if (m.status !== 0) {
       fs.rmSync(dir, { recursive: true, force: true });
       throw new Error(`overlay mount failed: ${m.stderr}`);
@@ -137,7 +144,10 @@ export class DebianHost {
     fs.rmSync(path.join(merged, 'etc/resolv.conf'), { force: true });
     fs.copyFileSync('/etc/resolv.conf', path.join(merged, 'etc/resolv.conf'));
     fs.writeFileSync(path.join(merged, 'etc/hostname'), `${machine}\n`);
-    fs.writeFileSync(path.join(merged, 'etc/hosts'), `127.0.0.1\tlocalhost\n127.0.1.1\t${machine}\n::1\tlocalhost ip6-localhost ip6-loopback\n`);
+    fs.writeFileSync(
+      path.join(merged, 'etc/hosts'),
+      `127.0.0.1\tlocalhost\n127.0.1.1\t${machine}\n::1\tlocalhost ip6-localhost ip6-loopback\n`,
+    );
     // The guest is thrown away after the test: dpkg need not fsync every file (as in Debian's container images).
     fs.writeFileSync(path.join(merged, 'etc/dpkg/dpkg.cfg.d/sdepmd-test-unsafe-io'), 'force-unsafe-io\n');
     // This machine's extra CAs (NODE_EXTRA_CA_CERTS; e.g. a TLS-inspecting proxy in front of the npm registry), at a
@@ -154,11 +164,33 @@ export class DebianHost {
     return DebianHost.launch(suite, dir, merged, machine, [`--bind=${npmCache}:/root/.npm`]);
   }
 
-  private static async launch(suite: Suite, dir: string, merged: string, machine: string, binds: string[]): Promise<DebianHost> {
+  private static async launch(
+    suite: Suite,
+    dir: string,
+    merged: string,
+    machine: string,
+    binds: string[],
+  ): Promise<DebianHost> {
     const t0 = Date.now();
     const console = fs.openSync(path.join(dir, 'console.log'), 'w');
-    const nspawn = spawn('systemd-nspawn', ['-D', merged, '--register=no', '--keep-unit', '-q', '--boot',
-      '--private-network', `--machine=${machine}`, ...binds], { stdio: ['ignore', console, console], detached: true });
+    // One guest at a time per cgroup: nspawn (--keep-unit, with no systemd on this machine to ask for a scope) puts
+    // the guest at `/payload` of this machine's cgroup tree, so two guests at once would share unit cgroups (see
+    // docs/platforms.md); the platform files run one after the other (--runInBand).
+    const nspawn = spawn(
+      'systemd-nspawn',
+      [
+        '-D',
+        merged,
+        '--register=no',
+        '--keep-unit',
+        '-q',
+        '--boot',
+        '--private-network',
+        `--machine=${machine}`,
+        ...binds,
+      ],
+      { stdio: ['ignore', console, console], detached: true },
+    );
     fs.closeSync(console);
     nspawn.unref();
     const nspawnPid = nspawn.pid ?? 0;
@@ -188,7 +220,9 @@ export class DebianHost {
     host.bootMs = Date.now() - t0;
     // apt-daily and apt-daily-upgrade would run apt in the guest at random times and hold apt's locks while a test
     // runs apt itself (seen: "Could not get lock /var/cache/apt/archives/lock").
-    await host.exec('systemctl mask --now apt-daily.timer apt-daily-upgrade.timer apt-daily.service apt-daily-upgrade.service');
+    await host.exec(
+      'systemctl mask --now apt-daily.timer apt-daily-upgrade.timer apt-daily.service apt-daily-upgrade.service',
+    );
     return host;
   }
 
@@ -206,15 +240,20 @@ export class DebianHost {
       ...(opts.env ?? {}),
     };
     const envArgs = Object.entries(env).map(([k, v]) => `${k}=${v}`);
-    return run('nsenter', ['-t', String(this.leader), ...ns, '-r', '-w', 'env', '-i', ...envArgs, 'bash', '-c',
-      `cd /root && ${command}`], opts.timeoutMs ?? 60_000);
+    return run(
+      'nsenter',
+      ['-t', String(this.leader), ...ns, '-r', '-w', 'env', '-i', ...envArgs, 'bash', '-c', `cd /root && ${command}`],
+      opts.timeoutMs ?? 60_000,
+    );
   }
 
   /** exec, failing with its output unless it exits 0. */
   async ok(command: string, opts: ExecOptions = {}): Promise<ExecResult> {
     const r = await this.exec(command, opts);
     if (r.code !== 0) {
-      throw new Error(`[${this.suite}] \`${command}\` exited ${r.code}\n--- stdout\n${r.stdout.slice(-4000)}\n--- stderr\n${r.stderr.slice(-4000)}`);
+      throw new Error(
+        `[${this.suite}] \`${command}\` exited ${r.code}\n--- stdout\n${r.stdout.slice(-4000)}\n--- stderr\n${r.stderr.slice(-4000)}`,
+      );
     }
     return r;
   }
@@ -241,6 +280,21 @@ export class DebianHost {
     linkDebs(path.join(this.dir, 'upper', APT_ARCHIVES.slice(1)), path.join(CACHE, this.suite, 'apt-archives'));
     await cleanup(this.dir, this.merged, this.nspawnPid, this.leader);
   }
+}
+
+/** Our `nsenter -t LEADER ...` processes (see DebianHost.exec). */
+function nsentersInto(leader: number): number[] {
+  const want = `nsenter\0-t\0${leader}\0`;
+  const found: number[] = [];
+  for (const p of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(p)) continue;
+    try {
+      if (fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').startsWith(want)) found.push(Number(p));
+    } catch {
+      /* gone */
+    }
+  }
+  return found;
 }
 
 function childOf(pid: number): number {
@@ -299,6 +353,12 @@ async function cleanup(dir: string, merged: string, nspawnPid: number, leader: n
     // Killing the guest's PID 1 ends every process of its PID namespace; nspawn then exits.
     if (leader) spawnSync('kill', ['-KILL', String(leader)]);
     for (let i = 0; i < 100 && isAlive(nspawnPid); i++) await sleep(100);
+    // The guest's PID namespace ends only when every process in it is reaped: a command of ours entered with nsenter
+    // whose nsenter parent is stopped (seen in state T after the guest went away mid-command) never reaps its child.
+    if (leader && isAlive(nspawnPid)) {
+      for (const pid of nsentersInto(leader)) spawnSync('kill', ['-KILL', String(pid)]);
+      for (let i = 0; i < 50 && isAlive(nspawnPid); i++) await sleep(100);
+    }
     if (isAlive(nspawnPid)) spawnSync('kill', ['-KILL', String(nspawnPid)]);
   }
   const mounted = () => fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(` ${merged} `);
@@ -316,13 +376,24 @@ async function cleanup(dir: string, merged: string, nspawnPid: number, leader: n
 /** The checkout as a clone would have it: tracked files plus untracked, non-ignored ones, as they are now. */
 function copyCheckout(dest: string): void {
   fs.mkdirSync(dest, { recursive: true });
-  const files = spawnSync('git', ['ls-files', '-z', '-c', '-o', '--exclude-standard'], { cwd: REPO, encoding: 'buffer', maxBuffer: 64 << 20 });
+  const files = spawnSync('git', ['ls-files', '-z', '-c', '-o', '--exclude-standard'], {
+    cwd: REPO,
+    encoding: 'buffer',
+    maxBuffer: 64 << 20,
+  });
   if (files.status !== 0) throw new Error(`git ls-files failed: ${files.stderr.toString()}`);
-  const list = files.stdout.toString().split('\0').filter((f) => f && fs.existsSync(path.join(REPO, f)));
+  const list = files.stdout
+    .toString()
+    .split('\0')
+    .filter((f) => f && fs.existsSync(path.join(REPO, f)));
   const listFile = path.join(os.tmpdir(), `sdepmd-platform-files-${process.pid}`);
   fs.writeFileSync(listFile, list.join('\0'));
   try {
-    const t = spawnSync('bash', ['-c', `tar -C "$1" --null -T "$2" -cf - | tar -C "$3" -xf -`, 'copy', REPO, listFile, dest], { encoding: 'utf8' });
+    const t = spawnSync(
+      'bash',
+      ['-c', `tar -C "$1" --null -T "$2" -cf - | tar -C "$3" -xf -`, 'copy', REPO, listFile, dest],
+      { encoding: 'utf8' },
+    );
     if (t.status !== 0) throw new Error(`copying the checkout failed: ${t.stderr}`);
   } finally {
     fs.rmSync(listFile, { force: true });

@@ -31,9 +31,15 @@ d('every transition of epmd itself, on systemd 257 (Debian 13)', () => {
     const h = host;
     // The operator's Erlang and Node (the installer would apt-get nodejs itself; the raw clients need it first), and
     // what a standard Debian install has beyond minbase: ss (iproute2), pgrep (procps).
-    await h.ok('apt-get update -qq && apt-get install -y -qq --no-install-recommends erlang-base nodejs iproute2 procps >/dev/null', { hostNet: true, timeoutMs: STEP });
+    await h.ok(
+      'apt-get update -qq && apt-get install -y -qq --no-install-recommends erlang-base nodejs iproute2 procps >/dev/null',
+      { hostNet: true, timeoutMs: STEP },
+    );
     // Everything the installer would download, while the network is there: its packages, npm ci and the build.
-    await h.ok(`cd ${GUEST_REPO} && scripts/install-deps.sh && . scripts/node-env.sh && scripts/ensure-npm.sh && npm run --silent build`, { hostNet: true, timeoutMs: STEP });
+    await h.ok(
+      `cd ${GUEST_REPO} && scripts/install-deps.sh && . scripts/node-env.sh && scripts/ensure-npm.sh && npm run --silent build`,
+      { hostNet: true, timeoutMs: STEP },
+    );
     const version = (await h.exec('systemctl --version')).stdout.split('\n')[0] ?? '';
     lc = new Lifecycle(
       {
@@ -58,18 +64,38 @@ d('every transition of epmd itself, on systemd 257 (Debian 13)', () => {
   }, 120_000);
 
   test("install over Debian's running C epmd", async () => expectAsked(await lc.installOverCEpmd()), STEP);
-  test('systemctl reload to a new version', async () => expectAsked(await lc.reload('systemctl reload', '0.1.1-lc')), STEP);
+  test(
+    'systemctl reload to a new version',
+    async () => expectAsked(await lc.reload('systemctl reload', '0.1.1-lc')),
+    STEP,
+  );
   test('the installer run again', async () => expectAsked(await lc.reload('installer again')), STEP);
   test('a failed upgrade', async () => expectAsked(await lc.failedUpgrade()), STEP);
   test('attach / detach', async () => expectAsked(await lc.attachDetach()), STEP);
-  test('crash and auto-restart: RestartMode=direct, no app bounced', async () => expectAsked(await lc.crash(true)), STEP);
+  test(
+    'crash and auto-restart: RestartMode=direct, no app bounced',
+    async () => expectAsked(await lc.crash(true)),
+    STEP,
+  );
   test('explicit restart', async () => expectAsked(await lc.restart()), STEP);
-  test('stop, then start: FileDescriptorStorePreserve=yes keeps the registrations', async () => {
-    expectAsked(await lc.stopThenStart(true));
-    await lc.restartClosedRaws();
-  }, STEP);
-  test('uninstall', async () => {
-    for (const row of await lc.uninstall()) expectAsked(row);
-  }, STEP);
-  test("install over a stray epmd -daemon in an app's cgroup", async () => expectAsked(await lc.installOverStray()), STEP);
+  test(
+    'stop, then start: FileDescriptorStorePreserve=yes keeps the registrations',
+    async () => {
+      expectAsked(await lc.stopThenStart(true));
+      await lc.restartClosedRaws();
+    },
+    STEP,
+  );
+  test(
+    'uninstall',
+    async () => {
+      for (const row of await lc.uninstall()) expectAsked(row);
+    },
+    STEP,
+  );
+  test(
+    "install over a stray epmd -daemon in an app's cgroup",
+    async () => expectAsked(await lc.installOverStray()),
+    STEP,
+  );
 });
