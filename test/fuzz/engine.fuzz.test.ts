@@ -14,18 +14,10 @@ import { DEFAULT_LIMITS } from '../../src/policy/policy';
 import { names, portPlease, register } from '../../src/cli/client';
 import { encodeAlive2Request, encodeNameRequest, encodeSimpleRequest } from '../../src/protocol/codec';
 import { NAMES_REQ, PORT_PLEASE2_REQ } from '../../src/protocol/constants';
-import { hold, probe } from '../support/probe';
+import { hold, node, probe } from '../support/probe';
 
 const LONG = process.env.SDEPMD_FUZZ_LONG === '1';
 const SEED = process.env.SDEPMD_FUZZ_SEED === undefined ? undefined : Number(process.env.SDEPMD_FUZZ_SEED);
-const node = (name: string, port = 6000) => ({
-  name,
-  port,
-  nodeType: 77,
-  protocol: 0,
-  highestVersion: 6,
-  lowestVersion: 5,
-});
 
 let server: EpmdServer;
 let endpoint: { host: string; port: number };

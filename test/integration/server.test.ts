@@ -9,16 +9,7 @@ import { DEFAULT_LIMITS, type Limits } from '../../src/policy/policy';
 import { kill, names, portPlease, register, stop } from '../../src/cli/client';
 import { encodeAlive2Request, encodeSimpleRequest } from '../../src/protocol/codec';
 import { KILL_REQ, NAMES_REQ } from '../../src/protocol/constants';
-import { hold, probe } from '../support/probe';
-
-const node = (name: string, port = 6000) => ({
-  name,
-  port,
-  nodeType: 77,
-  protocol: 0,
-  highestVersion: 6,
-  lowestVersion: 5,
-});
+import { hold, node, probe } from '../support/probe';
 
 let server: EpmdServer;
 let lines: string[];

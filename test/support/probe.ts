@@ -121,3 +121,13 @@ export function hold(port: number, request: Buffer, host = '127.0.0.1'): Promise
     };
   });
 }
+
+/** A normal (type 77) OTP node's registration, versions 5-6, for the in-process server tests. */
+export const node = (name: string, port = 6000) => ({
+  name,
+  port,
+  nodeType: 77,
+  protocol: 0,
+  highestVersion: 6,
+  lowestVersion: 5,
+});
