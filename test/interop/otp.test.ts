@@ -105,6 +105,15 @@ d('real OTP nodes with sdepmd', () => {
       `io:format("EPMD_NAMES=~p~n", [erl_epmd:names()]).`;
     startNode(NAME_B);
     h = startNode(NAME_H, ['-hidden']);
+    // a reports erl_epmd:names() as soon as b answers its ping: b and h must be registered before a starts.
+    await waitFor(
+      'b and h in NAMES',
+      async () => {
+        const listed = await names();
+        return [NAME_B, NAME_H].every((n) => listed.includes(n)) ? listed : undefined;
+      },
+      30_000,
+    );
     a = startNode(NAME_A, ['-eval', script]);
     await waitFor(
       'all three nodes in NAMES',
