@@ -41,6 +41,9 @@
 #define PEER_BUCKETS 1024
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 1000
+/* What a connection is watched for while its request comes in, and as a registration: the same set, so that a
+ * registration whose ALIVE2 arrived in pieces needs no epoll_ctl once answered. */
+#define WATCH_READ (EPOLLIN | EPOLLRDHUP)
 
 enum { ST_READING, ST_DELAYED, ST_AWAIT, ST_WRITING, ST_KEPT };
 enum { AFTER_CLOSE = 0, AFTER_KEEP = 1, AFTER_MORE = 2 };
@@ -210,6 +213,14 @@ static void emit(engine *e, double id, int kind, double detail, napi_value extra
 
 /* ---------------------------------------------------------------- connections */
 
+/* Stops watching a connection that stays open (JS owes it an answer). */
+static void unwatch(engine *e, conn *c) {
+  if (!c->in_epoll) return;
+  epoll_ctl(e->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+  c->in_epoll = 0;
+  c->events = 0;
+}
+
 static bool watch(engine *e, conn *c, uint32_t events) {
   if (c->in_epoll && c->events == events) return true;
   struct epoll_event ev = {.events = events, .data.u64 = ((uint64_t)c->serial << FD_BITS) | (uint64_t)c->fd};
@@ -266,7 +277,7 @@ static conn *track(engine *e, int fd, int state) {
 static void keep(engine *e, conn *c) {
   c->state = ST_KEPT;
   e->kept++;
-  if (!watch(e, c, EPOLLIN | EPOLLRDHUP)) {
+  if (!watch(e, c, WATCH_READ)) {
     double id = conn_id(c);
     int err = errno;
     drop(e, c, CLOSE_HANGUP);
@@ -334,9 +345,7 @@ static void flush(engine *e, conn *c) {
   if (c->after == AFTER_KEEP) keep(e, c);
   else if (c->after == AFTER_MORE) {
     c->state = ST_AWAIT; /* JS has more to write */
-    epoll_ctl(e->epfd, EPOLL_CTL_DEL, c->fd, NULL);
-    c->in_epoll = 0;
-    c->events = 0;
+    unwatch(e, c);
   } else {
     drop(e, c, CLOSE_PLAIN);
   }
@@ -382,7 +391,7 @@ static void read_request(engine *e, conn *c) {
   do n = recv(c->fd, buf + have, INBUF_SIZE - have, MSG_DONTWAIT);
   while (n < 0 && errno == EINTR);
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-    if (!watch(e, c, EPOLLIN)) drop(e, c, CLOSE_PLAIN);
+    if (!watch(e, c, WATCH_READ)) drop(e, c, CLOSE_PLAIN);
     return;
   }
   if (n < 0) {
@@ -416,7 +425,7 @@ static void read_request(engine *e, conn *c) {
       memcpy(c->in, buf, have);
     }
     c->inlen = (uint16_t)have;
-    if (!watch(e, c, EPOLLIN)) drop(e, c, CLOSE_PLAIN);
+    if (!watch(e, c, WATCH_READ)) drop(e, c, CLOSE_PLAIN);
     return;
   }
   if (c->in) {
@@ -425,11 +434,9 @@ static void read_request(engine *e, conn *c) {
     c->in = NULL;
     c->inlen = 0;
   }
-  if (c->in_epoll) { /* no more reading: JS answers, or the connection closes */
-    epoll_ctl(e->epfd, EPOLL_CTL_DEL, c->fd, NULL);
-    c->in_epoll = 0;
-    c->events = 0;
-  }
+  /* A connection that had to wait for its request stays in the epoll set, watched as a registration would be:
+   * if JS keeps it, nothing changes there, and if JS closes it, close() takes it out. Should the peer send more or
+   * hang up while JS still owes the answer, on_poll stops watching it (unwatch), as if it had never been added. */
   deliver(e, c, status, have);
 }
 
@@ -598,6 +605,9 @@ static void on_poll(uv_poll_t *handle, int status, int events) {
         break;
       case ST_KEPT:
         kept_event(e, c, evs[i].events);
+        break;
+      case ST_AWAIT: /* still watched from its read: nothing to do until JS answers */
+        unwatch(e, c);
         break;
       default:
         break;
@@ -1012,7 +1022,7 @@ static napi_value engine_adopt(napi_env env, napi_callback_info info) {
   }
   double id = conn_id(c);
   if (kept) {
-    if (!watch(e, c, EPOLLIN | EPOLLRDHUP)) {
+    if (!watch(e, c, WATCH_READ)) {
       int err = errno;
       drop(e, c, dup_it ? CLOSE_PLAIN : CLOSE_RELEASE);
       return number(env, -err);

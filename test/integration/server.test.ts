@@ -119,6 +119,27 @@ test('-delay_write: a complete request whose reply is pending is not idle, and N
   await Promise.all([a.close(), b.close()]);
 }, 20_000);
 
+test('a request that came in pieces, then a hang-up while its reply is delayed: answered whole, without spinning', async () => {
+  // The connection is in the epoll set from its first piece, and stays there while JS owes the reply: the FIN
+  // must make the engine stop watching it once, not wake the loop again and again until the reply goes out.
+  await start({ delayWriteMs: 600 });
+  const a = await register(endpoint, node('one'));
+  const cpu0 = process.cpuUsage();
+  const t0 = process.hrtime.bigint();
+  const r = await probe(endpoint.port, [Buffer.from([0, 1]), Buffer.from([NAMES_REQ])], {
+    halfClose: true,
+    waitMs: 5000,
+  });
+  const wallUs = Number(process.hrtime.bigint() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  expect(r.ended).toBe('closed');
+  expect(r.reply.readUInt32BE(0)).toBe(endpoint.port);
+  expect(r.reply.subarray(4).toString()).toBe('name one at port 6000\n');
+  expect(wallUs).toBeGreaterThanOrEqual(1_100_000); // two delayed writes: the port, then the line
+  expect(cpu.user + cpu.system).toBeLessThan(wallUs / 2); // a busy loop would use all of it
+  await a.close();
+}, 20_000);
+
 test('STOP closes the node connection and unregisters before answering', async () => {
   await start({ relaxed: true });
   const a = await register(endpoint, node('victim'));
