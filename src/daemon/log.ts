@@ -85,6 +85,37 @@ export function journalFields(priority: number, message: string, fields?: LogFie
   return out;
 }
 
+/**
+ * A sink that gathers the lines logged in one synchronous run (one batch of the engine's events, say) and writes
+ * them with one call once that run is over (a microtask), or at once when the process exits: under a burst of
+ * registrations, one write(2) instead of one per line, in the same order. `flush()` writes what is pending now.
+ */
+export function batchedSink(write: (text: string) => void): LogSink & { flush(this: void): void } {
+  let pending = '';
+  const flush = (): void => {
+    if (pending === '') return;
+    const text = pending;
+    pending = '';
+    write(text);
+  };
+  const sink = (line: string): void => {
+    if (pending === '') queueMicrotask(flush);
+    pending += line;
+  };
+  return Object.assign(sink, { flush });
+}
+
+let stderrLines: (LogSink & { flush(this: void): void }) | undefined;
+/** The process's stderr, batched; what is still pending when the process exits is written then. */
+function stderrSink(): LogSink {
+  if (!stderrLines) {
+    const lines = batchedSink((text) => process.stderr.write(text));
+    process.once('exit', lines.flush);
+    stderrLines = lines;
+  }
+  return stderrLines;
+}
+
 /** The addon's sd_journal_sendv, or null when the addon cannot be loaded. */
 function nativeJournal(): JournalSender | null {
   const addon = loadAddon();
@@ -117,7 +148,7 @@ export class Logger {
   constructor(options: { level?: number; journal?: boolean; sink?: LogSink; send?: JournalSender | null } = {}) {
     this.#level = clampLevel(options.level ?? DEFAULT_LOG_LEVEL);
     this.#journal = options.journal ?? stderrIsJournal();
-    this.#sink = options.sink ?? ((line) => process.stderr.write(line));
+    this.#sink = options.sink ?? stderrSink();
     this.#send = !this.#journal
       ? null
       : options.send !== undefined
@@ -166,7 +197,7 @@ export class Logger {
     if (level > this.#level) return;
     const priority = LEVEL_PRIORITY[level]!;
     // One event, one line: a message never spans journal entries.
-    const text = message.replace(/[\r\n]+/g, ' ');
+    const text = message.includes('\n') || message.includes('\r') ? message.replace(/[\r\n]+/g, ' ') : message;
     if (this.#send) {
       let sent: number;
       try {

@@ -1,5 +1,6 @@
 import { composeReloading, composeStatus, openNotifier, watchdogSetting } from '../../src/systemd/notify';
-import { Logger, hex, printableName } from '../../src/daemon/log';
+import { Logger, batchedSink, hex, printableName } from '../../src/daemon/log';
+import { spawnSync } from 'node:child_process';
 
 describe('notify message composition', () => {
   test('STATUS text', () => {
@@ -142,4 +143,51 @@ describe('Logger', () => {
     expect(hex(Buffer.alloc(200), 4)).toBe('00 00 00 00 … (200 bytes)');
     expect(printableName(Buffer.from('a\nb"é'))).toBe('a\\nb\\"é');
   });
+});
+
+describe('batchedSink', () => {
+  test('lines logged in one synchronous run go out in one write, in order, once the run is over', async () => {
+    const writes: string[] = [];
+    const sink = batchedSink((text) => writes.push(text));
+    sink('a\n');
+    sink('b\n');
+    expect(writes).toEqual([]);
+    await Promise.resolve();
+    expect(writes).toEqual(['a\nb\n']);
+    sink('c\n');
+    await Promise.resolve();
+    expect(writes).toEqual(['a\nb\n', 'c\n']);
+  });
+
+  test('flush writes what is pending at once, and nothing twice', async () => {
+    const writes: string[] = [];
+    const sink = batchedSink((text) => writes.push(text));
+    sink('x\n');
+    sink.flush();
+    expect(writes).toEqual(['x\n']);
+    await Promise.resolve();
+    sink.flush();
+    expect(writes).toEqual(['x\n']);
+  });
+
+  test('a daemon-style logger on stderr loses no line when the process exits in the same run', () => {
+    // Compiled code, as the daemon runs it: log, then exit before any microtask could run.
+    const script = `const { Logger } = require(${JSON.stringify(require.resolve('../../dist/daemon/log.js'))});
+      const log = new Logger({ journal: false, level: 3 });
+      log.info('first'); log.notice('second'); process.exit(0);`;
+    const r = spawnSync(process.execPath, ['-e', script], {
+      encoding: 'utf8',
+      env: { ...process.env, JOURNAL_STREAM: '' },
+    });
+    expect(r.status).toBe(0);
+    expect(r.stderr).toMatch(/ info first\n.* notice second\n$/);
+  });
+});
+
+test('a message with line breaks is logged as one line, breaks replaced by spaces', () => {
+  const lines: string[] = [];
+  const log = new Logger({ journal: true, level: 3, sink: (l) => lines.push(l) });
+  log.info('registered a\r\nb\nc');
+  log.info('plain');
+  expect(lines).toEqual(['<6>registered a b c\n', '<6>plain\n']);
 });
