@@ -110,6 +110,8 @@ export interface RestoredRegistration {
 
 /** Offsets in PORT2_RESP: 'w' result port(2) type proto hi(2) lo(2) nlen(2) name elen(2) extra. */
 const PORT2_NAME_AT = 12;
+/** The extra of the nodes that send none (OTP's): one shared empty Buffer instead of a 96-byte view each. */
+const NO_EXTRA = Buffer.alloc(0);
 
 /** A registration's connection: plain fields and prototype methods, so that a registration costs no closures. */
 class RegistrationConnection implements NodeConnection {
@@ -137,7 +139,7 @@ class RegistrationConnection implements NodeConnection {
     return this.connections.engine.close(this.id, CloseHow.release);
   }
 
-  /** The node's name and extra, as views into the PORT2 reply. */
+  /** The node's name and extra, as views into the PORT2 reply (an empty extra is shared). */
   info(request: Omit<NodeInfo, 'name' | 'extra'>): NodeInfo {
     const reply = this.port2Reply;
     const nameLength = reply.readUInt16BE(PORT2_NAME_AT - 2);
@@ -149,7 +151,7 @@ class RegistrationConnection implements NodeConnection {
       highestVersion: request.highestVersion,
       lowestVersion: request.lowestVersion,
       name: reply.subarray(PORT2_NAME_AT, PORT2_NAME_AT + nameLength),
-      extra: reply.subarray(extraAt),
+      extra: extraAt === reply.length ? NO_EXTRA : reply.subarray(extraAt),
     };
   }
 }

@@ -5,7 +5,7 @@
  * table's size. The registry knows nothing of sockets: each registration carries an opaque `owner` (the server uses
  * the connection that holds it), so that the registry can be read and tested on its own.
  */
-import { isUtf8 } from 'node:buffer';
+import { isAscii, isUtf8 } from 'node:buffer';
 import { MAX_EXTRA_BYTES, MAX_NAME_BYTES, MAX_NAME_CHARS } from '../protocol/constants';
 import { codePoints, type NodeInfo } from '../protocol/codec';
 
@@ -104,7 +104,8 @@ export class Registry<Owner = unknown> {
       lowestVersion: info.lowestVersion,
       extra: info.extra,
       creation: this.#nextCreation(info.highestVersion),
-      displayName: info.name.toString('utf8'),
+      // An ASCII name (nearly all) reads the same as its key: one string for both.
+      displayName: isAscii(info.name) ? key : info.name.toString('utf8'),
       registeredAt: now,
       owner,
     };

@@ -26,6 +26,16 @@ describe('Registry', () => {
     expect(r.size).toBe(0);
   });
 
+  test('displayName is the name decoded as UTF-8, for ASCII and non-ASCII names alike', () => {
+    const r = new Registry<null>();
+    const names = ['alpha', 'nöde', '節点', 'a\u007fz'];
+    for (const name of names) {
+      const result = r.register(info(name), null);
+      expect(result).toMatchObject({ ok: true, registration: { displayName: name } });
+    }
+    expect(r.lookup(Buffer.from('nöde'))?.displayName).toBe('nöde');
+  });
+
   test('creation differs between successive registrations of a name, and is never 0', () => {
     const r = new Registry<null>({ creationSeed: 0xfffffffe });
     const seen: number[] = [];
