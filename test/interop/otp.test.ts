@@ -190,7 +190,13 @@ d('real OTP nodes with sdepmd', () => {
     // OTP >= 23.3 re-registers after its epmd connection closed.
     await waitFor(`${NAME_B} to re-register`, async () => (await names()).includes(NAME_B), 15_000);
     process.stdout.write(`[otp] ${NAME_B} re-registered ${Date.now() - t0} ms after -stop\n`);
-    const after = loggedCreations(NAME_B);
+    // Its log line may come a moment after the NAMES reply that showed it (two pipes).
+    const after = await waitFor(
+      `the log line of ${NAME_B}'s new registration`,
+      () => Promise.resolve(loggedCreations(NAME_B).length > before.length && loggedCreations(NAME_B)),
+      5000,
+      10,
+    );
     expect(after.length).toBe(before.length + 1);
     expect(after[after.length - 1]).not.toBe(before[before.length - 1]);
     expect(after[after.length - 1]).not.toBe(0);

@@ -359,7 +359,7 @@ describe('connection and registration limits are enforced and logged', () => {
       }),
     );
     expect(refused).toBe(10);
-    expect(daemon.stderr()).toContain('connection limit (40) reached');
+    await daemon.logged(/connection limit \(40\) reached/);
     for (const s of idle) s.destroy();
     await sleep(300);
 
@@ -367,7 +367,7 @@ describe('connection and registration limits are enforced and logged', () => {
     for (let i = 0; i < 4; i++) held.push(await hold(daemon.port, encodeAlive2Request({ ...NODE, name: `lim${i}` })));
     const replies = await Promise.all(held.map((h) => h.waitFor(6)));
     expect(replies.map((r) => r[1])).toEqual([0, 0, 0, 1]);
-    expect(daemon.stderr()).toMatch(/ALIVE2 lim3 refused: registry full/);
+    await daemon.logged(/ALIVE2 lim3 refused: registry full/);
     for (const h of held) h.socket.destroy();
     await daemon.stop();
   });

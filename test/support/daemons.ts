@@ -22,6 +22,11 @@ export interface TestDaemon {
   readonly child: ChildProcess;
   /** Everything the daemon wrote to stderr so far. */
   stderr(): string;
+  /**
+   * Resolves once stderr matches `pattern`; fails after `timeoutMs`, showing stderr. A line can reach us after the
+   * reply it is about: the reply and the log come over two pipes, and the daemon writes its lines once per batch.
+   */
+  logged(pattern: RegExp, timeoutMs?: number): Promise<void>;
   /** SIGTERM, then SIGKILL after 3 s; resolves when it has exited. */
   stop(): Promise<void>;
   /** Resolves with the exit code when the daemon exits on its own. */
@@ -77,6 +82,14 @@ export async function startDaemon(kind: DaemonKind, options: StartOptions = {}):
     child,
     exited,
     stderr: () => stderr,
+    async logged(pattern, timeoutMs = 5000) {
+      const end = Date.now() + timeoutMs;
+      while (!pattern.test(stderr)) {
+        if (Date.now() > end)
+          throw new Error(`no line matching ${String(pattern)} in ${timeoutMs} ms; stderr:\n${stderr}`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    },
     async stop() {
       running.delete(daemon);
       await stopChild(child, exited);
