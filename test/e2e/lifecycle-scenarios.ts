@@ -543,3 +543,52 @@ export function matrixTable(label: string, rows: readonly MatrixRow[]): string {
   }
   return lines.join('\n');
 }
+
+/**
+ * The matrix's rows as jest tests, in order, for a host booted in the caller's beforeAll: the same rows on every
+ * systemd. `systemd254`: the host's systemd has RestartMode=direct and FileDescriptorStorePreserve= (>= 254), which
+ * the installer then writes, so that a crash bounces no app and a stop then start keeps the registrations; on older
+ * systemd the rows measure (and the docs state) what is lost instead.
+ */
+export function defineLifecycleMatrix(lifecycle: () => Lifecycle, options: { systemd254: boolean; stepMs: number }) {
+  const { systemd254, stepMs } = options;
+  const row = (title: string, run: (lc: Lifecycle) => Promise<MatrixRow | MatrixRow[]>) =>
+    test(
+      title,
+      async () => {
+        for (const r of [await run(lifecycle())].flat()) expect(r.problems).toEqual([]);
+      },
+      stepMs,
+    );
+  row("install over Debian's running C epmd: every registration adopted, no app bounced", (lc) =>
+    lc.installOverCEpmd(),
+  );
+  row('systemctl reload to a new version: same process, nothing lost', (lc) =>
+    lc.reload('systemctl reload', '0.1.1-lc'),
+  );
+  row('systemctl reload again', (lc) => lc.reload('systemctl reload'));
+  row('the installer run again is a live upgrade', (lc) => lc.reload('installer again'));
+  row('a failed upgrade: reload fails, the old code serves on', (lc) => lc.failedUpgrade());
+  row('attach / detach: nothing lost, no app bounced', (lc) => lc.attachDetach());
+  row(
+    systemd254
+      ? 'crash and auto-restart: RestartMode=direct, nothing lost, no app bounced'
+      : 'crash and auto-restart: nothing lost (without RestartMode=direct, the restart is passed on to Requires= apps)',
+    (lc) => lc.crash(systemd254),
+  );
+  row('explicit restart: nothing lost outside Requires= apps, and the log names them', (lc) => lc.restart());
+  row(
+    systemd254
+      ? 'stop, then start: FileDescriptorStorePreserve=yes keeps the registrations'
+      : 'stop after upgrades ends with Result=success; then start (without FileDescriptorStorePreserve=, the fd store goes)',
+    async (lc) => {
+      const r = await lc.stopThenStart(systemd254);
+      await lc.restartClosedRaws();
+      return r;
+    },
+  );
+  row('uninstall: refused while raw registrations would be lost; --force stops no app', (lc) => lc.uninstall());
+  row("install over a stray epmd -daemon in an app's cgroup: every registration adopted", (lc) =>
+    lc.installOverStray(),
+  );
+}

@@ -4,15 +4,14 @@
  * installer writes RestartMode=direct and FileDescriptorStorePreserve=yes, so a crash bounces no app and a stop then
  * start keeps the registrations. Measured rows are printed with the prefix "[lifecycle-257]".
  *
- * Not part of `npm test` yet: it has not completed a run (each row needs a first install on a stock host), so it
- * runs on its own with `npm run test:lifecycle-257`. The build's downloads (apt-get, npm ci) happen first with the
- * machine's network; the installer itself then runs in the guest's own network namespace, so that `sdepmd adopt`
- * sees the guest's C epmd on port 4369, not the machine's.
+ * scripts/test.sh runs it after `npm test` (alone: `npm run test:lifecycle-257`). The build's downloads (apt-get,
+ * npm ci) happen first with the machine's network; the installer itself then runs in the guest's own network
+ * namespace, so that `sdepmd adopt` sees the guest's C epmd on port 4369, not the machine's.
  */
 import { DebianHost, GUEST_REPO, debianHostAvailable } from './debian-host';
 import { peerDescribe } from '../support/peers';
 import { reporter } from '../support/wait';
-import { Lifecycle, matrixTable, type MatrixRow } from '../e2e/lifecycle-scenarios';
+import { Lifecycle, defineLifecycleMatrix, matrixTable } from '../e2e/lifecycle-scenarios';
 
 const STEP = 40 * 60_000;
 const report = reporter('lifecycle-257');
@@ -24,7 +23,6 @@ const quote = (w: string): string => (/^[\w./:=@%+,-]+$/.test(w) ? w : `'${w.rep
 d('every transition of epmd itself, on systemd 257 (Debian 13)', () => {
   let host: DebianHost | undefined;
   let lc: Lifecycle;
-  const expectAsked = (row: MatrixRow) => expect(row.problems).toEqual([]);
 
   beforeAll(async () => {
     host = await DebianHost.boot('trixie');
@@ -63,39 +61,5 @@ d('every transition of epmd itself, on systemd 257 (Debian 13)', () => {
     await host?.shutdown();
   }, 120_000);
 
-  test("install over Debian's running C epmd", async () => expectAsked(await lc.installOverCEpmd()), STEP);
-  test(
-    'systemctl reload to a new version',
-    async () => expectAsked(await lc.reload('systemctl reload', '0.1.1-lc')),
-    STEP,
-  );
-  test('the installer run again', async () => expectAsked(await lc.reload('installer again')), STEP);
-  test('a failed upgrade', async () => expectAsked(await lc.failedUpgrade()), STEP);
-  test('attach / detach', async () => expectAsked(await lc.attachDetach()), STEP);
-  test(
-    'crash and auto-restart: RestartMode=direct, no app bounced',
-    async () => expectAsked(await lc.crash(true)),
-    STEP,
-  );
-  test('explicit restart', async () => expectAsked(await lc.restart()), STEP);
-  test(
-    'stop, then start: FileDescriptorStorePreserve=yes keeps the registrations',
-    async () => {
-      expectAsked(await lc.stopThenStart(true));
-      await lc.restartClosedRaws();
-    },
-    STEP,
-  );
-  test(
-    'uninstall',
-    async () => {
-      for (const row of await lc.uninstall()) expectAsked(row);
-    },
-    STEP,
-  );
-  test(
-    "install over a stray epmd -daemon in an app's cgroup",
-    async () => expectAsked(await lc.installOverStray()),
-    STEP,
-  );
+  defineLifecycleMatrix(() => lc, { systemd254: true, stepMs: STEP });
 });
