@@ -140,6 +140,43 @@ test('a request that came in pieces, then a hang-up while its reply is delayed: 
   await a.close();
 }, 20_000);
 
+test('a registration handed to another server as a raw fd stays registered on the same connection', async () => {
+  // What a live upgrade and the fd store do across processes, here between two servers in one process.
+  await start();
+  const held = await hold(endpoint.port, encodeAlive2Request(node('moved', 7100)));
+  await held.waitFor(6);
+  const registration = server.registry.lookup(Buffer.from('moved'))!;
+  const next = new EpmdServer({ limits: DEFAULT_LIMITS }, new Logger({ journal: true, level: 3, sink: () => {} }));
+  try {
+    const [served] = await next.listen([{ kind: 'address', host: '127.0.0.1', port: 0 }]);
+    const nextEndpoint = { host: '127.0.0.1', port: served!.port };
+    const restored = {
+      info: registration,
+      creation: registration.creation,
+      registeredAt: registration.registeredAt,
+      fdName: null,
+      peer: registration.owner.peer,
+    };
+    const fd = registration.owner.detach();
+    expect(fd).toBeGreaterThanOrEqual(0);
+    expect(next.adoptRegistration(fd, restored)).toBe(true);
+    expect(await portPlease(nextEndpoint, 'moved')).toMatchObject({ found: true, port: 7100 });
+    expect(next.registry.lookup(Buffer.from('moved'))?.creation).toBe(registration.creation);
+    // Another connection that claims the same name is refused, and its fd closed: its node sees EOF.
+    const twin = await hold(endpoint.port, encodeAlive2Request(node('twin', 7101)));
+    await twin.waitFor(6);
+    const claim = server.registry.lookup(Buffer.from('twin'))!.owner.detach();
+    expect(next.adoptRegistration(claim, restored)).toBe(false);
+    await twin.closed;
+    // The node's connection never closed, and its EOF now ends the registration in the new server.
+    expect(held.socket.destroyed).toBe(false);
+    await held.close();
+    await until(() => next.registry.size === 0);
+  } finally {
+    await next.close();
+  }
+});
+
 test('STOP closes the node connection and unregisters before answering', async () => {
   await start({ relaxed: true });
   const a = await register(endpoint, node('victim'));
