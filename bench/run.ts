@@ -177,12 +177,18 @@ function procTree(pid: number): number[] {
   }
   return out;
 }
-function rssKB(pid: number): number | null {
+/**
+ * Resident memory of a process and its children, in kB: all of it (VmRSS), or with `anonymous` only the pages that
+ * are the process's own (RssAnon: heap, stacks), not those of the files it maps, such as the node binary, which the
+ * page cache shares between every process that runs it.
+ */
+function rssKB(pid: number, anonymous = false): number | null {
+  const field = anonymous ? /RssAnon:\s+(\d+)\s+kB/ : /VmRSS:\s+(\d+)\s+kB/;
   let total = 0;
   let any = false;
   for (const p of procTree(pid)) {
     try {
-      const m = /VmRSS:\s+(\d+)\s+kB/.exec(fs.readFileSync(`/proc/${p}/status`, 'utf8'));
+      const m = field.exec(fs.readFileSync(`/proc/${p}/status`, 'utf8'));
       if (m && m[1]) {
         total += parseInt(m[1], 10);
         any = true;
@@ -248,7 +254,7 @@ function shippedNodeOptions(): string | null {
 const NODE_OPTIONS = shippedNodeOptions();
 /** What the bench runs: a daemon, or the trivial C sink. `missing` says why it cannot run. */
 interface Target {
-  key: 'epmd' | 'sdepmd' | 'sink';
+  key: 'epmd' | 'sdepmd' | 'sink' | 'node';
   label: string;
   missing: string | null;
   isSink?: boolean;
@@ -280,6 +286,23 @@ const SINK: Target = {
   missing: null,
   isSink: true,
   argv: (port) => [LOADGEN, 'sink', String(port), '1'],
+};
+/**
+ * Node's own floor: a bare `net` server answering every request with 4 bytes, started as sdepmd is (same node, same
+ * environment and NODE_OPTIONS). Measured for start-up and idle memory only, beside sdepmd, so that what Node itself
+ * costs on this machine is in the same run as what sdepmd adds to it.
+ */
+const NODE_FLOOR: Target = {
+  key: 'node',
+  label: 'bare Node server',
+  missing: null,
+  argv: (port) => [
+    process.execPath,
+    '-e',
+    "require('net').createServer((s) => s.end(Buffer.alloc(4))).listen(+process.argv[1])",
+    String(port),
+  ],
+  env: NODE_OPTIONS ? { NODE_OPTIONS } : undefined,
 };
 
 // Ask the daemon for NAMES; resolves true if it answered with at least the 4-byte port.
@@ -321,7 +344,10 @@ function spawnDaemon(t: Target, port: number): Proc & { stderrTail: string } {
       spawn('bash', ['-c', sh, ...args], {
         stdio: [t.isSink ? 'pipe' : 'ignore', 'ignore', 'pipe'],
         cwd: ROOT,
-        env: { ...(t.key === 'sdepmd' ? withoutNodeVariables(process.env) : process.env), ...t.env },
+        env: {
+          ...(t.key === 'sdepmd' || t.key === 'node' ? withoutNodeVariables(process.env) : process.env),
+          ...t.env,
+        },
       }),
     ),
     { stderrTail: '' },
@@ -567,6 +593,10 @@ interface Capacity {
 interface Rss {
   error?: string;
   idle_kb?: number | null;
+  /** RssAnon at the same moments as idle_kb, loaded_kb and after_kb. */
+  idle_anon_kb?: number | null;
+  loaded_anon_kb?: number | null;
+  after_anon_kb?: number | null;
   held?: number;
   loaded_kb?: number | null;
   capped?: string | undefined;
@@ -793,7 +823,7 @@ async function scenarioCapacity() {
 // RSS idle and with rssN registrations, fresh daemon, no lookup traffic in between
 async function scenarioRss() {
   log('RSS ...');
-  for (const t of [...TARGETS, SINK]) {
+  for (const t of [...TARGETS, SINK, NODE_FLOOR]) {
     const r: Rss = {};
     results.rss[t.key] = r;
     const d = await startDaemon(t);
@@ -803,17 +833,25 @@ async function scenarioRss() {
     }
     await sleep(300);
     r.idle_kb = rssKB(d.pid);
+    r.idle_anon_kb = rssKB(d.pid, true);
+    if (t === NODE_FLOOR) {
+      log(`  ${t.label}: idle ${r.idle_kb} kB (${r.idle_anon_kb} kB anonymous)`);
+      await stop(d.proc);
+      continue;
+    }
     const h = new Holder(d);
     await h.add(CFG.rssN, 'rss');
     await sleep(500);
     r.held = h.held;
     r.loaded_kb = alive(d.proc) ? rssKB(d.pid) : null;
+    r.loaded_anon_kb = alive(d.proc) ? rssKB(d.pid, true) : null;
     if (h.capped) r.capped = h.error;
     r.per_reg_bytes =
       r.loaded_kb !== null && r.idle_kb !== null && r.held > 0 ? ((r.loaded_kb - r.idle_kb) * 1024) / r.held : null;
     await h.release();
     await sleep(1000);
     r.after_kb = alive(d.proc) ? rssKB(d.pid) : null;
+    r.after_anon_kb = alive(d.proc) ? rssKB(d.pid, true) : null;
     log(
       `  ${t.label}: idle ${r.idle_kb} kB, ${r.held} regs ${r.loaded_kb} kB, ${r.per_reg_bytes === null ? 'n/a' : Math.round(r.per_reg_bytes)} B/reg, after they unregister ${r.after_kb} kB`,
     );
@@ -824,7 +862,7 @@ async function scenarioRss() {
 // cold start: spawn -> first successful NAMES reply, alternating targets
 async function scenarioCold() {
   log('cold start ...');
-  const targets = [...TARGETS, SINK];
+  const targets = [...TARGETS, SINK, NODE_FLOOR];
   const samples: Partial<Record<TargetKey, number[]>> = {};
   const cpuSamples: Partial<Record<TargetKey, number[]>> = {};
   const errors: Partial<Record<TargetKey, string>> = {};
@@ -948,6 +986,9 @@ function rows(): Row[] {
     }),
   );
   row('RSS once they have unregistered', fmtKB, (k) => rss(k).after_kb ?? null);
+  row('  anonymous (own pages): idle', fmtKB, (k) => rss(k).idle_anon_kb ?? null);
+  row(`  anonymous: with ${CFG.rssN.toLocaleString('en-US')}`, fmtKB, (k) => rss(k).loaded_anon_kb ?? null);
+  row('  anonymous: once they have unregistered', fmtKB, (k) => rss(k).after_anon_kb ?? null);
   row('bytes per registration', fmtInt, (k) => rss(k).per_reg_bytes ?? null);
   row('start to first reply (median)', fmtMs, (k) => results.cold_start[k]?.median_ms ?? null);
   row(
@@ -990,6 +1031,13 @@ function printTable() {
     );
   }
   for (const t of TARGETS) if (t.missing) console.log(`note: ${t.label} n/a: ${t.missing}`);
+  const floorStart = results.cold_start.node?.median_ms;
+  const floorRss = results.rss.node;
+  console.log(
+    `Node's own floor (a bare net server, same node and NODE_OPTIONS, same run): start to first reply ${fmtMs(floorStart)}` +
+      `, sdepmd ${ratio(results.cold_start.sdepmd?.median_ms, floorStart)} of it; RSS idle ${fmtKB(floorRss?.idle_kb)}` +
+      ` (${fmtKB(floorRss?.idle_anon_kb)} anonymous), sdepmd ${ratio(results.rss.sdepmd?.idle_kb, floorRss?.idle_kb)} of it`,
+  );
 
   // generator ceiling
   console.log('');
