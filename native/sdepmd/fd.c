@@ -8,10 +8,15 @@
  *   The inode number of a pidfd for `pid` on pidfs (Linux >= 6.9): a process's unique id, which systemd >= 256
  *   passes as LISTEN_PIDFDID. A negative errno otherwise: -EOPNOTSUPP when pidfds are not on pidfs (older kernels
  *   give every pidfd the same anonymous inode, so the number means nothing), -ESRCH for no such process, -ENOSYS
- *   without pidfd_open(2). */
+ *   without pidfd_open(2).
+ *
+ * trimHeap(): number
+ *   malloc_trim(0): gives the C heap's free pages back to the system (after many connections closed, glibc keeps
+ *   what their records used). 1 when memory was released, 0 when there was none to release. */
 #include "addon.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/vfs.h>
@@ -75,8 +80,17 @@ fail:
   return result;
 }
 
+static napi_value trim_heap(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value result = NULL;
+  CHECK(napi_create_int32(env, malloc_trim(0), &result));
+fail:
+  return result;
+}
+
 napi_status sdepmd_init_fd(napi_env env, napi_value exports) {
   napi_status status = sdepmd_export(env, exports, "setCloexec", set_cloexec);
+  if (status == napi_ok) status = sdepmd_export(env, exports, "pidfdInodeId", pidfd_inode_id);
   if (status != napi_ok) return status;
-  return sdepmd_export(env, exports, "pidfdInodeId", pidfd_inode_id);
+  return sdepmd_export(env, exports, "trimHeap", trim_heap);
 }

@@ -39,6 +39,8 @@ export interface SdepmdAddon extends EngineAddon {
    * listening, -EOPNOTSUPP or -ENOTSOCK when it is not TCP.
    */
   listenBacklog(fd: number): number;
+  /** malloc_trim(0): gives the C heap's free pages back to the system; 1 when it released some, else 0. */
+  trimHeap(): number;
 }
 
 /** dist/native/addon.js and src/native/addon.ts are both two levels below the repo root. */
@@ -66,6 +68,7 @@ const REQUIRED_EXPORTS: readonly (keyof SdepmdAddon)[] = [
   'dupFd',
   'execve',
   'listenBacklog',
+  'trimHeap',
   // engine.c
   'engineOpen',
   'engineListen',
