@@ -16,7 +16,9 @@ let lines: string[];
 let killed: number;
 let endpoint: { host: string; port: number };
 
-async function start(options: { relaxed?: boolean; limits?: Partial<Limits>; delayWriteMs?: number } = {}) {
+async function start(
+  options: { relaxed?: boolean; limits?: Partial<Limits>; delayWriteMs?: number; delayAcceptMs?: number } = {},
+) {
   lines = [];
   killed = 0;
   server = new EpmdServer(
@@ -24,6 +26,7 @@ async function start(options: { relaxed?: boolean; limits?: Partial<Limits>; del
       relaxedCommandCheck: options.relaxed ?? false,
       limits: { ...DEFAULT_LIMITS, ...options.limits },
       delayWriteMs: options.delayWriteMs ?? 0,
+      delayAcceptMs: options.delayAcceptMs ?? 0,
     },
     new Logger({ journal: true, level: 3, sink: (l) => lines.push(l) }),
     { kill: () => killed++ },
@@ -175,6 +178,28 @@ test('a registration handed to another server as a raw fd stays registered on th
   } finally {
     await next.close();
   }
+});
+
+test('-delay_accept: a connection is read only after the delay, whatever it sent at once; then served as usual', async () => {
+  await start({ delayAcceptMs: 400 });
+  const t0 = Date.now();
+  const timed = (writes: Buffer[], gapMs = 20) =>
+    probe(endpoint.port, writes, { gapMs, waitMs: 3000 }).then((r) => ({ ...r, at: Date.now() - t0 }));
+  const [a, b] = await Promise.all([
+    timed([encodeSimpleRequest(NAMES_REQ)]),
+    timed([Buffer.from([0, 1]), Buffer.from([NAMES_REQ])], 600),
+  ]);
+  for (const r of [a, b]) {
+    expect(r.ended).toBe('closed');
+    expect(r.reply.readUInt32BE(0)).toBe(endpoint.port);
+  }
+  expect(a.at).toBeGreaterThanOrEqual(390); // its request was there at once, but not read before the delay
+  expect(b.at).toBeGreaterThanOrEqual(600); // read at 400 ms, half a request: it waited for the rest
+  const t1 = Date.now();
+  const reg = await register(endpoint, node('late'));
+  expect(Date.now() - t1).toBeGreaterThanOrEqual(390); // a registration waits for the delay too
+  expect(await registered()).toEqual(['late']);
+  await reg.close();
 });
 
 test('STOP closes the node connection and unregisters before answering', async () => {
