@@ -278,6 +278,7 @@ class Daemon {
   async serve(): Promise<void> {
     const config = this.#config;
     await new Promise<void>((resolve) => setImmediate(resolve));
+    if (this.#stopping) return; // a KILL_REQ among those connections
     this.#controlPath =
       config.controlSocket === undefined ? controlSocketPath(this.#server.epmdPort, this.#env) : config.controlSocket;
     await this.#openControl((m) => this.#log.info(`${m}; sdepmd status will not work`));

@@ -1,7 +1,7 @@
 /**
  * node:net, loaded on first use. With the streams it pulls in, it costs several milliseconds to compile at start,
- * and the daemon serves its first request without it (the engine is native): only the control socket, the clients
- * and the address checks of -address need it.
+ * and the daemon serves its first request without it (the engine is native). The control socket, the clients,
+ * connections handed back by the fd store or adopted from another epmd, and -address's checks load it.
  */
 let loaded: typeof import('node:net') | undefined;
 
