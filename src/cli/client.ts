@@ -2,7 +2,8 @@
  * An EPMD client: one request per connection, as OTP's erl_epmd and the C `epmd` client verbs do.
  * Used by the CLI verbs (-names, -kill, -stop, `sdepmd names`) and by the tests.
  */
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
+import { lazyNet } from '../util/lazy-net';
 import {
   decodeAlive2Reply,
   decodeNamesReply,
@@ -38,7 +39,7 @@ export function exchange(endpoint: Endpoint, request: Buffer, timeoutMs = 10_000
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let connected = false;
-    const socket = connect({ host: endpoint.host, port: endpoint.port }, () => {
+    const socket = lazyNet().connect({ host: endpoint.host, port: endpoint.port }, () => {
       connected = true;
       socket.write(request);
     });
@@ -99,7 +100,9 @@ export function register(
 ): Promise<HeldRegistration> {
   return new Promise((resolve, reject) => {
     let buffered = Buffer.alloc(0);
-    const socket = connect({ host: endpoint.host, port: endpoint.port }, () => socket.write(encodeAlive2Request(node)));
+    const socket = lazyNet().connect({ host: endpoint.host, port: endpoint.port }, () =>
+      socket.write(encodeAlive2Request(node)),
+    );
     const onData = (chunk: Buffer) => {
       buffered = Buffer.concat([buffered, chunk]);
       let reply: Alive2Reply | null;

@@ -2,10 +2,10 @@
  * Daemon configuration: the C epmd's flags and environment variables, resolved into one typed value.
  * Pure: argv values and an environment in, a config or an error message out.
  */
-import { isIP } from 'node:net';
 import { DEFAULT_PORT } from '../protocol/constants';
 import { DEFAULT_LIMITS, type Limits } from '../policy/policy';
 import { DEFAULT_LOG_LEVEL } from './log';
+import { lazyNet } from '../util/lazy-net';
 
 export interface DaemonConfig {
   /** The port to bind when no sockets are passed in, and the port NAMES reports. */
@@ -76,7 +76,8 @@ export function resolveAddresses(flag: unknown, env: NodeJS.ProcessEnv): Resolve
   const list: string[] = [];
   for (const item of raw.split(/[\s,]+/).filter(Boolean)) {
     const address = item.replace(/^\[(.*)\]$/, '$1');
-    if (!isIP(address)) return { ok: false, error: `${source}: ${JSON.stringify(item)} is not an IP address` };
+    if (!lazyNet().isIP(address))
+      return { ok: false, error: `${source}: ${JSON.stringify(item)} is not an IP address` };
     if (!list.includes(address)) list.push(address);
   }
   for (const loopback of ['127.0.0.1', '::1']) if (!list.includes(loopback)) list.push(loopback);

@@ -12,7 +12,8 @@
  *   adopt           registrations taken over from another epmd (`sdepmd adopt`, as root): the daemon answers
  *                   "ready", then reads AdoptFrames with their fds (SCM_RIGHTS, handover.ts), and answers an AdoptReply
  */
-import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import type { Server, Socket } from 'node:net';
+import { lazyNet } from '../util/lazy-net';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { ServerStats } from '../policy/connection';
@@ -121,7 +122,7 @@ export async function startControlServer(
     onError(`control socket ${socketPath}: ${(err as Error).message}`);
     return null;
   }
-  const server = createServer((socket) => {
+  const server = lazyNet().createServer((socket) => {
     let input = '';
     socket.setTimeout(5000, () => socket.destroy());
     socket.on('error', () => socket.destroy());
@@ -280,7 +281,7 @@ export function queryControl<T extends ControlCommand>(
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    const socket = createConnection(socketPath, () => socket.write(`${command}\n`));
+    const socket = lazyNet().createConnection(socketPath, () => socket.write(`${command}\n`));
     socket.setTimeout(timeoutMs, () => socket.destroy(new Error(`no answer on ${socketPath} within ${timeoutMs} ms`)));
     socket.on('data', (chunk: Buffer) => {
       size += chunk.length;

@@ -3,7 +3,8 @@
  * across a restart, serve, tell systemd, log, and stop or hand over to new code.
  */
 import { closeSync } from 'node:fs';
-import { Socket, type Server } from 'node:net';
+import type { Server, Socket } from 'node:net';
+import { lazyNet } from '../util/lazy-net';
 import { EpmdServer, describeTarget, type ListenTarget, type ServedSocket } from '../engine/server';
 import { DEFAULT_LOG_LEVEL, Logger, printableName } from './log';
 import type { DaemonConfig } from './config';
@@ -214,7 +215,7 @@ class Daemon {
       why: 'its connection did not come back from the fd store',
     }));
     const watched = recovery.adopt.map(({ fd, record }) =>
-      watchRestored(new Socket({ fd, readable: true, writable: true }), record),
+      watchRestored(new (lazyNet().Socket)({ fd, readable: true, writable: true }), record),
     );
     if (watched.length > 0) await new Promise((r) => setTimeout(r, STALE_CHECK_MS));
     let restored = 0;
@@ -269,9 +270,15 @@ class Daemon {
     }
   }
 
-  /** Phase 4, serve: the control socket, and the log line that says what is served. */
+  /**
+   * Phase 4, serve: the control socket, and the log line that says what is served. The EPMD sockets already serve:
+   * one turn of the event loop first answers the connections already waiting (under socket activation, the one that
+   * started the daemon) before node:net is loaded for the control socket. READY=1 still waits for all of it.
+   */
   async serve(): Promise<void> {
     const config = this.#config;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    if (this.#stopping) return; // a KILL_REQ among those connections
     this.#controlPath =
       config.controlSocket === undefined ? controlSocketPath(this.#server.epmdPort, this.#env) : config.controlSocket;
     await this.#openControl((m) => this.#log.info(`${m}; sdepmd status will not work`));
@@ -295,6 +302,8 @@ class Daemon {
 
   /** Phase 5, notify: READY=1 (after a live upgrade, this ends the reload), the watchdog, STATUS= refreshes. */
   notify(): void {
+    // Stopped while starting (a KILL_REQ among the first requests): STOPPING=1 was sent; no READY=1 or watchdog now.
+    if (this.#stopping) return;
     const notifier = this.#notifier;
     notifier.status(this.#statusText());
     notifier.ready();
@@ -381,7 +390,10 @@ class Daemon {
       upgrade: (tell: (reply: UpgradeReply) => Promise<void>) => this.#upgrade(tell),
       adopt: (nodes: readonly { info: NodeInfoRecord; fd: number }[]) => this.#adopt(nodes),
     };
-    this.#control = path ? await startControlServer(path, provider, onError) : null;
+    const control = path ? await startControlServer(path, provider, onError) : null;
+    // Stopped meanwhile (a KILL_REQ among the first requests): #stop found no control socket to close.
+    if (control && this.#stopping) control.close();
+    else this.#control = control;
   }
 
   async #closeControl(): Promise<void> {
@@ -562,7 +574,7 @@ class Daemon {
         closeFdQuietly(fd);
         continue;
       }
-      const socket = new Socket({ fd, readable: true, writable: true });
+      const socket = new (lazyNet().Socket)({ fd, readable: true, writable: true });
       const restored = {
         info: { ...info, name, extra: Buffer.from(info.extra, 'hex') },
         creation: server.registry.issueCreation(info.highestVersion),

@@ -2,7 +2,6 @@
  * Connection policy: who may ask what, and the limits that keep one peer from hurting the others.
  * Pure functions and plain data; the server applies them.
  */
-import { isIPv4 } from 'node:net';
 import type { RequestKind } from '../protocol/codec';
 
 /** Limits on connections and requests. 0 means "no limit" for the counts. */
@@ -46,6 +45,24 @@ export function isLocalOnly(kind: RequestKind): boolean {
 }
 
 /**
+ * Whether `text` is an IPv4 address in dotted-quad form, as net.isIPv4 says (four decimal numbers from 0 to 255, no
+ * leading zeros). Written out so that the first request needs neither node:net (see util/lazy-net.ts) nor a regex.
+ */
+export function isDottedQuad(text: string): boolean {
+  let parts = 0;
+  let start = 0;
+  for (let i = 0; i <= text.length; i++) {
+    if (i < text.length && text[i] !== '.') continue;
+    const part = text.slice(start, i);
+    if (++parts > 4 || part === '' || part.length > 3 || (part.length > 1 && part[0] === '0')) return false;
+    for (const c of part) if (c < '0' || c > '9') return false;
+    if (Number(part) > 255) return false;
+    start = i + 1;
+  }
+  return parts === 4;
+}
+
+/**
  * Normalises an address as Node reports it: an IPv4-mapped IPv6 address (`::ffff:127.0.0.1`, as a dual-stack
  * socket reports IPv4 peers) becomes the plain IPv4 address, and an IPv6 zone index is dropped.
  */
@@ -54,7 +71,7 @@ export function normaliseAddress(address: string | undefined): string {
   const lower = address.toLowerCase();
   if (lower.startsWith('::ffff:')) {
     const tail = lower.slice(7);
-    if (isIPv4(tail)) return tail;
+    if (isDottedQuad(tail)) return tail;
   }
   const zone = lower.indexOf('%');
   return zone >= 0 ? lower.slice(0, zone) : lower;
