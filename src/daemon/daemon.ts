@@ -74,16 +74,19 @@ export interface DaemonOptions {
  *   2. restore  registrations from before: left by the previous code (a live upgrade), or handed back by the fd store
  *   3. listen   the listening sockets: passed by systemd, inherited across execve, or bound here
  *   4. serve    the control socket, and the line that says what is served
- *   5. notify   READY (after a live upgrade, this ends the reload), the watchdog, STATUS= refreshes
- *   6. signals  SIGTERM/SIGINT stop, SIGUSR1/2 change the log level, SIGHUP upgrades
+ *   5. signals  SIGTERM/SIGINT stop, SIGUSR1/2 change the log level, SIGHUP upgrades
+ *   6. notify   READY (after a live upgrade, this ends the reload), the watchdog, STATUS= refreshes
+ *
+ * Signals come before READY=1: systemd may send SIGHUP (ExecReload=) or SIGTERM as soon as it hears it, and the
+ * scheduler may run systemd before this process's next line; without a handler, either signal would kill it.
  */
 export async function startDaemon(config: DaemonConfig, options: DaemonOptions = {}): Promise<RunningDaemon> {
   const daemon = new Daemon(config, options);
   await daemon.restore();
   await daemon.listen();
   await daemon.serve();
-  daemon.notify();
   daemon.handleSignals();
+  daemon.notify();
   return daemon.running();
 }
 
@@ -300,7 +303,7 @@ class Daemon {
     }
   }
 
-  /** Phase 5, notify: READY=1 (after a live upgrade, this ends the reload), the watchdog, STATUS= refreshes. */
+  /** Phase 6, notify: READY=1 (after a live upgrade, this ends the reload), the watchdog, STATUS= refreshes. */
   notify(): void {
     // Stopped while starting (a KILL_REQ among the first requests): STOPPING=1 was sent; no READY=1 or watchdog now.
     if (this.#stopping) return;
@@ -320,7 +323,7 @@ class Daemon {
     }
   }
 
-  /** Phase 6, signals (when asked to: the CLI does, in-process tests do not). */
+  /** Phase 5, signals (when asked to: the CLI does, in-process tests do not). */
   handleSignals(): void {
     if (!this.#options.handleSignals) return;
     for (const [event, handler] of this.#processHandlers()) process.on(event, handler as () => void);
