@@ -325,7 +325,8 @@ class Daemon {
 
   /** Phase 5, signals (when asked to: the CLI does, in-process tests do not). */
   handleSignals(): void {
-    if (!this.#options.handleSignals) return;
+    // Stopped while starting (a KILL_REQ among the first requests): its stop has already run, and would not undo them.
+    if (!this.#options.handleSignals || this.#stopping) return;
     for (const [event, handler] of this.#processHandlers()) process.on(event, handler as () => void);
   }
 
