@@ -15,12 +15,7 @@ import { VERSION } from '../version';
 import { parseDaemonFlags } from './fast-flags';
 import { SUBCOMMANDS, suggest, unknownFlagMessage, usageMessage, USAGE_EXIT_CODE, VERBS, wrapText } from './verbs';
 import { either, literal, object, string, type Shape } from '../util/shape';
-
-/** Loaded on first use, not at start-up: the daemon serves without it (child_process loads net and streams). */
-function childProcess(): typeof import('node:child_process') {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports -- a lazy load: import() would make every caller async
-  return require('node:child_process') as typeof import('node:child_process');
-}
+import { lazyChildProcess } from '../util/lazy-modules';
 
 export { SUBCOMMANDS } from './verbs';
 
@@ -419,7 +414,7 @@ async function clientVerb(args: CliArgs, io: CliIo): Promise<number> {
 async function detach(argv: readonly string[], io: CliIo): Promise<number> {
   const rest = argv.filter((a) => a !== '-daemon' && a !== '--daemon');
   const entry = entryScript();
-  const child = childProcess().spawn(process.execPath, [entry, ...rest], {
+  const child = lazyChildProcess().spawn(process.execPath, [entry, ...rest], {
     detached: true,
     stdio: ['ignore', 'ignore', 'ignore', 'ipc'],
     env: { ...io.env, SDEPMD_DETACHED: '1' },

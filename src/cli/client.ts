@@ -3,7 +3,7 @@
  * Used by the CLI verbs (-names, -kill, -stop, `sdepmd names`) and by the tests.
  */
 import type { Socket } from 'node:net';
-import { lazyNet } from '../util/lazy-net';
+import { lazyNet } from '../util/lazy-modules';
 import {
   decodeAlive2Reply,
   decodeNamesReply,

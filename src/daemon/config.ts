@@ -5,7 +5,7 @@
 import { DEFAULT_PORT } from '../protocol/constants';
 import { DEFAULT_LIMITS, type Limits } from '../policy/policy';
 import { DEFAULT_LOG_LEVEL } from './log';
-import { lazyNet } from '../util/lazy-net';
+import { lazyNet } from '../util/lazy-modules';
 
 export interface DaemonConfig {
   /** The port to bind when no sockets are passed in, and the port NAMES reports. */

@@ -13,7 +13,7 @@
  *                   "ready", then reads AdoptFrames with their fds (SCM_RIGHTS, handover.ts), and answers an AdoptReply
  */
 import type { Server, Socket } from 'node:net';
-import { lazyNet } from '../util/lazy-net';
+import { lazyNet } from '../util/lazy-modules';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { ServerStats } from '../policy/connection';

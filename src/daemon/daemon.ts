@@ -4,7 +4,7 @@
  */
 import { closeSync } from 'node:fs';
 import type { Server, Socket } from 'node:net';
-import { lazyNet } from '../util/lazy-net';
+import { lazyNet } from '../util/lazy-modules';
 import { EpmdServer, describeTarget, type ListenTarget, type ServedSocket } from '../engine/server';
 import { DEFAULT_LOG_LEVEL, Logger, printableName } from './log';
 import type { DaemonConfig } from './config';

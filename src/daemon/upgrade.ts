@@ -28,12 +28,7 @@ import { parseUpgradeState, type HandedListener, type HandedRegistration, type U
 import { VERSION } from '../version';
 import { UPGRADE_CHECK_ENV } from './config';
 import { runtimeDirectory } from '../systemd/runtime-directory';
-
-/** Loaded on first use, not at start-up: the daemon serves without it (child_process loads net and streams). */
-function childProcess(): typeof import('node:child_process') {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports -- a lazy load: import() would make every caller async
-  return require('node:child_process') as typeof import('node:child_process');
-}
+import { lazyChildProcess } from '../util/lazy-modules';
 
 /** Names the file that holds the UpgradeState, in the new code's environment. */
 export const UPGRADE_STATE_ENV = 'SDEPMD_UPGRADE_STATE';
@@ -85,7 +80,7 @@ function runCheck(command: readonly string[], env: NodeJS.ProcessEnv): Promise<C
     }
     let out = '';
     let err = '';
-    const child = childProcess().spawn(process.execPath, [...process.execArgv, ...command], {
+    const child = lazyChildProcess().spawn(process.execPath, [...process.execArgv, ...command], {
       env: childEnv,
       stdio: ['ignore', 'pipe', 'pipe'],
     });

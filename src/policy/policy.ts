@@ -46,7 +46,7 @@ export function isLocalOnly(kind: RequestKind): boolean {
 
 /**
  * Whether `text` is an IPv4 address in dotted-quad form, as net.isIPv4 says (four decimal numbers from 0 to 255, no
- * leading zeros). Written out so that the first request needs neither node:net (see util/lazy-net.ts) nor a regex.
+ * leading zeros). Written out so that the first request needs neither node:net (see util/lazy-modules.ts) nor a regex.
  */
 export function isDottedQuad(text: string): boolean {
   let parts = 0;

@@ -1,7 +1,7 @@
 /**
  * What the daemon loads to serve: node:net (with the streams it pulls in) costs several milliseconds of every start,
  * and the native engine serves without it. Only the control socket, the clients and -address's checks load it
- * (src/util/lazy-net.ts). A top-level import of node:net anywhere on the daemon's path would bring the cost back.
+ * (src/util/lazy-modules.ts). A top-level import of node:net anywhere on the daemon's path would bring the cost back.
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
